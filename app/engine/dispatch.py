@@ -1,0 +1,61 @@
+"""What the engine hands to an executor: constant-size task messages.
+
+A message names a run, a step (and a ``foreach`` element) and an attempt; it never
+carries the rest of the workflow, so its size does not grow with the workflow. The
+executor (a thread pool, or Celery) only has to deliver it to ``Engine.execute``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class TaskKey:
+    """A schedulable unit: a step, or one element of a ``foreach`` step."""
+
+    step: str
+    index: int | None = None
+
+    @property
+    def token(self) -> str:
+        return self.step if self.index is None else f"{self.step}[{self.index}]"
+
+    @classmethod
+    def parse(cls, token: str) -> TaskKey:
+        if token.endswith("]") and "[" in token:
+            step, _, index = token[:-1].rpartition("[")
+            return cls(step, int(index))
+        return cls(token)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskMessage:
+    run_id: str
+    step: str
+    index: int | None
+    attempt: int
+    workflow: str
+    queue: str | None = None
+    priority: int | None = None
+    timeout: float | None = None
+    #: Seconds to wait before running (a retry's delay).
+    countdown: float = 0.0
+
+    @property
+    def key(self) -> TaskKey:
+        return TaskKey(self.step, self.index)
+
+    @property
+    def task_id(self) -> str:
+        """Deterministic: a redelivered or duplicated message has the same id."""
+        return f"{self.run_id}:{self.key.token}:{self.attempt}"
+
+
+class Dispatcher(Protocol):
+    def dispatch(self, message: TaskMessage) -> None:
+        """Deliver ``message`` to some worker, which calls ``Engine.execute`` with it."""
+
+    def revoke(self, run_id: str) -> None:
+        """Stop the run's running tasks and drop its delayed ones (best effort)."""

@@ -1,0 +1,187 @@
+"""The embedded executor: the engine on a thread pool, in one process, nothing installed.
+
+The engine decides everything; this file only delivers task messages to threads, runs
+the watchdog that enforces each step's ``timeout`` and stops running work on cancel.
+Work is stopped through the step context's cancel event: a ``bash`` step's process
+group is killed, an async step's task is cancelled. Plain Python code in a thread
+cannot be killed; its step is failed at the deadline and its late result is ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from app.config import Settings, get_settings
+from app.engine.dispatch import TaskMessage
+from app.engine.engine import Engine
+from app.engine.memory_store import MemoryStore
+from app.engine.plan import Plan
+from app.engine.state import RunStatus
+from app.workflow.models import Workflow
+from modules.registry import Registry, default_registry
+
+log = logging.getLogger("chordflow.embedded")
+
+
+class EmbeddedExecutor:
+    """Run workflows in this process. Use as a context manager, or call ``close``."""
+
+    def __init__(
+        self,
+        registry: Registry | None = None,
+        *,
+        threads: int | None = None,
+        settings: Settings | None = None,
+    ):
+        settings = settings or get_settings()
+        self.store = MemoryStore()
+        self.engine = Engine(
+            self.store,
+            registry or default_registry(),
+            self,
+            secrets=settings.load_secrets(),
+            workdir=settings.workdir,
+            on_finish=self._on_finish,
+        )
+        self._pool = ThreadPoolExecutor(
+            max_workers=threads or settings.embedded_threads, thread_name_prefix="chordflow"
+        )
+        self._lock = threading.Lock()
+        self._done: dict[str, threading.Event] = {}
+        self._running: dict[str, set[threading.Event]] = defaultdict(set)
+        self._timers: dict[str, set[threading.Timer]] = defaultdict(set)
+        self._closed = False
+
+    # -- the public API --------------------------------------------------------------
+
+    def compile(self, workflow: Workflow) -> Plan:
+        return self.engine.compile(workflow)
+
+    def submit(
+        self, workflow: Workflow | Plan, variables: Mapping[str, Any] | None = None
+    ) -> str:
+        """Start a run and return its id at once."""
+        plan = workflow if isinstance(workflow, Plan) else self.compile(workflow)
+        run_id = self.engine.submit(plan, variables)
+        with self._lock:
+            self._done[run_id] = threading.Event()
+        self.engine.start(run_id)
+        return run_id
+
+    def wait(self, run_id: str, timeout: float | None = None) -> RunStatus:
+        """Block until the run finishes; Ctrl-C cancels it (and is re-raised)."""
+        done = self._done[run_id]
+        try:
+            # Short waits so that the main thread sees KeyboardInterrupt promptly.
+            remaining = timeout
+            while not done.wait(0.1 if remaining is None else min(0.1, remaining)):
+                if remaining is not None:
+                    remaining -= 0.1
+                    if remaining <= 0:
+                        break
+        except KeyboardInterrupt:
+            self.cancel(run_id, "interrupted (Ctrl-C)")
+            raise
+        return self.store.get_run(run_id).status
+
+    def run(
+        self,
+        workflow: Workflow | Plan,
+        variables: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> str:
+        """Submit and wait; return the run id (read the outcome from ``store``)."""
+        run_id = self.submit(workflow, variables)
+        self.wait(run_id, timeout)
+        return run_id
+
+    def cancel(self, run_id: str, reason: str = "cancelled") -> bool:
+        return self.engine.cancel(run_id, reason)
+
+    def close(self) -> None:
+        """Cancel unfinished runs, stop timers, and wait for the threads to exit."""
+        if self._closed:
+            return
+        self._closed = True
+        for run_id, done in list(self._done.items()):
+            if not done.is_set():
+                self.cancel(run_id, "executor closed")
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> EmbeddedExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the Dispatcher protocol -------------------------------------------------------
+
+    def dispatch(self, message: TaskMessage) -> None:
+        if message.countdown > 0:
+            timer = threading.Timer(message.countdown, self._delayed, (message,))
+            timer.daemon = True
+            with self._lock:
+                self._timers[message.run_id].add(timer)
+            timer.start()
+        else:
+            self._submit(message)
+
+    def revoke(self, run_id: str) -> None:
+        with self._lock:
+            events = list(self._running.get(run_id, ()))
+            timers = list(self._timers.pop(run_id, ()))
+        for timer in timers:
+            timer.cancel()
+        for event in events:
+            event.set()
+
+    # -- internals -------------------------------------------------------------------
+
+    def _delayed(self, message: TaskMessage) -> None:
+        with self._lock:
+            self._timers[message.run_id].discard(threading.current_thread())  # type: ignore[arg-type]
+        self._submit(message)
+
+    def _submit(self, message: TaskMessage) -> None:
+        if self._closed:
+            return
+        try:
+            self._pool.submit(self._work, message)
+        except RuntimeError:  # the pool is shutting down
+            log.debug("dropped %s: executor closed", message.task_id)
+
+    def _work(self, message: TaskMessage) -> None:
+        cancel_event = threading.Event()
+        with self._lock:
+            self._running[message.run_id].add(cancel_event)
+        watchdog = None
+        if message.timeout:
+            watchdog = threading.Timer(message.timeout, self._time_out, (message, cancel_event))
+            watchdog.daemon = True
+            watchdog.start()
+        try:
+            self.engine.execute(message, cancel_event)
+        except BaseException as exc:  # noqa: BLE001 - recorded, never lost
+            self.engine.fail_unexpected(message, exc)
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
+            with self._lock:
+                self._running[message.run_id].discard(cancel_event)
+
+    def _time_out(self, message: TaskMessage, cancel_event: threading.Event) -> None:
+        cancel_event.set()
+        self.engine.attempt_failed(message, f"timed out after {message.timeout:g}s")
+
+    def _on_finish(self, run_id: str, status: RunStatus) -> None:
+        with self._lock:
+            done = self._done.get(run_id)
+            self._running.pop(run_id, None)
+        if done is not None:
+            done.set()

@@ -1,0 +1,496 @@
+"""The engine: every state transition of a run, shared by every executor.
+
+Execution is choreography (DESIGN.md, "Execution model"). There is no central
+scheduler loop: the task that finishes a step records the result and releases the
+children it unblocked. A child with several parents is released by an idempotent
+counter in the store, so the last parent to finish releases it exactly once, and a
+step starts as soon as its own parents are done. A child that will not run (a failed
+parent, a skipped parent, a false ``when``) is decided on the spot and releases its
+own children in turn, iteratively, so a chain of ten thousand skipped steps needs no
+deep recursion.
+
+Every write is a compare-and-set on the state the caller expects, so duplicated or
+late messages (a redelivery, a timed-out attempt that returns after all) change
+nothing. Executors differ only in how a :class:`TaskMessage` reaches
+:meth:`Engine.execute`: a thread pool for the embedded executor, Celery for workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from app.engine.dispatch import Dispatcher, TaskKey, TaskMessage
+from app.engine.plan import Plan, StepPlan, compile_plan
+from app.engine.records import Event, ItemRecord, RunRecord, StepRecord, now
+from app.engine.redaction import redact
+from app.engine.state import STEP_UNFINISHED, RunStatus, StepStatus
+from app.engine.store import Store
+from app.errors import (
+    ChordflowError,
+    ConditionError,
+    ReferenceResolutionError,
+    StepCancelled,
+    StepFailed,
+)
+from app.workflow.models import Workflow
+from app.workflow.templating import resolve_in
+from modules.context import StepContext, run_coroutine
+from modules.registry import ParamsInvalid, Registry
+
+log = logging.getLogger("chordflow.engine")
+step_log = logging.getLogger("chordflow.step")
+
+_QUEUED = frozenset({StepStatus.QUEUED})
+_RUNNING = frozenset({StepStatus.RUNNING})
+_PENDING = frozenset({StepStatus.PENDING})
+_READY = frozenset({StepStatus.READY})
+
+FinishCallback = Callable[[str, RunStatus], None]
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Engine:
+    """Runs plans against a store, handing tasks to a dispatcher."""
+
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        dispatcher: Dispatcher,
+        *,
+        secrets: Mapping[str, str] | None = None,
+        workdir: os.PathLike[str] | str | None = None,
+        on_finish: FinishCallback | None = None,
+    ):
+        self.store = store
+        self.registry = registry
+        self.dispatcher = dispatcher
+        self.secrets = dict(secrets or {})
+        self.workdir = workdir
+        self.on_finish = on_finish
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self._plans: dict[str, Plan] = {}
+        self._plans_lock = threading.Lock()
+
+    # -- plans ---------------------------------------------------------------------
+
+    def compile(self, workflow: Workflow) -> Plan:
+        plan = compile_plan(workflow, self.registry)
+        with self._plans_lock:
+            self._plans[plan.digest] = plan
+        return plan
+
+    def plan_for(self, run: RunRecord) -> Plan:
+        """The run's plan, compiled once per process and cached by content digest."""
+        plan = self._plans.get(run.digest)
+        if plan is None:
+            definition = self.store.get_workflow(run.id)
+            workflow = (
+                definition
+                if isinstance(definition, Workflow)
+                else Workflow.model_validate(definition)
+            )
+            plan = self.compile(workflow)
+        return plan
+
+    # -- starting, cancelling -------------------------------------------------------------
+
+    def submit(
+        self,
+        plan: Plan,
+        variables: Mapping[str, Any] | None = None,
+        *,
+        run_id: str | None = None,
+        trigger: str = "manual",
+    ) -> str:
+        """Record a new pending run of ``plan``; ``start`` sets it going."""
+        with self._plans_lock:
+            self._plans.setdefault(plan.digest, plan)
+        run = RunRecord(
+            id=run_id or new_run_id(),
+            workflow=plan.name,
+            version=plan.workflow.version,
+            digest=plan.digest,
+            variables=plan.effective_variables(variables),
+            steps_left=len(plan.steps),
+            max_parallel=plan.workflow.max_parallel,
+            trigger=trigger,
+        )
+        steps = [
+            StepRecord(
+                run_id=run.id,
+                name=sp.name,
+                module=sp.module,
+                method=sp.method_name,
+                waiting_on=len(sp.parents),
+            )
+            for sp in plan.steps.values()
+        ]
+        self.store.create_run(run, steps, plan.workflow)
+        self._event(run.id, "run_created", data={"workflow": plan.name, "trigger": trigger})
+        return run.id
+
+    def start(self, run_id: str) -> None:
+        if not self.store.set_run_status(
+            run_id, {RunStatus.PENDING}, RunStatus.RUNNING, started_at=now()
+        ):
+            return
+        self._event(run_id, "run_started")
+        run = self.store.get_run(run_id)
+        plan = self.plan_for(run)
+        finished = [name for name in plan.roots if self._release(run, plan, name)]
+        if finished:
+            self._propagate(run, plan, finished)
+
+    def cancel(self, run_id: str, reason: str = "cancelled") -> bool:
+        """Cancel a pending or running run: nothing more starts, running work is stopped."""
+        if not self.store.set_run_status(
+            run_id,
+            {RunStatus.PENDING, RunStatus.RUNNING},
+            RunStatus.CANCELLED,
+            finished_at=now(),
+            error=reason,
+        ):
+            return False
+        for name, rec in self.store.get_steps(run_id).items():
+            if rec.status in STEP_UNFINISHED:
+                self.store.transition_step(
+                    run_id, name, STEP_UNFINISHED, StepStatus.CANCELLED,
+                    finished_at=now(), error=reason,
+                )
+            for index, item in enumerate(rec.items or ()):
+                if item.status in STEP_UNFINISHED:
+                    self.store.transition_item(
+                        run_id, name, index, STEP_UNFINISHED, StepStatus.CANCELLED,
+                        finished_at=now(), error=reason,
+                    )
+        self.dispatcher.revoke(run_id)
+        self._event(run_id, "run_cancelled", data={"reason": reason})
+        if self.on_finish:
+            self.on_finish(run_id, RunStatus.CANCELLED)
+        return True
+
+    # -- executing one task ----------------------------------------------------------------
+
+    def execute(self, msg: TaskMessage, cancel_event: threading.Event | None = None) -> None:
+        """Run one attempt of one step (or ``foreach`` element), then release its children.
+
+        Never raises for a step's own failure: that is recorded. A message for a step that
+        is not queued for exactly this attempt is a duplicate and does nothing.
+        """
+        run = self.store.get_run(msg.run_id)
+        if run.status is not RunStatus.RUNNING:
+            return
+        plan = self.plan_for(run)
+        sp = plan.steps[msg.step]
+        key = msg.key
+        records = self.store.get_steps(run.id, sp.reads) if sp.reads else {}
+        scope = self._scope(run, records)
+        if key.index is not None:
+            step_rec = self.store.get_steps(run.id, (sp.name,))[sp.name]
+            if step_rec.items is None or key.index >= len(step_rec.items):
+                return
+            scope["item"] = step_rec.items[key.index].value
+            scope["item_index"] = key.index
+
+        try:
+            rendered = sp.params.render(resolve_in(scope))
+            params = sp.method.validate(rendered)
+        except (ReferenceResolutionError, ParamsInvalid) as exc:
+            # Rendering is deterministic: retrying cannot help, so fail for good.
+            self._finish_task(run, plan, sp, key, msg.attempt, _QUEUED, StepStatus.FAILED,
+                              error=f"params: {exc}", attempts=msg.attempt)
+            return
+
+        started = now()
+        if not self._transition(run.id, key, _QUEUED, StepStatus.RUNNING,
+                                attempt=msg.attempt - 1, attempts=msg.attempt,
+                                started_at=started, worker=self.worker,
+                                params=redact(rendered, self.secrets)):
+            return
+        if key.index is not None:
+            self.store.transition_step(run.id, sp.name, _QUEUED, StepStatus.RUNNING,
+                                       started_at=started, worker=self.worker)
+        self._event(run.id, "step_started", key, {"attempt": msg.attempt})
+
+        ctx = StepContext(
+            run_id=run.id,
+            step=sp.name,
+            attempt=msg.attempt,
+            workdir_root=self.workdir,
+            logger=logging.LoggerAdapter(step_log, {"run_id": run.id, "step": key.token}),
+            secrets=self.secrets,
+            deadline=(time.monotonic() + msg.timeout) if msg.timeout else None,
+            cancel_event=cancel_event or threading.Event(),
+            item_index=key.index,
+            workflow=run.workflow,
+        )
+        try:
+            outputs = self._call(sp, params, ctx)
+            if sp.outputs is not None:
+                declared = sp.outputs.render(
+                    resolve_in({**scope, "params": rendered, "outputs": outputs})
+                )
+                outputs = {**outputs, **declared}
+        except StepCancelled:
+            if self.store.get_run(run.id).status is RunStatus.CANCELLED:
+                return  # cancel() has recorded it
+            self.attempt_failed(msg, "cancelled")
+        except StepFailed as exc:
+            self.attempt_failed(msg, redact(str(exc), self.secrets))
+        except Exception as exc:  # a step module's own failure, whatever its type
+            step_log.debug("step %s failed", key.token, exc_info=True)
+            self.attempt_failed(msg, redact(f"{type(exc).__name__}: {exc}", self.secrets))
+        else:
+            self._finish_task(run, plan, sp, key, msg.attempt, _RUNNING, StepStatus.SUCCEEDED,
+                              outputs=redact(outputs, self.secrets))
+
+    def attempt_failed(self, msg: TaskMessage, error: str) -> None:
+        """Retry the attempt if retries are left, else fail the task for good.
+
+        Also called by an executor's watchdog when an attempt exceeds its timeout; the
+        compare-and-set on (status, attempt) makes a second call for the same attempt a
+        no-op.
+        """
+        run = self.store.get_run(msg.run_id)
+        plan = self.plan_for(run)
+        sp = plan.steps[msg.step]
+        key = msg.key
+        if run.status is RunStatus.RUNNING and msg.attempt <= sp.step.retries:
+            if self._transition(run.id, key, _RUNNING, StepStatus.QUEUED,
+                                attempt=msg.attempt, error=error, queued_at=now()):
+                delay = sp.step.retry_delay
+                self._event(run.id, "step_retry", key,
+                            {"attempt": msg.attempt, "error": error, "delay": delay})
+                self.dispatcher.dispatch(self._message(run, sp, key, msg.attempt + 1, delay))
+            return
+        self._finish_task(run, plan, sp, key, msg.attempt, _RUNNING, StepStatus.FAILED,
+                          error=error)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _call(self, sp: StepPlan, params: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+        ctx.check()
+        if sp.method.is_async:
+            result = run_coroutine(sp.method.fn(ctx, **params), ctx)
+        else:
+            result = sp.method.fn(ctx, **params)
+        if result is None:
+            outputs: dict[str, Any] = {}
+        elif isinstance(result, Mapping):
+            outputs = dict(result)
+        else:
+            outputs = {"result": result}
+        if sp.step.fail_on_false_status and outputs.get("status") is False:
+            detail = outputs.get("error") or outputs.get("stderr") or outputs.get("message")
+            raise StepFailed("the module returned status false" +
+                             (f": {detail}" if detail else ""))
+        return outputs
+
+    def _finish_task(
+        self,
+        run: RunRecord,
+        plan: Plan,
+        sp: StepPlan,
+        key: TaskKey,
+        attempt: int,
+        expect: frozenset[StepStatus],
+        status: StepStatus,
+        **fields: Any,
+    ) -> None:
+        """Record a task's final status, free its slot, and release what it unblocked."""
+        expect_attempt = attempt - 1 if expect is _QUEUED else attempt
+        if not self._transition(run.id, key, expect, status, attempt=expect_attempt,
+                                finished_at=now(), **fields):
+            return
+        self._event(run.id, f"step_{status}", key,
+                    {"error": fields["error"]} if "error" in fields else None)
+        if run.max_parallel is not None:
+            for token in self.store.release(run.id, key.token, run.max_parallel):
+                self._queue(run, plan.steps[TaskKey.parse(token).step], TaskKey.parse(token))
+        if key.index is not None:
+            left = self.store.count_item(run.id, sp.name, key.index)
+            if left != 0:
+                return
+            self._gather(run, sp)
+        self._propagate(run, plan, [sp.name])
+
+    def _gather(self, run: RunRecord, sp: StepPlan) -> None:
+        """All elements of a ``foreach`` step are done: finish the step itself."""
+        rec = self.store.get_steps(run.id, (sp.name,))[sp.name]
+        items = rec.items or []
+        outputs = {"items": [item.outputs for item in items]}
+        failed = [(i, item) for i, item in enumerate(items)
+                  if item.status is not StepStatus.SUCCEEDED]
+        if failed:
+            first_i, first = failed[0]
+            error = (f"{len(failed)} of {len(items)} items failed; "
+                     f"item {first_i}: {first.error}")
+            status = StepStatus.FAILED
+        else:
+            error, status = None, StepStatus.SUCCEEDED
+        if self.store.transition_step(
+            run.id, sp.name, {StepStatus.READY, StepStatus.QUEUED, StepStatus.RUNNING}, status,
+            outputs=outputs, error=error, finished_at=now(),
+        ):
+            self._event(run.id, f"step_{status}", TaskKey(sp.name),
+                        {"error": error} if error else None)
+
+    def _propagate(self, run: RunRecord, plan: Plan, finished: list[str]) -> None:
+        """Count finished steps for their children and the run; release what is unblocked."""
+        stack = list(finished)
+        while stack:
+            done = stack.pop()
+            for child in plan.steps[done].children:
+                if self.store.count_parent(run.id, child, done) == 0:
+                    if self._release(run, plan, child):
+                        stack.append(child)
+            if self.store.count_step(run.id, done) == 0:
+                self._finish_run(run.id, plan)
+
+    def _release(self, run: RunRecord, plan: Plan, name: str) -> bool:
+        """All parents of ``name`` are done: decide its fate. True if it finished already."""
+        sp = plan.steps[name]
+        if self.store.get_run(run.id).status is not RunStatus.RUNNING:
+            return False
+        parents = self.store.get_steps(run.id, sp.parents) if sp.parents else {}
+        if any(
+            p.status is StepStatus.UPSTREAM_FAILED
+            or (p.status is StepStatus.FAILED
+                and not plan.steps[p.name].step.continue_on_failure)
+            for p in parents.values()
+        ):
+            return self._decide(run.id, name, StepStatus.UPSTREAM_FAILED)
+        if any(p.status in (StepStatus.SKIPPED, StepStatus.CANCELLED) for p in parents.values()):
+            return self._decide(run.id, name, StepStatus.SKIPPED)
+        scope = self._scope(run, parents)
+        if sp.when is not None:
+            try:
+                go = sp.when.evaluate(resolve_in(scope))
+            except ConditionError as exc:
+                return self._decide(run.id, name, StepStatus.FAILED, error=f"when: {exc}")
+            if not go:
+                return self._decide(run.id, name, StepStatus.SKIPPED)
+        if sp.foreach is not None:
+            try:
+                items = sp.foreach.render(resolve_in(scope))
+            except ReferenceResolutionError as exc:
+                return self._decide(run.id, name, StepStatus.FAILED, error=f"foreach: {exc}")
+            if not isinstance(items, list):
+                return self._decide(
+                    run.id, name, StepStatus.FAILED,
+                    error=f"foreach: expected a list, got {type(items).__name__}",
+                )
+            if not items:
+                return self._decide(run.id, name, StepStatus.SUCCEEDED, outputs={"items": []})
+            if not self.store.transition_step(
+                run.id, name, _PENDING, StepStatus.READY,
+                items=[ItemRecord(status=StepStatus.READY, value=v) for v in items],
+                items_left=len(items),
+            ):
+                return False
+            self._event(run.id, "step_ready", TaskKey(name), {"items": len(items)})
+            for index in range(len(items)):
+                self._admit(run, sp, TaskKey(name, index))
+            return False
+        if not self.store.transition_step(run.id, name, _PENDING, StepStatus.READY):
+            return False
+        self._admit(run, sp, TaskKey(name))
+        return False
+
+    def _decide(self, run_id: str, name: str, status: StepStatus, **fields: Any) -> bool:
+        if self.store.transition_step(run_id, name, _PENDING, status, finished_at=now(),
+                                      **fields):
+            self._event(run_id, f"step_{status}", TaskKey(name),
+                        {"error": fields["error"]} if "error" in fields else None)
+            return True
+        return False
+
+    def _admit(self, run: RunRecord, sp: StepPlan, key: TaskKey) -> None:
+        if run.max_parallel is None or self.store.admit(run.id, key.token, run.max_parallel):
+            self._queue(run, sp, key)
+
+    def _queue(self, run: RunRecord, sp: StepPlan, key: TaskKey) -> None:
+        if not self._transition(run.id, key, _READY, StepStatus.QUEUED, queued_at=now()):
+            return
+        if key.index is not None:
+            self.store.transition_step(run.id, sp.name, _READY, StepStatus.QUEUED,
+                                       queued_at=now())
+        self.dispatcher.dispatch(self._message(run, sp, key, 1, 0.0))
+
+    def _message(
+        self, run: RunRecord, sp: StepPlan, key: TaskKey, attempt: int, countdown: float
+    ) -> TaskMessage:
+        step = sp.step
+        return TaskMessage(run.id, sp.name, key.index, attempt, run.workflow, step.queue,
+                           step.priority, step.timeout, countdown)
+
+    def _transition(
+        self, run_id: str, key: TaskKey, expect: frozenset[StepStatus], status: StepStatus,
+        *, attempt: int | None = None, **fields: Any,
+    ) -> bool:
+        if key.index is None:
+            return self.store.transition_step(run_id, key.step, expect, status,
+                                              attempt=attempt, **fields)
+        fields.pop("params", None)
+        fields.pop("worker", None)
+        return self.store.transition_item(run_id, key.step, key.index, expect, status,
+                                          attempt=attempt, **fields)
+
+    def _finish_run(self, run_id: str, plan: Plan) -> None:
+        steps = self.store.get_steps(run_id)
+        failed = [
+            name for name in plan.order
+            if steps[name].status is StepStatus.FAILED
+            and not plan.steps[name].step.continue_on_failure
+        ]
+        outputs: dict[str, Any] | None = None
+        error: str | None = None
+        if failed:
+            error = f"step '{failed[0]}' failed: {steps[failed[0]].error}"
+        else:
+            run = self.store.get_run(run_id)
+            try:
+                outputs = plan.outputs.render(resolve_in(self._scope(run, steps)))
+            except ReferenceResolutionError as exc:
+                error = f"outputs: {exc}"
+        status = RunStatus.FAILED if error else RunStatus.SUCCEEDED
+        if self.store.set_run_status(run_id, {RunStatus.RUNNING}, status, finished_at=now(),
+                                     outputs=outputs, error=error):
+            self._event(run_id, f"run_{status}", data={"error": error} if error else None)
+            if self.on_finish:
+                self.on_finish(run_id, status)
+
+    def _scope(self, run: RunRecord, records: Mapping[str, StepRecord]) -> dict[str, Any]:
+        return {
+            "variables": run.variables,
+            "steps": {name: rec.view() for name, rec in records.items()},
+            "run": {"id": run.id, "workflow": run.workflow},
+            "secrets": self.secrets,
+        }
+
+    def _event(
+        self, run_id: str, kind: str, key: TaskKey | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        self.store.append_event(Event(run_id, kind, key.token if key else None, data))
+
+    def fail_unexpected(self, msg: TaskMessage, exc: BaseException) -> None:
+        """An executor caught an error outside any step (a bug, a store outage)."""
+        log.error("task %s crashed: %s", msg.task_id,
+                  "".join(traceback.format_exception(exc)))
+        try:
+            self.attempt_failed(msg, f"internal error: {type(exc).__name__}: {exc}")
+        except ChordflowError:
+            log.exception("could not record the failure of %s", msg.task_id)

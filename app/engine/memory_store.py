@@ -1,0 +1,202 @@
+"""The in-memory store of the embedded executor.
+
+One lock makes each method atomic, which is exactly the guarantee the MongoDB store
+gets from single-document updates; the engine cannot tell them apart. Reads return
+copies so a caller can never change a record without going through a transition.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections import defaultdict, deque
+from collections.abc import Collection, Iterable
+from typing import Any
+
+from app.engine.records import Event, RunRecord, StepRecord
+from app.engine.state import RunStatus, StepStatus, check_run, check_step
+from app.errors import RunNotFound
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs: dict[str, RunRecord] = {}
+        self._steps: dict[str, dict[str, StepRecord]] = {}
+        self._workflows: dict[str, Any] = {}
+        self._events: dict[str, list[Event]] = defaultdict(list)
+        # Bookkeeping that makes the counters idempotent, and the slot queues.
+        self._counted: dict[tuple[str, str], set[str]] = defaultdict(set)
+        self._items_done: dict[tuple[str, str], set[int]] = defaultdict(set)
+        self._finished: dict[str, set[str]] = defaultdict(set)
+        self._slots: dict[str, set[str]] = defaultdict(set)
+        self._waiting: dict[str, deque[str]] = defaultdict(deque)
+        self._waiting_set: dict[str, set[str]] = defaultdict(set)
+
+    # -- runs -----------------------------------------------------------------------
+
+    def create_run(self, run: RunRecord, steps: Iterable[StepRecord], workflow: Any) -> None:
+        with self._lock:
+            if run.id in self._runs:
+                raise ValueError(f"run {run.id} exists")
+            self._runs[run.id] = run
+            self._steps[run.id] = {s.name: s for s in steps}
+            self._workflows[run.id] = workflow
+
+    def _run(self, run_id: str) -> RunRecord:
+        try:
+            return self._runs[run_id]
+        except KeyError:
+            raise RunNotFound(f"no run '{run_id}'") from None
+
+    def get_run(self, run_id: str) -> RunRecord:
+        with self._lock:
+            return copy.copy(self._run(run_id))
+
+    def get_workflow(self, run_id: str) -> Any:
+        with self._lock:
+            self._run(run_id)
+            return self._workflows[run_id]
+
+    def list_runs(self) -> list[RunRecord]:
+        with self._lock:
+            return [copy.copy(r) for r in self._runs.values()]
+
+    def set_run_status(
+        self, run_id: str, expect: Collection[RunStatus], status: RunStatus, **fields: Any
+    ) -> bool:
+        with self._lock:
+            run = self._run(run_id)
+            if run.status not in expect:
+                return False
+            check_run(run.status, status)
+            run.status = status
+            for key, value in fields.items():
+                setattr(run, key, value)
+            return True
+
+    # -- steps ----------------------------------------------------------------------
+
+    def get_steps(
+        self, run_id: str, names: Collection[str] | None = None
+    ) -> dict[str, StepRecord]:
+        with self._lock:
+            self._run(run_id)
+            steps = self._steps[run_id]
+            chosen = steps.values() if names is None else (steps[n] for n in names)
+            # Shallow copies: outputs and params are never mutated in place.
+            return {s.name: copy.copy(s) for s in chosen}
+
+    def transition_step(
+        self,
+        run_id: str,
+        name: str,
+        expect: Collection[StepStatus],
+        status: StepStatus,
+        *,
+        attempt: int | None = None,
+        **fields: Any,
+    ) -> bool:
+        with self._lock:
+            step = self._steps[run_id][name]
+            if step.status not in expect or (attempt is not None and step.attempts != attempt):
+                return False
+            check_step(step.status, status)
+            step.status = status
+            for key, value in fields.items():
+                setattr(step, key, value)
+            return True
+
+    def transition_item(
+        self,
+        run_id: str,
+        name: str,
+        index: int,
+        expect: Collection[StepStatus],
+        status: StepStatus,
+        *,
+        attempt: int | None = None,
+        **fields: Any,
+    ) -> bool:
+        with self._lock:
+            step = self._steps[run_id][name]
+            assert step.items is not None, f"step {name} is not a foreach step"
+            item = step.items[index]
+            if item.status not in expect or (attempt is not None and item.attempts != attempt):
+                return False
+            check_step(item.status, status)
+            item.status = status
+            for key, value in fields.items():
+                setattr(item, key, value)
+            if item.attempts > step.attempts:
+                step.attempts = item.attempts
+            return True
+
+    # -- idempotent counters ----------------------------------------------------------
+
+    def count_parent(self, run_id: str, child: str, parent: str) -> int | None:
+        with self._lock:
+            counted = self._counted[run_id, child]
+            if parent in counted:
+                return None
+            counted.add(parent)
+            step = self._steps[run_id][child]
+            step.waiting_on -= 1
+            return step.waiting_on
+
+    def count_item(self, run_id: str, name: str, index: int) -> int | None:
+        with self._lock:
+            done = self._items_done[run_id, name]
+            if index in done:
+                return None
+            done.add(index)
+            step = self._steps[run_id][name]
+            step.items_left -= 1
+            return step.items_left
+
+    def count_step(self, run_id: str, name: str) -> int | None:
+        with self._lock:
+            finished = self._finished[run_id]
+            if name in finished:
+                return None
+            finished.add(name)
+            run = self._run(run_id)
+            run.steps_left -= 1
+            return run.steps_left
+
+    # -- max_parallel slots -------------------------------------------------------------
+
+    def admit(self, run_id: str, key: str, limit: int) -> bool:
+        with self._lock:
+            slots = self._slots[run_id]
+            if key in slots:
+                return True
+            if len(slots) < limit:
+                slots.add(key)
+                return True
+            if key not in self._waiting_set[run_id]:
+                self._waiting_set[run_id].add(key)
+                self._waiting[run_id].append(key)
+            return False
+
+    def release(self, run_id: str, key: str, limit: int) -> list[str]:
+        with self._lock:
+            slots, waiting = self._slots[run_id], self._waiting[run_id]
+            slots.discard(key)
+            admitted = []
+            while waiting and len(slots) < limit:
+                nxt = waiting.popleft()
+                self._waiting_set[run_id].discard(nxt)
+                slots.add(nxt)
+                admitted.append(nxt)
+            return admitted
+
+    # -- events -----------------------------------------------------------------------
+
+    def append_event(self, event: Event) -> None:
+        with self._lock:
+            self._events[event.run_id].append(event)
+
+    def events(self, run_id: str, after: int = 0) -> list[Event]:
+        with self._lock:
+            return list(self._events[run_id][after:])

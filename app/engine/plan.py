@@ -1,0 +1,338 @@
+"""Compiling a workflow into a plan: everything checkable before a step runs.
+
+``compile_plan`` validates a :class:`~app.workflow.models.Workflow` against the module
+registry and returns an immutable :class:`Plan`, or raises ``ValidationFailed`` with
+every problem, each naming its step and field: unknown modules, methods and params,
+malformed or dangling references, references used where they mean nothing (``${item}``
+outside ``foreach``), ``when`` expressions that do not parse, duplicate names, cycles.
+
+A step's dependencies are its ``depends_on`` plus every step its templates read. The
+plan keeps, per step, its parents and children (what the engine's counters need) and
+the steps it reads (what the engine fetches to render its params).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+
+from app.errors import ConditionError, ValidationFailed, WorkflowError
+from app.workflow.conditions import Condition, parse_condition
+from app.workflow.models import Step, Workflow
+from app.workflow.references import STEP_ATTRIBUTES, Reference
+from app.workflow.templating import Literal, Node, Ref, TemplateSyntaxError, compile_template
+from modules.registry import MethodSpec, ModuleError, Registry
+
+#: Which reference roots each kind of field may use.
+PARAM_ROOTS = frozenset({"variables", "steps", "run", "secrets"})
+FOREACH_ROOTS = frozenset({"item", "item_index"})
+OUTPUT_ROOTS = frozenset({"params", "outputs"})
+
+
+@dataclass(frozen=True, slots=True)
+class StepPlan:
+    name: str
+    step: Step
+    method: MethodSpec
+    params: Node
+    outputs: Node | None
+    when: Condition | None
+    foreach: Node | None
+    parents: tuple[str, ...]
+    children: tuple[str, ...]
+    #: Steps whose records the templates of this step read.
+    reads: tuple[str, ...]
+
+    @property
+    def module(self) -> str:
+        return self.step.module
+
+    @property
+    def method_name(self) -> str:
+        return self.method.name
+
+
+@dataclass(frozen=True)
+class Plan:
+    workflow: Workflow
+    steps: dict[str, StepPlan]
+    #: Step names in a topological order (parents before children).
+    order: tuple[str, ...]
+    roots: tuple[str, ...]
+    outputs: Node
+    #: Steps the workflow outputs read.
+    output_reads: tuple[str, ...]
+    digest: str
+    graph: nx.DiGraph = field(repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.workflow.name
+
+    def effective_variables(self, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The workflow's variables with a run's overrides; unknown names are an error."""
+        variables = dict(self.workflow.variables)
+        if overrides:
+            unknown = sorted(set(overrides) - set(variables))
+            if unknown:
+                declared = ", ".join(sorted(variables)) or "none"
+                raise ValidationFailed(
+                    WorkflowError(
+                        f"unknown variable '{name}' (declared: {declared}); "
+                        "declare it under 'variables' to set it per run",
+                        field=f"variables.{name}",
+                    )
+                    for name in unknown
+                )
+            variables.update(overrides)
+        return variables
+
+
+def compile_plan(workflow: Workflow, registry: Registry) -> Plan:
+    """Validate ``workflow`` completely and compile it; raise ValidationFailed."""
+    errors: list[WorkflowError] = []
+    names: set[str] = set()
+    for step in workflow.steps:
+        if step.name in names:
+            errors.append(WorkflowError("duplicate step name", step=step.name, field="name"))
+        names.add(step.name)
+
+    compiled: dict[str, dict[str, Any]] = {}
+    for step in workflow.steps:
+        if step.name in compiled:
+            continue
+        compiled[step.name] = _compile_step(step, workflow, names, registry, errors)
+
+    outputs, output_refs = _compile_field(workflow.outputs, "outputs", None, errors)
+    output_reads = _check_refs(output_refs, PARAM_ROOTS, None, "outputs", workflow, names,
+                               errors)
+
+    graph = nx.DiGraph()
+    graph.add_nodes_from(compiled)
+    for name, c in compiled.items():
+        for parent in c["parents"]:
+            if parent in compiled:
+                graph.add_edge(parent, name)
+    if not errors:
+        try:
+            cycle = nx.find_cycle(graph)
+        except nx.NetworkXNoCycle:
+            cycle = None
+        if cycle:
+            path = " -> ".join([u for u, _ in cycle] + [cycle[0][0]])
+            first = cycle[0][0]
+            errors.append(
+                WorkflowError(f"dependency cycle: {path}", step=first, field="depends_on")
+            )
+    if errors:
+        raise ValidationFailed(errors)
+
+    order = tuple(nx.topological_sort(graph))
+    steps = {
+        name: StepPlan(
+            name=name,
+            step=c["step"],
+            method=c["method"],
+            params=c["params"],
+            outputs=c["outputs"],
+            when=c["when"],
+            foreach=c["foreach"],
+            parents=tuple(graph.predecessors(name)),
+            children=tuple(graph.successors(name)),
+            reads=tuple(sorted(c["reads"])),
+        )
+        for name, c in compiled.items()
+    }
+    return Plan(
+        workflow=workflow,
+        steps=steps,
+        order=order,
+        roots=tuple(n for n in order if not steps[n].parents),
+        outputs=outputs,
+        output_reads=tuple(sorted(output_reads)),
+        digest=workflow_digest(workflow),
+        graph=graph,
+    )
+
+
+def workflow_digest(workflow: Workflow) -> str:
+    """A content hash: the same definition always compiles to the same plan."""
+    text = json.dumps(workflow.model_dump(mode="json", exclude_defaults=True), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _compile_step(
+    step: Step, workflow: Workflow, names: set[str], registry: Registry,
+    errors: list[WorkflowError],
+) -> dict[str, Any]:
+    def err(message: str, fld: str) -> None:
+        errors.append(WorkflowError(message, step=step.name, field=fld))
+
+    method: MethodSpec | None = None
+    try:
+        module = registry.module(step.module)
+        try:
+            method = module.get(step.method)
+        except ModuleError as exc:
+            err(str(exc), "method")
+    except ModuleError as exc:
+        err(str(exc), "module")
+    if method is not None:
+        for fld, message in method.check_names(step.params):
+            err(message, f"params.{fld}")
+
+    in_foreach = step.foreach is not None
+    param_roots = PARAM_ROOTS | (FOREACH_ROOTS if in_foreach else frozenset())
+    reads: set[str] = set()
+
+    params, refs = _compile_field(step.params, "params", step.name, errors)
+    reads |= _check_refs(refs, param_roots, step, "params", workflow, names, errors)
+
+    outputs: Node | None = None
+    if step.outputs:
+        outputs, refs = _compile_field(step.outputs, "outputs", step.name, errors)
+        reads |= _check_refs(refs, param_roots | OUTPUT_ROOTS, step, "outputs", workflow,
+                             names, errors)
+
+    when: Condition | None = None
+    if step.when is not None:
+        try:
+            when = parse_condition(step.when)
+        except ConditionError as exc:
+            err(f"cannot parse condition: {exc}", "when")
+        else:
+            reads |= _check_refs(when.references(), PARAM_ROOTS, step, "when", workflow,
+                                 names, errors)
+
+    foreach: Node | None = None
+    if step.foreach is not None:
+        node, refs = _compile_field(step.foreach, "foreach", step.name, errors)
+        if isinstance(step.foreach, str) and not isinstance(node, Ref | Literal):
+            err("must be a single reference such as '${steps.list.outputs.items}', "
+                "or a list", "foreach")
+        elif isinstance(node, Literal) and not isinstance(node.value, list):
+            err("must be a single reference such as '${steps.list.outputs.items}', "
+                "or a list", "foreach")
+        else:
+            foreach = node
+        reads |= _check_refs(refs, PARAM_ROOTS, step, "foreach", workflow, names, errors)
+
+    parents: set[str] = set(reads)
+    for dep in step.depends_on:
+        if dep == step.name:
+            err("a step cannot depend on itself", "depends_on")
+        elif dep not in names:
+            err(f"unknown step '{dep}'{_suggest(dep, names)}", "depends_on")
+        else:
+            parents.add(dep)
+    return {
+        "step": step,
+        "method": method,
+        "params": params,
+        "outputs": outputs,
+        "when": when,
+        "foreach": foreach,
+        "parents": parents,
+        "reads": reads,
+    }
+
+
+def _compile_field(
+    value: Any, fld: str, step: str | None, errors: list[WorkflowError]
+) -> tuple[Node, list[tuple[str, Reference]]]:
+    """Compile one field; return the node and its references with their field paths."""
+    try:
+        node = compile_template(value, fld)
+    except TemplateSyntaxError as exc:
+        errors.append(WorkflowError(str(exc), step=step, field=exc.where))
+        return Literal(None), []
+    refs: list[tuple[str, Reference]] = []
+    _collect(value, fld, refs)
+    return node, refs
+
+
+def _collect(value: Any, where: str, out: list[tuple[str, Reference]]) -> None:
+    """References with the field path they sit at, for precise error messages."""
+    if isinstance(value, str):
+        if "${" in value:
+            out.extend((where, r) for r in compile_template(value, where).references())
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            _collect(v, f"{where}.{k}", out)
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            _collect(v, f"{where}[{i}]", out)
+
+
+def _check_refs(
+    refs: Iterable[tuple[str, Reference] | Reference],
+    roots: frozenset[str],
+    step: Step | None,
+    default_field: str,
+    workflow: Workflow,
+    names: set[str],
+    errors: list[WorkflowError],
+) -> set[str]:
+    """Check each reference; return the steps they read."""
+    reads: set[str] = set()
+    step_name = step.name if step else None
+    for entry in refs:
+        fld, ref = entry if isinstance(entry, tuple) else (default_field, entry)
+
+        def err(message: str, fld: str = fld, ref: Reference = ref) -> None:
+            errors.append(WorkflowError(f"'${{{ref.text}}}': {message}", step=step_name,
+                                        field=fld))
+
+        root = ref.root
+        if root not in roots:
+            err(_root_hint(root, default_field))
+            continue
+        if root == "variables":
+            if len(ref.path) >= 2 and ref.path[1] not in workflow.variables:
+                declared = ", ".join(sorted(workflow.variables)) or "none"
+                err(f"unknown variable '{ref.path[1]}' (declared: {declared})")
+        elif root == "steps":
+            if len(ref.path) < 3:
+                err("write '${steps.NAME.outputs.KEY}'")
+                continue
+            target, attr = str(ref.path[1]), ref.path[2]
+            if target not in names:
+                err(f"unknown step '{target}'{_suggest(target, names)}")
+            elif target == step_name:
+                err("a step cannot read itself (use '${outputs.KEY}' in declared outputs)")
+            elif attr not in STEP_ATTRIBUTES:
+                err(f"unknown step attribute '{attr}' "
+                    f"(use one of: {', '.join(sorted(STEP_ATTRIBUTES))})")
+            else:
+                reads.add(target)
+        elif root == "params" and step is not None:
+            if len(ref.path) >= 2 and ref.path[1] not in step.params:
+                err(f"the step has no param '{ref.path[1]}'")
+        elif root == "secrets":
+            if len(ref.path) != 2:
+                err("name a secret, as in '${secrets.NAME}'")
+        elif root == "run":
+            if len(ref.path) != 2 or ref.path[1] not in ("id", "workflow"):
+                err("use '${run.id}' or '${run.workflow}'")
+    return reads
+
+
+def _root_hint(root: str, fld: str) -> str:
+    if root in FOREACH_ROOTS:
+        return f"'{root}' is only available in a step with 'foreach'"
+    if root in OUTPUT_ROOTS:
+        return f"'{root}' is only available in a step's declared 'outputs'"
+    return (f"unknown reference root '{root}' in {fld} "
+            "(use variables., steps., run., params., outputs., item)")
+
+
+def _suggest(name: str, names: set[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(names), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""

@@ -1,0 +1,106 @@
+"""What a store records about runs, steps and events.
+
+Plain dataclasses: cheap to create by the ten thousand, and each maps one-to-one onto
+a MongoDB document (``to_dict``), so the in-memory store and the MongoDB store keep
+the same records.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from app.engine.state import RunStatus, StepStatus
+
+
+def now() -> float:
+    """Wall-clock time as a UNIX timestamp: what records and reports carry."""
+    return time.time()
+
+
+@dataclass(slots=True)
+class ItemRecord:
+    """One element of a ``foreach`` step."""
+
+    status: StepStatus = StepStatus.PENDING
+    attempts: int = 0
+    #: The element of the list this item runs for (``${item}``).
+    value: Any = None
+    outputs: dict[str, Any] | None = None
+    error: str | None = None
+    queued_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+
+
+@dataclass(slots=True)
+class StepRecord:
+    run_id: str
+    name: str
+    module: str
+    method: str
+    status: StepStatus = StepStatus.PENDING
+    attempts: int = 0
+    #: Rendered params of the last attempt (``${steps.S.params.P}`` reads them).
+    params: dict[str, Any] | None = None
+    outputs: dict[str, Any] | None = None
+    error: str | None = None
+    queued_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    worker: str | None = None
+    #: Parents not yet finished; the last parent to finish releases this step. (The
+    #: store also remembers which parents counted, so none counts twice.)
+    waiting_on: int = 0
+    items: list[ItemRecord] | None = None
+    items_left: int = 0
+
+    def view(self) -> dict[str, Any]:
+        """What a reference ``${steps.NAME.<attr>}`` can read."""
+        return {
+            "outputs": self.outputs if self.outputs is not None else {},
+            "params": self.params if self.params is not None else {},
+            "status": str(self.status),
+            "error": self.error,
+            "attempts": self.attempts,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class RunRecord:
+    id: str
+    workflow: str
+    version: str
+    digest: str
+    status: RunStatus = RunStatus.PENDING
+    variables: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, Any] | None = None
+    error: str | None = None
+    created_at: float = field(default_factory=now)
+    started_at: float | None = None
+    finished_at: float | None = None
+    #: Steps not yet finished; the step that brings this to zero finishes the run.
+    steps_left: int = 0
+    max_parallel: int | None = None
+    trigger: str = "manual"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class Event:
+    """One line of a run's append-only log."""
+
+    run_id: str
+    type: str
+    step: str | None = None
+    data: dict[str, Any] | None = None
+    ts: float = field(default_factory=now)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,82 @@
+"""The store interface: every read and write the engine makes.
+
+Each write that dispatch depends on is one atomic compare-and-set on one record (one
+MongoDB document): a status change that names the status it expects, a counter that
+remembers who already counted. That is what lets any number of workers finish steps
+concurrently, and lets a duplicated message change nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from typing import Any, Protocol
+
+from app.engine.records import Event, RunRecord, StepRecord
+from app.engine.state import RunStatus, StepStatus
+
+
+class Store(Protocol):
+    def create_run(self, run: RunRecord, steps: Iterable[StepRecord], workflow: Any) -> None:
+        """Record a new run, its steps (pending) and the workflow it runs, at once."""
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """The run; raise RunNotFound if there is none."""
+
+    def get_workflow(self, run_id: str) -> Any:
+        """The workflow (definition) a run was created from."""
+
+    def get_steps(
+        self, run_id: str, names: Collection[str] | None = None
+    ) -> dict[str, StepRecord]:
+        """Step records by name (all of them when ``names`` is None)."""
+
+    def set_run_status(
+        self, run_id: str, expect: Collection[RunStatus], status: RunStatus, **fields: Any
+    ) -> bool:
+        """Compare-and-set the run's status, also setting ``fields``; False if not in ``expect``."""
+
+    def transition_step(
+        self,
+        run_id: str,
+        name: str,
+        expect: Collection[StepStatus],
+        status: StepStatus,
+        *,
+        attempt: int | None = None,
+        **fields: Any,
+    ) -> bool:
+        """Compare-and-set a step's status (and, if given, its ``attempts``)."""
+
+    def transition_item(
+        self,
+        run_id: str,
+        name: str,
+        index: int,
+        expect: Collection[StepStatus],
+        status: StepStatus,
+        *,
+        attempt: int | None = None,
+        **fields: Any,
+    ) -> bool:
+        """Compare-and-set one ``foreach`` element's status."""
+
+    def count_parent(self, run_id: str, child: str, parent: str) -> int | None:
+        """Count ``parent`` as finished for ``child``: parents left, None if counted before."""
+
+    def count_item(self, run_id: str, name: str, index: int) -> int | None:
+        """Count a ``foreach`` element as finished: elements left, None if counted before."""
+
+    def count_step(self, run_id: str, name: str) -> int | None:
+        """Count a step as finished for its run: steps left, None if counted before."""
+
+    def admit(self, run_id: str, key: str, limit: int) -> bool:
+        """Take a ``max_parallel`` slot for ``key``, or queue it; True if admitted."""
+
+    def release(self, run_id: str, key: str, limit: int) -> list[str]:
+        """Free ``key``'s slot (idempotent); return the waiting keys now admitted."""
+
+    def append_event(self, event: Event) -> None:
+        """Append to the run's log."""
+
+    def events(self, run_id: str, after: int = 0) -> list[Event]:
+        """The run's log from position ``after``."""

@@ -1,0 +1,86 @@
+"""Reading workflow files: JSON or YAML, any supported dialect, into a ``Workflow``.
+
+Pydantic's errors are re-worded to name the step (by name, not list index) and the
+field, like every other workflow error.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from app.errors import ValidationFailed, WorkflowError
+from app.workflow.dialects import to_canonical
+from app.workflow.models import Workflow
+
+
+def load_file(path: str | Path) -> Workflow:
+    """Read, convert and validate a workflow file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValidationFailed([WorkflowError(f"cannot read {p}: {exc.strerror}")]) from None
+    return load_text(text, fmt=_format_of(p), name_hint=p.stem)
+
+
+def load_text(text: str, *, fmt: str = "yaml", name_hint: str | None = None) -> Workflow:
+    """Parse JSON or YAML text (YAML is a superset of JSON) into a Workflow."""
+    try:
+        data = json.loads(text) if fmt == "json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise ValidationFailed([WorkflowError(f"not valid {fmt.upper()}: {exc}")]) from None
+    return load_data(data, name_hint=name_hint)
+
+
+def load_data(data: Any, *, name_hint: str | None = None) -> Workflow:
+    """Convert a parsed document (any dialect) and validate it into a Workflow."""
+    if isinstance(data, Workflow):
+        return data
+    if not isinstance(data, Mapping):
+        raise ValidationFailed([WorkflowError("a workflow must be an object")])
+    canonical = to_canonical(data, name_hint)
+    if "name" not in canonical and name_hint:
+        canonical["name"] = name_hint
+    try:
+        return Workflow.model_validate(canonical)
+    except ValidationError as exc:
+        raise ValidationFailed(_located(exc, canonical)) from None
+
+
+def _format_of(path: Path) -> str:
+    return "json" if path.suffix.lower() == ".json" else "yaml"
+
+
+def _located(exc: ValidationError, data: Mapping[str, Any]) -> list[WorkflowError]:
+    """Turn pydantic's ``('steps', 3, 'retries')`` into step 'fetch', field 'retries'."""
+    errors = []
+    steps = data.get("steps") if isinstance(data.get("steps"), list) else []
+    for e in exc.errors():
+        loc = list(e["loc"])
+        step: str | None = None
+        if len(loc) >= 2 and loc[0] == "steps" and isinstance(loc[1], int):
+            raw = steps[loc[1]] if loc[1] < len(steps) else None
+            name = raw.get("name") if isinstance(raw, Mapping) else None
+            step = str(name) if name else f"steps[{loc[1]}]"
+            loc = loc[2:]
+        fld = ""
+        for part in loc:
+            if isinstance(part, int):
+                fld += f"[{part}]"
+            elif part in ("str", "list[any]", "function-after[_one_or_many(), list[str]]"):
+                continue  # pydantic's union-branch labels say nothing to a user
+            else:
+                fld += f".{part}" if fld else str(part)
+        message = e["msg"]
+        if e["type"] == "extra_forbidden":
+            message = "unknown field"
+        elif e["type"] == "missing":
+            message = "is required"
+        errors.append(WorkflowError(message, step=step, field=fld or None))
+    return errors

@@ -1,0 +1,80 @@
+"""The canonical workflow format, as pydantic models.
+
+These models check shape and option values only. Whether a module exists, where a
+reference points and whether the graph has a cycle need the whole workflow and the
+module registry; ``app.engine.plan.compile_plan`` checks those.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+#: Step names appear inside references (``${steps.NAME.outputs.x}``), so no dots or
+#: brackets. Dashes are allowed: the replaced systems used them.
+STEP_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
+
+
+class Step(BaseModel):
+    """One node of the DAG: a module method called with templated params."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=STEP_NAME_PATTERN, max_length=200)
+    module: str = Field(min_length=1)
+    method: str | None = Field(
+        default=None, description="Defaults to the module's default method."
+    )
+    description: str = ""
+    params: dict[str, Any] = Field(default_factory=dict)
+    depends_on: list[str] = Field(default_factory=list)
+    outputs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Declared outputs: templates over ${params.K}, ${outputs.K} and "
+        "earlier steps' outputs, merged into the step's outputs after it runs.",
+    )
+    retries: int = Field(default=0, ge=0, le=100)
+    retry_delay: float = Field(default=0.0, ge=0, le=86400)
+    timeout: float | None = Field(default=None, gt=0, le=7 * 86400)
+    queue: str | None = Field(default=None, min_length=1)
+    priority: int | None = Field(default=None, ge=0, le=9)
+    when: str | None = None
+    foreach: str | list[Any] | None = None
+    continue_on_failure: bool = False
+    fail_on_false_status: bool = Field(
+        default=False,
+        description='Treat outputs {"status": false, ...} as a failure (the procedures '
+        "dialect's convention).",
+    )
+
+    @field_validator("depends_on", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("when")
+    @classmethod
+    def _when_not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+
+class Workflow(BaseModel):
+    """A whole workflow: steps plus variables and the run's declared outputs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+    version: str = "1"
+    description: str = ""
+    variables: dict[str, Any] = Field(default_factory=dict)
+    max_parallel: int | None = Field(default=None, ge=1)
+    steps: list[Step] = Field(min_length=1)
+    outputs: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int | float) else value

@@ -1,0 +1,82 @@
+"""What a step module receives besides its params: the step's context.
+
+The context carries the two signals a long step must honour, a deadline and a
+cancel event, so that a timeout or a cancelled run really stops the work (a killed
+subprocess) rather than merely marking the step as failed while it goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from app.errors import StepCancelled, StepTimeout
+
+
+@dataclass
+class StepContext:
+    run_id: str
+    step: str
+    attempt: int
+    logger: logging.Logger | logging.LoggerAdapter[logging.Logger]
+    #: Parent of the per-run scratch directories; the system temp dir if None.
+    workdir_root: os.PathLike[str] | str | None = None
+    secrets: Mapping[str, str] = field(default_factory=dict)
+    #: ``time.monotonic()`` value after which the step must stop; None for no limit.
+    deadline: float | None = None
+    #: Set when the run is cancelled or the step timed out.
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    item_index: int | None = None
+    workflow: str = ""
+
+    @property
+    def workdir(self) -> Path:
+        """This step's scratch directory, created on first use (most steps need none)."""
+        root = Path(self.workdir_root or Path(tempfile.gettempdir()) / "chordflow")
+        name = self.step if self.item_index is None else f"{self.step}-{self.item_index}"
+        path = root / self.run_id / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def remaining(self) -> float | None:
+        """Seconds left before the deadline (never negative), or None without one."""
+        if self.deadline is None:
+            return None
+        return max(0.0, self.deadline - time.monotonic())
+
+    def check(self) -> None:
+        """Raise if the step should stop now; long loops in modules call this."""
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise StepTimeout(f"step '{self.step}' timed out")
+        if self.cancel_event.is_set():
+            raise StepCancelled(f"step '{self.step}' was cancelled")
+
+
+def run_coroutine(coro: Any, ctx: StepContext) -> Any:
+    """Run an async step in its own event loop, stopping it at the deadline or on cancel."""
+
+    async def supervised() -> Any:
+        task = asyncio.ensure_future(coro)
+        while not task.done():
+            remaining = ctx.remaining()
+            wait = 0.05 if remaining is None else min(0.05, remaining)
+            await asyncio.wait({task}, timeout=wait)
+            if not task.done() and (ctx.cancel_event.is_set() or ctx.remaining() == 0):
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+                ctx.check()
+                raise StepCancelled(f"step '{ctx.step}' was cancelled")
+        return task.result()
+
+    return asyncio.run(supervised())

@@ -1,0 +1,16 @@
+"""``echo``: returns its params as its outputs. For wiring, tests and benchmarks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modules.context import StepContext
+from modules.registry import StepModule
+
+module = StepModule("echo", "Return the params as outputs.", default_method="run")
+
+
+@module.method
+def run(ctx: StepContext, **params: Any) -> dict[str, Any]:
+    """Return every param as an output of the same name."""
+    return dict(params)

@@ -1,0 +1,91 @@
+"""Running a subprocess that a timeout or a cancel really stops.
+
+The process gets its own session (process group), so stopping it stops everything it
+started too (``sh -c "sleep 30"`` leaves no orphaned ``sleep``). It is sent SIGTERM,
+then SIGKILL after a short grace period.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from app.errors import StepCancelled, StepTimeout
+from modules.context import StepContext
+
+#: How often a waiting step looks at its cancel event: the latency of a cancel.
+POLL_SECONDS = 0.1
+GRACE_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class Completed:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+def run_process(
+    ctx: StepContext,
+    cmd: str | Sequence[str],
+    *,
+    shell: bool,
+    cwd: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+    stdin: str | None = None,
+) -> Completed:
+    """Run ``cmd`` to completion, or raise StepTimeout / StepCancelled having killed it."""
+    full_env = None
+    if env:
+        full_env = {**os.environ, **{str(k): str(v) for k, v in env.items()}}
+    deadline = ctx.deadline
+    if timeout is not None:
+        own = time.monotonic() + timeout
+        deadline = own if deadline is None else min(deadline, own)
+    proc = subprocess.Popen(  # noqa: S603 - running commands is this module's job
+        cmd if shell or not isinstance(cmd, str) else [cmd],
+        shell=shell,
+        cwd=cwd,
+        env=full_env,
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+        start_new_session=True,
+    )
+    pending_input = stdin
+    while True:
+        wait = POLL_SECONDS
+        if deadline is not None:
+            wait = max(0.0, min(wait, deadline - time.monotonic()))
+        try:
+            out, err = proc.communicate(input=pending_input, timeout=wait)
+            return Completed(proc.returncode, out, err)
+        except subprocess.TimeoutExpired:
+            pending_input = None
+        if deadline is not None and time.monotonic() >= deadline:
+            _stop(proc)
+            limit = timeout if timeout is not None else "the step's timeout"
+            raise StepTimeout(f"command timed out after {limit}s and was killed") from None
+        if ctx.cancel_event.is_set():
+            _stop(proc)
+            raise StepCancelled("command was killed: the run was cancelled") from None
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    for sig, wait in ((signal.SIGTERM, GRACE_SECONDS), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.communicate(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue

@@ -1,0 +1,294 @@
+"""The module interface and the registry of modules.
+
+A step module is a named set of methods. A method is a plain function
+``fn(ctx: StepContext, **params) -> dict`` whose signature *is* its parameter list: the
+registry turns it into a pydantic model, so parameters are validated with clear
+messages, listed by ``chordflow modules`` and the API, and checked at compile time
+(unknown or missing parameters are reported before anything runs).
+
+Modules come from three places, in this order (a later one may not shadow an earlier):
+the built-ins in this package, the ``chordflow.modules`` entry-point group, and the
+``.py`` files of the directories in ``CHORDFLOW_MODULES_PATH``. Each must expose a
+``module`` attribute holding a :class:`StepModule`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+import inspect
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from app.errors import ChordflowError
+
+MethodFn = Callable[..., Any]
+
+
+class ModuleError(ChordflowError):
+    """An unknown module or method, or a module that fails to load."""
+
+
+class ParamsInvalid(ChordflowError):
+    """Params that do not fit a method's signature; ``errors`` are (field, message)."""
+
+    def __init__(self, errors: list[tuple[str, str]]):
+        self.errors = errors
+        super().__init__("; ".join(f"params.{f}: {m}" if f else m for f, m in errors))
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    type: str
+    required: bool
+    default: Any
+    description: str = ""
+
+
+@dataclass
+class MethodSpec:
+    """One callable method of a module, with its validated parameter model."""
+
+    name: str
+    fn: MethodFn
+    description: str
+    params: list[ParamSpec]
+    model: type[BaseModel]
+    is_async: bool = False
+
+    def check_names(self, given: Iterable[str]) -> list[tuple[str, str]]:
+        """Unknown and missing parameter names: the part checkable before templating."""
+        given = set(given)
+        known = {p.name for p in self.params}
+        errors = [
+            (p.name, "required parameter is missing")
+            for p in self.params
+            if p.required and p.name not in given
+        ]
+        if "kwargs" not in known:
+            errors += [
+                (name, f"unknown parameter (known: {', '.join(sorted(known)) or 'none'})")
+                for name in sorted(given - known)
+            ]
+        return errors
+
+    def validate(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate rendered params; raise ParamsInvalid naming each bad field."""
+        try:
+            model = self.model.model_validate(dict(params))
+        except ValidationError as exc:
+            raise ParamsInvalid(
+                [(".".join(str(x) for x in e["loc"]), e["msg"]) for e in exc.errors()]
+            ) from None
+        values = {
+            info.alias or name: getattr(model, name)
+            for name, info in type(model).model_fields.items()
+        }
+        if model.model_extra:
+            values.update(model.model_extra)
+        return values
+
+
+@dataclass
+class StepModule:
+    """A named set of methods; create one per module file and decorate its functions."""
+
+    name: str
+    description: str = ""
+    default_method: str | None = None
+    methods: dict[str, MethodSpec] = field(default_factory=dict)
+
+    def method(
+        self, fn: MethodFn | None = None, *, name: str | None = None
+    ) -> Any:
+        """Register ``fn`` as a method (usable bare or as ``@module.method(name=...)``)."""
+
+        def register(f: MethodFn) -> MethodFn:
+            spec = _method_spec(name or f.__name__.rstrip("_"), f)
+            self.methods[spec.name] = spec
+            return f
+
+        return register(fn) if fn is not None else register
+
+    def get(self, method: str | None) -> MethodSpec:
+        chosen = method or self.default_method
+        if chosen is None and len(self.methods) == 1:
+            chosen = next(iter(self.methods))
+        if chosen is None:
+            raise ModuleError(
+                f"module '{self.name}' has several methods "
+                f"({', '.join(sorted(self.methods))}); name one with 'method'"
+            )
+        if chosen not in self.methods:
+            raise ModuleError(
+                f"module '{self.name}' has no method '{chosen}' "
+                f"(methods: {', '.join(sorted(self.methods))})"
+            )
+        return self.methods[chosen]
+
+
+def _method_spec(name: str, fn: MethodFn) -> MethodSpec:
+    sig = inspect.signature(fn)
+    hints = typing.get_type_hints(fn)
+    fields: dict[str, Any] = {}
+    params: list[ParamSpec] = []
+    accepts_extra = False
+    for i, (pname, p) in enumerate(sig.parameters.items()):
+        if i == 0:
+            continue  # the StepContext
+        if p.kind is inspect.Parameter.VAR_KEYWORD:
+            accepts_extra = True
+            continue
+        annotation = hints.get(pname, Any)
+        required = p.default is inspect.Parameter.empty
+        # Prefixed names with aliases: a param may be called ``json`` or ``copy``.
+        fields[f"p_{pname}"] = (
+            annotation, Field(... if required else p.default, alias=pname)
+        )
+        params.append(
+            ParamSpec(
+                name=pname,
+                type=_type_name(annotation),
+                required=required,
+                default=None if required else p.default,
+                description=_param_doc(fn, pname),
+            )
+        )
+    model = create_model(  # type: ignore[call-overload]
+        f"{name}_params",
+        __config__=ConfigDict(extra="allow" if accepts_extra else "forbid",
+                              arbitrary_types_allowed=True),
+        **fields,
+    )
+    if accepts_extra:
+        params.append(ParamSpec("kwargs", "any", False, None, "any other parameter"))
+    doc = inspect.getdoc(fn) or ""
+    return MethodSpec(
+        name=name,
+        fn=fn,
+        description=doc.split("\n\n")[0].replace("\n", " "),
+        params=params,
+        model=model,
+        is_async=inspect.iscoroutinefunction(fn),
+    )
+
+
+def _type_name(annotation: Any) -> str:
+    text = getattr(annotation, "__name__", None) if not typing.get_args(annotation) else None
+    return text or str(annotation).replace("typing.", "")
+
+
+def _param_doc(fn: MethodFn, pname: str) -> str:
+    """Pick ``name: text`` out of the docstring's parameter section, if there is one."""
+    for line in (inspect.getdoc(fn) or "").splitlines():
+        stripped = line.strip()
+        if stripped.startswith(f"{pname}:"):
+            return stripped[len(pname) + 1 :].strip()
+    return ""
+
+
+BUILTINS = ("echo", "bash", "http", "file", "filter", "python")
+
+
+class Registry:
+    """Every module chordflow can run, by name."""
+
+    def __init__(self, modules: Iterable[StepModule] = ()):
+        self._modules: dict[str, StepModule] = {}
+        for module in modules:
+            self.add(module)
+
+    def add(self, module: StepModule) -> None:
+        if module.name in self._modules and self._modules[module.name] is not module:
+            raise ModuleError(f"two modules are named '{module.name}'")
+        self._modules[module.name] = module
+
+    def names(self) -> list[str]:
+        return sorted(self._modules)
+
+    def modules(self) -> list[StepModule]:
+        return [self._modules[n] for n in self.names()]
+
+    def module(self, name: str) -> StepModule:
+        try:
+            return self._modules[name]
+        except KeyError:
+            raise ModuleError(
+                f"unknown module '{name}' (modules: {', '.join(self.names())})"
+            ) from None
+
+    def method(self, module: str, method: str | None) -> MethodSpec:
+        return self.module(module).get(method)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """The JSON listing used by ``chordflow modules --json`` and the API."""
+        return [
+            {
+                "name": m.name,
+                "description": m.description,
+                "default_method": m.default_method,
+                "methods": [
+                    {
+                        "name": spec.name,
+                        "description": spec.description,
+                        "params": [
+                            {
+                                "name": p.name,
+                                "type": p.type,
+                                "required": p.required,
+                                "default": p.default,
+                                "description": p.description,
+                            }
+                            for p in spec.params
+                        ],
+                    }
+                    for spec in m.methods.values()
+                ],
+            }
+            for m in self.modules()
+        ]
+
+
+def load_registry(module_paths: Iterable[Path] = ()) -> Registry:
+    """Built-ins, then entry points, then module directories."""
+    registry = Registry()
+    for name in BUILTINS:
+        registry.add(importlib.import_module(f"modules.{name}").module)
+    for ep in importlib.metadata.entry_points(group="chordflow.modules"):
+        registry.add(_module_attr(ep.load(), f"entry point '{ep.name}'"))
+    for directory in module_paths:
+        for path in sorted(Path(directory).glob("*.py")):
+            spec = importlib.util.spec_from_file_location(f"chordflow_ext_{path.stem}", path)
+            if spec is None or spec.loader is None:
+                raise ModuleError(f"cannot load module file {path}")
+            mod = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(mod)
+            registry.add(_module_attr(mod, str(path)))
+    return registry
+
+
+def _module_attr(obj: Any, where: str) -> StepModule:
+    module = obj if isinstance(obj, StepModule) else getattr(obj, "module", None)
+    if not isinstance(module, StepModule):
+        raise ModuleError(f"{where} does not provide a StepModule named 'module'")
+    return module
+
+
+_default: Registry | None = None
+
+
+def default_registry() -> Registry:
+    """The process-wide registry, loaded on first use from the settings' module path."""
+    global _default
+    if _default is None:
+        from app.config import get_settings
+
+        _default = load_registry(get_settings().modules_path)
+    return _default
