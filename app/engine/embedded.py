@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,9 @@ from app.workflow.models import Workflow
 from modules.registry import Registry, default_registry
 
 log = logging.getLogger("chordflow.embedded")
+
+#: How long a timed-out step gets to stop by itself before it is failed regardless.
+TIMEOUT_GRACE_SECONDS = 5.0
 
 
 class EmbeddedExecutor:
@@ -160,24 +164,38 @@ class EmbeddedExecutor:
         cancel_event = threading.Event()
         with self._lock:
             self._running[message.run_id].add(cancel_event)
+        finished = threading.Event()
         watchdog = None
+        deadline = time.monotonic() + message.timeout if message.timeout else None
         if message.timeout:
-            watchdog = threading.Timer(message.timeout, self._time_out, (message, cancel_event))
+            watchdog = threading.Timer(
+                message.timeout, self._time_out, (message, cancel_event, finished)
+            )
             watchdog.daemon = True
             watchdog.start()
         try:
-            self.engine.execute(message, cancel_event)
+            self.engine.execute(message, cancel_event, deadline)
         except BaseException as exc:  # noqa: BLE001 - recorded, never lost
             self.engine.fail_unexpected(message, exc)
         finally:
+            finished.set()
             if watchdog is not None:
                 watchdog.cancel()
             with self._lock:
                 self._running[message.run_id].discard(cancel_event)
 
-    def _time_out(self, message: TaskMessage, cancel_event: threading.Event) -> None:
+    def _time_out(
+        self, message: TaskMessage, cancel_event: threading.Event, finished: threading.Event
+    ) -> None:
+        """Signal the step to stop; if it does not within the grace period, fail it anyway.
+
+        A cooperating step (a subprocess, async code) stops and records its own timeout,
+        so the run does not finish while its work still runs. Only code that ignores the
+        signal (plain Python in a thread) is failed from here and left to finish alone.
+        """
         cancel_event.set()
-        self.engine.attempt_failed(message, f"timed out after {message.timeout:g}s")
+        if not finished.wait(TIMEOUT_GRACE_SECONDS):
+            self.engine.attempt_failed(message, f"timed out after {message.timeout:g}s")
 
     def _on_finish(self, run_id: str, status: RunStatus) -> None:
         with self._lock:

@@ -183,8 +183,17 @@ class Engine:
 
     # -- executing one task ----------------------------------------------------------------
 
-    def execute(self, msg: TaskMessage, cancel_event: threading.Event | None = None) -> None:
+    def execute(
+        self,
+        msg: TaskMessage,
+        cancel_event: threading.Event | None = None,
+        deadline: float | None = None,
+    ) -> None:
         """Run one attempt of one step (or ``foreach`` element), then release its children.
+
+        ``deadline`` (a ``time.monotonic()`` value) is when the attempt must stop; by
+        default ``timeout`` seconds from now. An executor that watches the deadline
+        itself passes the one it watches, so both agree on when time is up.
 
         Never raises for a step's own failure: that is recorded. A message for a step that
         is not queued for exactly this attempt is a duplicate and does nothing.
@@ -231,7 +240,7 @@ class Engine:
             workdir_root=self.workdir,
             logger=logging.LoggerAdapter(step_log, {"run_id": run.id, "step": key.token}),
             secrets=self.secrets,
-            deadline=(time.monotonic() + msg.timeout) if msg.timeout else None,
+            deadline=deadline or ((time.monotonic() + msg.timeout) if msg.timeout else None),
             cancel_event=cancel_event or threading.Event(),
             item_index=key.index,
             workflow=run.workflow,

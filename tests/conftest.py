@@ -1,0 +1,113 @@
+"""Shared fixtures: executors that run workflows, and small real servers.
+
+``run_workflow`` is the seam the scenario tests use: it takes a workflow document and
+returns the run report. The embedded executor is the only backend in this issue; the
+Celery backend plugs in here as a second parameter and the scenarios run on both.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.config import Settings
+from app.engine.embedded import EmbeddedExecutor
+from app.engine.report import run_report
+from app.workflow.loader import load_data
+
+Runner = Callable[..., dict[str, Any]]
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(workdir=tmp_path / "work")
+
+
+@pytest.fixture
+def executor(settings: Settings) -> Iterator[EmbeddedExecutor]:
+    with EmbeddedExecutor(settings=settings, threads=16) as ex:
+        yield ex
+
+
+@pytest.fixture(params=["embedded"])
+def run_workflow(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Runner]:
+    """Run a workflow document to the end on each executor; return the run report."""
+    executors: list[EmbeddedExecutor] = []
+
+    def run(doc: dict[str, Any], variables: dict[str, Any] | None = None,
+            timeout: float = 60, threads: int = 16) -> dict[str, Any]:
+        ex = EmbeddedExecutor(settings=settings, threads=threads)
+        executors.append(ex)
+        plan = ex.compile(load_data(doc))
+        run_id = ex.run(plan, variables, timeout=timeout)
+        report = run_report(ex.store, run_id, list(plan.order))
+        assert report["status"] in ("succeeded", "failed", "cancelled"), (
+            f"run did not finish within {timeout}s: {report}"
+        )
+        return report
+
+    yield run
+    for ex in executors:
+        ex.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """A tiny API: /items (JSON), /echo (echoes the request), /status/N, /slow."""
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _send(self, code: int, body: Any, ctype: str = "application/json") -> None:
+        data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length).decode() if length else ""
+        path, _, query = self.path.partition("?")
+        if path == "/items":
+            self._send(200, {"items": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]})
+        elif path.startswith("/status/"):
+            self._send(int(path.rsplit("/", 1)[1]), {"error": "as requested"})
+        elif path == "/text":
+            self._send(200, "plain words", "text/plain")
+        else:
+            try:
+                body: Any = json.loads(raw) if raw else None
+            except ValueError:
+                body = raw
+            self._send(200, {"method": self.command, "path": path, "query": query,
+                             "headers": dict(self.headers), "body": body})
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
+
+
+@pytest.fixture(scope="session")
+def http_server() -> Iterator[str]:
+    """A real HTTP server on a free loopback port; yields its base URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
