@@ -21,6 +21,8 @@ from app.config import Settings
 from app.engine.embedded import EmbeddedExecutor
 from app.engine.report import run_report
 from app.workflow.loader import load_data
+from app.workflow.models import Workflow
+from modules.registry import Registry
 
 Runner = Callable[..., dict[str, Any]]
 
@@ -41,9 +43,10 @@ def run_workflow(request: pytest.FixtureRequest, settings: Settings) -> Iterator
     """Run a workflow document to the end on each executor; return the run report."""
     executors: list[EmbeddedExecutor] = []
 
-    def run(doc: dict[str, Any], variables: dict[str, Any] | None = None,
-            timeout: float = 60, threads: int = 16) -> dict[str, Any]:
-        ex = EmbeddedExecutor(settings=settings, threads=threads)
+    def run(doc: dict[str, Any] | Workflow, variables: dict[str, Any] | None = None,
+            timeout: float = 60, threads: int = 16,
+            registry: Registry | None = None) -> dict[str, Any]:
+        ex = EmbeddedExecutor(registry, settings=settings, threads=threads)
         executors.append(ex)
         plan = ex.compile(load_data(doc))
         run_id = ex.run(plan, variables, timeout=timeout)

@@ -37,9 +37,9 @@ MODULES: dict[str, tuple[str, str | None, dict[str, str]]] = {
     "common.FileIO": ("file", None, {"file_path": "path"}),
     "common.Filter": ("filter", None, {}),
 }
-#: (mod, method) pairs that map onto a different method.
-METHODS: dict[tuple[str, str], tuple[str, str, dict[str, str]]] = {
-    ("common.Notify", "webhook"): ("http", "request", {"body": "json"}),
+#: (mod, method) pairs that map onto a different method, with default params.
+METHODS: dict[tuple[str, str], tuple[str, str, dict[str, str], dict[str, Any]]] = {
+    ("common.Notify", "webhook"): ("http", "request", {"body": "json"}, {"method": "POST"}),
 }
 
 _REF_RE = re.compile(r"@@|(?<![\w@])@([A-Za-z_][\w-]*)((?:\.[\w-]+)*)")
@@ -62,17 +62,18 @@ def convert(data: Mapping[str, Any], name_hint: str | None = None) -> dict[str, 
             if not proc.get(key):
                 errors.append(WorkflowError("is required", step=name, field=key))
         mod, method = proc.get("mod") or "", proc.get("method")
-        module, renames = mod, {}
+        module, renames, defaults = mod, {}, {}
         if (mod, method) in METHODS:
-            module, method, renames = METHODS[mod, method]  # type: ignore[index]
+            module, method, renames, defaults = METHODS[mod, method]  # type: ignore[index]
         elif mod in MODULES:
             module, fixed, renames = MODULES[mod]
             method = fixed or method
-        params = {
-            renames.get(k, k): _convert(v, name, f"params.{renames.get(k, k)}",
-                                        names[:i], names, errors)
+        params = dict(defaults)
+        params.update(
+            (renames.get(k, k), _convert(v, name, f"params.{renames.get(k, k)}",
+                                         names[:i], names, errors))
             for k, v in (proc.get("params") or {}).items()
-        }
+        )
         step: dict[str, Any] = {
             "name": proc.get("name"),
             "module": module,
