@@ -9,6 +9,7 @@ list is a valid input (an empty result, not a failure), and ``select`` applies
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -62,7 +63,8 @@ def filter_(
     """Keep the rows that meet every condition.
 
     data: a list of objects.
-    conditions: a list of {"col", "op", "value"}; op is eq, ne, gt, gte, lt, lte, in, not_in, contains or not_contains; all must hold.
+    conditions: a list of {"col", "op", "value"}, all of which must hold; op is eq,
+        ne, gt, gte, lt, lte, in, not_in, contains or not_contains.
     """
     kept = []
     for i, row in enumerate(data):
@@ -121,7 +123,7 @@ def sort(
         present = [r for r in rows if r.get(key) is not None]
         missing = [r for r in rows if r.get(key) is None]
         try:
-            present.sort(key=lambda r, k=key: r[k], reverse=not asc)
+            present.sort(key=operator.itemgetter(key), reverse=not asc)
         except TypeError as exc:
             raise StepFailed(f"cannot sort by '{key}': {exc}") from None
         rows = present + missing

@@ -186,11 +186,17 @@ def _type_name(annotation: Any) -> str:
 
 
 def _param_doc(fn: MethodFn, pname: str) -> str:
-    """Pick ``name: text`` out of the docstring's parameter section, if there is one."""
-    for line in (inspect.getdoc(fn) or "").splitlines():
-        stripped = line.strip()
-        if stripped.startswith(f"{pname}:"):
-            return stripped[len(pname) + 1 :].strip()
+    """Pick ``name: text`` (and its indented continuation lines) out of the docstring."""
+    lines = (inspect.getdoc(fn) or "").splitlines()
+    for i, line in enumerate(lines):
+        if line.strip().startswith(f"{pname}:"):
+            indent = len(line) - len(line.lstrip())
+            text = [line.strip()[len(pname) + 1 :].strip()]
+            for more in lines[i + 1 :]:
+                if not more.strip() or len(more) - len(more.lstrip()) <= indent:
+                    break
+                text.append(more.strip())
+            return " ".join(text)
     return ""
 
 

@@ -1,0 +1,1 @@
+"""The Celery tasks that run steps (issue #3)."""

@@ -121,7 +121,8 @@ def test_exact_dag_on_a_diamond_of_chains(executor):
 
 def test_python_api_runs_many_workflows_concurrently(settings):
     doc = {"name": "api", "variables": {"x": 1},
-           "steps": [{"name": "a", "module": "bash", "params": {"cmd": "sleep 0.1; echo ${variables.x}"}}]}
+           "steps": [{"name": "a", "module": "bash",
+                      "params": {"cmd": "sleep 0.1; echo ${variables.x}"}}]}
     with EmbeddedExecutor(settings=settings) as ex:
         plan = ex.compile(load_data(doc))
         ids = [ex.submit(plan, {"x": i}) for i in range(5)]

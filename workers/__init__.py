@@ -1,0 +1,1 @@
+"""The Celery application and worker entry point (issue #3)."""

@@ -34,8 +34,17 @@ class ItemRecord:
     finished_at: float | None = None
 
 
-@dataclass(slots=True)
-class StepRecord:
+class _Copyable:
+    """A fast shallow copy: stores hand out copies by the ten thousand."""
+
+    def __copy__(self: Any) -> Any:
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        return new
+
+
+@dataclass
+class StepRecord(_Copyable):
     run_id: str
     name: str
     module: str
@@ -70,8 +79,8 @@ class StepRecord:
         return asdict(self)
 
 
-@dataclass(slots=True)
-class RunRecord:
+@dataclass
+class RunRecord(_Copyable):
     id: str
     workflow: str
     version: str

@@ -60,7 +60,8 @@ def _format_of(path: Path) -> str:
 def _located(exc: ValidationError, data: Mapping[str, Any]) -> list[WorkflowError]:
     """Turn pydantic's ``('steps', 3, 'retries')`` into step 'fetch', field 'retries'."""
     errors = []
-    steps = data.get("steps") if isinstance(data.get("steps"), list) else []
+    raw_steps = data.get("steps")
+    steps: list[Any] = raw_steps if isinstance(raw_steps, list) else []
     for e in exc.errors():
         loc = list(e["loc"])
         step: str | None = None

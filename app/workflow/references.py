@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from app.errors import ReferenceResolutionError
@@ -58,9 +59,18 @@ class Reference:
         return self.text
 
 
+_SIMPLE_RE = re.compile(r"[A-Za-z_][\w-]*(?:\.[\w-]+)*")
+
+
+@lru_cache(maxsize=65536)
 def parse_reference(text: str) -> Reference:
-    """Parse ``a.b[0]['c d']`` into a Reference; raise ValueError if it is malformed."""
+    """Parse ``a.b[0]['c d']`` into a Reference; raise ValueError if it is malformed.
+
+    Cached: large workflows repeat the same references thousands of times.
+    """
     src = text.strip()
+    if _SIMPLE_RE.fullmatch(src):  # the common case: plain dotted names
+        return Reference(src, tuple(src.split(".")))
     if not src:
         raise ValueError("empty reference '${}'")
     path: list[Segment] = []

@@ -124,23 +124,32 @@ def to_text(value: Any) -> str:
     return json.dumps(value, default=str)
 
 
-def compile_template(value: Any, where: str = "") -> Node:
+FoundRefs = list[tuple[str, Reference]]
+
+
+def compile_template(value: Any, where: str = "", found: FoundRefs | None = None) -> Node:
     """Compile a parameter value (any JSON value) into a Node.
 
-    ``where`` is the dotted field path used in error messages (``params.url``).
+    ``where`` is the dotted field path used in error messages (``params.url``); if
+    ``found`` is given, each reference is appended to it with the path it sits at.
     """
     if isinstance(value, str):
-        return _compile_string(value, where)
+        node = _compile_string(value, where)
+        if found is not None and not isinstance(node, Literal):
+            found.extend((where, ref) for ref in node.references())
+        return node
     if isinstance(value, Mapping):
         nodes = tuple(
-            (str(k), compile_template(v, f"{where}.{k}" if where else str(k)))
+            (str(k), compile_template(v, f"{where}.{k}" if where else str(k), found))
             for k, v in value.items()
         )
         if all(isinstance(n, Literal) for _, n in nodes):
             return Literal({k: n.value for k, n in nodes})  # type: ignore[attr-defined]
         return DictNode(nodes)
     if isinstance(value, list | tuple):
-        items = tuple(compile_template(v, f"{where}[{i}]") for i, v in enumerate(value))
+        items = tuple(
+            compile_template(v, f"{where}[{i}]", found) for i, v in enumerate(value)
+        )
         if all(isinstance(n, Literal) for n in items):
             return Literal([n.value for n in items])  # type: ignore[attr-defined]
         return ListNode(items)
@@ -190,7 +199,7 @@ def resolve_in(root: Mapping[str, Any]) -> Resolver:
     """A resolver over one nested mapping: ``{'variables': ..., 'steps': ...}``."""
 
     def resolve(ref: Reference) -> Any:
-        head = ref.path[0]
+        head = str(ref.path[0])
         if head not in root:
             raise ReferenceResolutionError(f"'${{{ref.text}}}': '{head}' is not available here")
         return walk(root[head], ref.path, 1, text=ref.text)

@@ -62,7 +62,9 @@ def convert(data: Mapping[str, Any], name_hint: str | None = None) -> dict[str, 
             if not proc.get(key):
                 errors.append(WorkflowError("is required", step=name, field=key))
         mod, method = proc.get("mod") or "", proc.get("method")
-        module, renames, defaults = mod, {}, {}
+        module: str = mod
+        renames: dict[str, str] = {}
+        defaults: dict[str, Any] = {}
         if (mod, method) in METHODS:
             module, method, renames, defaults = METHODS[mod, method]  # type: ignore[index]
         elif mod in MODULES:

@@ -1,0 +1,172 @@
+"""The ``chordflow`` command, run as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.test_embedded import alive, wait_for_file
+
+CHORDFLOW = str(Path(sys.executable).parent / "chordflow")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(*args: str, timeout: float = 60, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([CHORDFLOW, *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT, env={**os.environ, **(env or {})})
+
+
+def write(tmp_path: Path, doc: dict, name: str = "wf.yaml") -> str:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(doc))
+    return str(path)
+
+
+def test_run_json_prints_exactly_one_document(tmp_path):
+    wf = write(tmp_path, {
+        "name": "cli", "variables": {"n": 1, "words": ["a"]},
+        "steps": [
+            {"name": "a", "module": "bash", "params": {"cmd": "echo noise; echo ${variables.n}"}},
+            {"name": "b", "module": "echo", "params": {"w": "${variables.words}"}},
+        ],
+        "outputs": {"w": "${steps.b.outputs.w}"},
+    })
+    done = cli("run", wf, "--json", "--var", "n=41", "--var", 'words=["x", 2]')
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)  # the whole of stdout is one JSON document
+    assert set(report) >= {"run_id", "workflow", "status", "steps", "outputs"}
+    assert report["status"] == "succeeded" and report["workflow"] == "cli"
+    assert report["steps"]["a"]["outputs"]["stdout"] == "noise\n41\n"
+    assert set(report["steps"]["a"]) == {"status", "attempts", "outputs", "error",
+                                         "started_at", "finished_at"}
+    assert report["outputs"] == {"w": ["x", 2]}
+
+
+def test_run_exit_codes(tmp_path):
+    failing = write(tmp_path, {"name": "f", "steps": [
+        {"name": "bad", "module": "bash", "params": {"cmd": "exit 3"}}]})
+    done = cli("run", failing, "--json")
+    assert done.returncode == 1 and json.loads(done.stdout)["status"] == "failed"
+
+    invalid = write(tmp_path, {"name": "i", "steps": [
+        {"name": "x", "module": "bash", "params": {"cmd": "${steps.nope.outputs.y}"}}]})
+    done = cli("run", invalid, "--json")
+    assert done.returncode == 2 and done.stdout == ""
+    assert "step 'x', field 'params.cmd'" in done.stderr and "unknown step 'nope'" in done.stderr
+
+    done = cli("run", write(tmp_path, {"name": "v", "steps": [{"name": "a", "module": "echo"}]}),
+               "--var", "undeclared=1")
+    assert done.returncode == 2 and "unknown variable 'undeclared'" in done.stderr
+
+
+def test_run_without_json_prints_a_summary(tmp_path):
+    wf = write(tmp_path, {"name": "plain", "steps": [{"name": "only", "module": "echo",
+                                                       "params": {"x": 1}}]})
+    done = cli("run", wf)
+    assert done.returncode == 0
+    assert "only" in done.stdout and "succeeded" in done.stdout
+
+
+def test_ctrl_c_cancels_the_run_and_kills_its_processes(tmp_path):
+    pidfile = tmp_path / "pid"
+    wf = write(tmp_path, {"name": "sigint", "steps": [
+        {"name": "slow", "module": "bash",
+         "params": {"cmd": f"echo $$ > {pidfile}; exec sleep 30"}},
+        {"name": "next", "module": "echo", "depends_on": ["slow"]}]})
+    proc = subprocess.Popen([CHORDFLOW, "run", wf, "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        pid = int(wait_for_file(pidfile, timeout=20))
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, err
+    report = json.loads(out)
+    assert report["status"] == "cancelled"
+    assert report["steps"]["slow"]["status"] == "cancelled"
+    assert report["steps"]["next"]["status"] == "cancelled"
+    assert not alive(pid)
+
+
+def test_live_progress_on_a_terminal(tmp_path):
+    wf = write(tmp_path, {"name": "live", "steps": [
+        {"name": "first_step", "module": "bash", "params": {"cmd": "sleep 0.5"}},
+        {"name": "second_step", "module": "echo", "depends_on": ["first_step"]}]})
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the CLI on a terminal
+        os.chdir(ROOT)
+        os.execv(CHORDFLOW, [CHORDFLOW, "run", wf])
+    screen = b""
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(fd, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                screen += chunk
+    finally:
+        _, status = os.waitpid(pid, 0)
+    text = screen.decode(errors="replace")
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert "running" in text  # a frame drawn while first_step ran
+    assert "first_step" in text and "second_step" in text and "succeeded" in text
+
+
+def test_validate_graph_modules(tmp_path):
+    wf = write(tmp_path, {"name": "g", "steps": [
+        {"name": "a", "module": "echo"},
+        {"name": "b-2", "module": "echo", "depends_on": ["a"], "when": "1 == 1"}]})
+    done = cli("validate", wf)
+    assert done.returncode == 0 and "valid" in done.stdout and "2 steps" in done.stdout
+
+    done = cli("graph", wf)
+    assert done.returncode == 0
+    lines = done.stdout.splitlines()
+    assert lines[0] == "flowchart TD" and "    s0 --> s1" in lines
+    assert any("b-2" in line for line in lines)
+
+    done = cli("modules", "--json")
+    listing = {m["name"]: m for m in json.loads(done.stdout)}
+    assert {"echo", "bash", "http", "file", "filter", "python"} <= set(listing)
+    done = cli("modules")
+    assert "bash.run" in done.stdout
+
+
+def test_validate_reports_a_cycle_with_its_path(tmp_path):
+    wf = write(tmp_path, {"name": "c", "steps": [
+        {"name": "a", "module": "echo", "depends_on": ["b"]},
+        {"name": "b", "module": "echo", "depends_on": ["a"]}]})
+    done = cli("validate", wf)
+    assert done.returncode == 2
+    assert "dependency cycle: a -> b -> a" in done.stderr or \
+        "dependency cycle: b -> a -> b" in done.stderr
+
+
+def test_modules_path_setting_adds_modules(tmp_path):
+    apps = ROOT / "tests" / "fixtures" / "apps"
+    done = cli("modules", "--json", env={"CHORDFLOW_MODULES_PATH": str(apps)})
+    names = {m["name"] for m in json.loads(done.stdout)}
+    assert {"GenomeAssembly2", "common.Kt"} <= names
+
+
+@pytest.mark.parametrize("example", sorted((ROOT / "examples").glob("*.yaml")))
+def test_examples_run(tmp_path, example):
+    done = cli("run", str(example), "--json", "--var", f"out={tmp_path}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout)["status"] == "succeeded"
