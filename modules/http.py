@@ -9,12 +9,13 @@ page as its data fails later and further from the cause.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
 
-from app.errors import StepFailed
-from modules.context import StepContext
+from app.errors import StepFailed, StepTimeout
+from modules.context import StepContext, run_coroutine
 from modules.registry import StepModule
 
 module = StepModule("http", "HTTP requests (httpx).", default_method="get")
@@ -36,27 +37,36 @@ def _request(
     auth: dict[str, str] | None,
 ) -> dict[str, Any]:
     limit = timeout if timeout is not None else DEFAULT_TIMEOUT
-    remaining = ctx.remaining()
-    if remaining is not None:
-        limit = min(limit, remaining)
-    basic = (auth["username"], auth["password"]) if auth else None
-    ctx.check()
+    verb = method.upper()
+
+    async def exchange() -> httpx.Response:
+        async with httpx.AsyncClient(verify=verify, follow_redirects=True,
+                                     timeout=limit) as client:
+            return await client.request(
+                verb, url, headers=headers, params=params, json=json,
+                data=data if not isinstance(data, str | bytes) else None,
+                content=data if isinstance(data, str | bytes) else None,
+                auth=(auth["username"], auth["password"]) if auth else None,
+            )
+
+    async def bounded() -> httpx.Response:
+        # httpx's timeout limits each read; this limits the whole exchange.
+        return await asyncio.wait_for(exchange(), limit)
+
     try:
-        response = httpx.request(
-            method.upper(), url, headers=headers, params=params, json=json,
-            data=data if not isinstance(data, str | bytes) else None,
-            content=data if isinstance(data, str | bytes) else None,
-            timeout=limit, verify=verify, auth=basic, follow_redirects=True,
-        )
+        # In an event loop the step's deadline and a cancelled run stop the request.
+        response = run_coroutine(bounded(), ctx)
+    except TimeoutError:
+        raise StepTimeout(f"{verb} {url}: no complete answer within {limit:g}s") from None
     except httpx.HTTPError as exc:
-        raise StepFailed(f"{method.upper()} {url}: {type(exc).__name__}: {exc}") from None
+        raise StepFailed(f"{verb} {url}: {type(exc).__name__}: {exc}") from None
     try:
         body: Any = response.json()
     except ValueError:
         body = None
     if raise_for_status and response.is_error:
         raise StepFailed(
-            f"{method.upper()} {url} answered {response.status_code} "
+            f"{verb} {url} answered {response.status_code} "
             f"{response.reason_phrase}: {response.text[:300]}"
         )
     return {
@@ -92,7 +102,7 @@ def _method(name: str) -> None:
     params: query-string parameters.
     json: a body sent as JSON.
     data: a form body (an object) or raw body (a string).
-    timeout: seconds (default 30; never beyond the step's timeout).
+    timeout: seconds for the whole exchange (default 30; the step's timeout also applies).
     verify: check TLS certificates.
     raise_for_status: fail the step on a 4xx or 5xx answer.
     auth: basic auth as {{"username": ..., "password": ...}}.

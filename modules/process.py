@@ -43,10 +43,11 @@ def run_process(
     full_env = None
     if env:
         full_env = {**os.environ, **{str(k): str(v) for k, v in env.items()}}
-    deadline = ctx.deadline
+    deadline, limit = ctx.deadline, "the step's timeout"
     if timeout is not None:
         own = time.monotonic() + timeout
-        deadline = own if deadline is None else min(deadline, own)
+        if deadline is None or own < deadline:
+            deadline, limit = own, f"{timeout:g}s"
     proc = subprocess.Popen(  # noqa: S603 - running commands is this module's job
         cmd if shell or not isinstance(cmd, str) else [cmd],
         shell=shell,
@@ -71,8 +72,7 @@ def run_process(
             pending_input = None
         if deadline is not None and time.monotonic() >= deadline:
             _stop(proc)
-            limit = timeout if timeout is not None else "the step's timeout"
-            raise StepTimeout(f"command timed out after {limit}s and was killed") from None
+            raise StepTimeout(f"command timed out after {limit} and was killed") from None
         if ctx.cancel_event.is_set():
             _stop(proc)
             raise StepCancelled("command was killed: the run was cancelled") from None

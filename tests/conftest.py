@@ -11,6 +11,7 @@ import http.server
 import json
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._send(200, {"items": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]})
         elif path.startswith("/status/"):
             self._send(int(path.rsplit("/", 1)[1]), {"error": "as requested"})
+        elif path == "/trickle":  # one byte every 0.3 s: each read is quick, the whole slow
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", "20")
+            self.end_headers()
+            try:
+                for _ in range(20):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.3)
+            except OSError:
+                pass  # the client gave up, as it should
         elif path == "/text":
             self._send(200, "plain words", "text/plain")
         else:

@@ -52,6 +52,16 @@ def test_run_json_prints_exactly_one_document(tmp_path):
     assert report["outputs"] == {"w": ["x", 2]}
 
 
+def test_run_json_keeps_stdout_for_the_report_when_steps_print(tmp_path):
+    wf = write(tmp_path, {"name": "printing", "steps": [
+        {"name": "p", "module": "python",
+         "params": {"function": "builtins:print", "args": ["hello from a step"]}}]})
+    done = cli("run", wf, "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["status"] == "succeeded"
+    assert "hello from a step" in done.stderr
+
+
 def test_run_exit_codes(tmp_path):
     failing = write(tmp_path, {"name": "f", "steps": [
         {"name": "bad", "module": "bash", "params": {"cmd": "exit 3"}}]})
@@ -77,7 +87,9 @@ def test_run_without_json_prints_a_summary(tmp_path):
     assert "only" in done.stdout and "succeeded" in done.stdout
 
 
-def test_ctrl_c_cancels_the_run_and_kills_its_processes(tmp_path):
+@pytest.mark.parametrize(("sig", "reason"), [(signal.SIGINT, "interrupted (Ctrl-C)"),
+                                             (signal.SIGTERM, "terminated (SIGTERM)")])
+def test_ctrl_c_cancels_the_run_and_kills_its_processes(tmp_path, sig, reason):
     pidfile = tmp_path / "pid"
     wf = write(tmp_path, {"name": "sigint", "steps": [
         {"name": "slow", "module": "bash",
@@ -87,13 +99,13 @@ def test_ctrl_c_cancels_the_run_and_kills_its_processes(tmp_path):
                             stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         pid = int(wait_for_file(pidfile, timeout=20))
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=20)
     finally:
         proc.kill()
     assert proc.returncode == 1, err
     report = json.loads(out)
-    assert report["status"] == "cancelled"
+    assert report["status"] == "cancelled" and report["error"] == reason
     assert report["steps"]["slow"]["status"] == "cancelled"
     assert report["steps"]["next"]["status"] == "cancelled"
     assert not alive(pid)
@@ -124,7 +136,8 @@ def test_live_progress_on_a_terminal(tmp_path):
         _, status = os.waitpid(pid, 0)
     text = screen.decode(errors="replace")
     assert os.waitstatus_to_exitcode(status) == 0
-    assert "running" in text  # a frame drawn while first_step ran
+    rows = [line for line in text.splitlines() if "first_step" in line]
+    assert any("running" in row for row in rows)  # a frame drawn while first_step ran
     assert "first_step" in text and "second_step" in text and "succeeded" in text
 
 
@@ -163,6 +176,23 @@ def test_modules_path_setting_adds_modules(tmp_path):
     done = cli("modules", "--json", env={"CHORDFLOW_MODULES_PATH": str(apps)})
     names = {m["name"] for m in json.loads(done.stdout)}
     assert {"GenomeAssembly2", "common.Kt"} <= names
+
+
+def test_ctrl_c_does_not_wait_for_steps_that_ignore_it(tmp_path):
+    wf = write(tmp_path, {"name": "stubborn", "steps": [
+        {"name": "sleepy", "module": "python",
+         "params": {"function": "time:sleep", "args": [25]}}]})
+    proc = subprocess.Popen([CHORDFLOW, "run", wf, "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        time.sleep(2)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)  # well before the 25 s sleep ends
+    finally:
+        proc.kill()
+    assert proc.returncode == 1
+    assert json.loads(out)["status"] == "cancelled"
+    assert "ignored the cancel" in err
 
 
 @pytest.mark.parametrize("example", sorted((ROOT / "examples").glob("*.yaml")))

@@ -43,15 +43,24 @@ def test_dag_engine_readme_example_converts():
 def test_dag_engine_readme_example_runs(run_workflow):
     report = run_workflow(load_file(DIALECTS / "dag_engine_readme_2step.json"),
                           registry=APPS)
-    step1, step2 = report["steps"]["step1"], report["steps"]["step2"]
-    assert step1["status"] == step2["status"] == "succeeded"
+    assert report["status"] == "succeeded", report["error"]
+    step1 = report["steps"]["step1"]
     contigs = "/user/home/output/Assembly/.assembly_output/contigs.fa"
     assert step1["outputs"]["contigs"] == contigs
     assert step1["outputs"]["app"] == "GenomeAssembly2"
-    # The README's workflow_outputs names an output step2 never declares; the original
-    # rejected the submission for it, chordflow fails the run naming the missing key.
+    assert report["outputs"] == {
+        "step2.genome": "/user/home/output/Annotation/.annotation/annotation.genome"
+    }
+
+
+def test_dag_engine_missing_workflow_output_fails_the_run_clearly(run_workflow):
+    doc = read("dag_engine_readme_2step.json")
+    doc["workflow_outputs"] = ["${steps.step2.outputs.nothing}"]
+    report = run_workflow(load_data(doc), registry=APPS)
+    # The original rejected such a submission; chordflow fails the run, naming the key.
+    assert report["steps"]["step2"]["status"] == "succeeded"
     assert report["status"] == "failed"
-    assert "outputs:" in report["error"] and "no key 'genome'" in report["error"]
+    assert "outputs:" in report["error"] and "no key 'nothing'" in report["error"]
 
 
 def test_dag_engine_skeleton_example_with_environment(run_workflow, monkeypatch):
@@ -247,6 +256,18 @@ def test_procedures_bad_references_name_step_and_field(params, field, message):
         load_data(doc)
     (error,) = info.value.errors
     assert (error.step, error.field) == ("mid", field) and message in error.message
+
+
+def test_procedures_unknown_keys_are_errors_and_options_pass_through():
+    with pytest.raises(ValidationFailed) as info:
+        load_data({"procedures": [{"name": "s", "mod": "common.Bash", "method": "run",
+                                   "parms": {"cmd": "true"}}], "extra": 1})
+    located = {(e.step, e.field) for e in info.value.errors}
+    assert {("s", "parms"), (None, "extra")} <= located
+    wf = load_data({"name": "opts", "_positions": {}, "procedures": [
+        {"name": "s", "mod": "common.Bash", "method": "run", "retries": 2, "timeout": 5,
+         "params": {"cmd": "true"}}]})
+    assert (wf.steps[0].retries, wf.steps[0].timeout) == (2, 5)
 
 
 def test_procedures_legacy_tasks_key_and_dollar_text():

@@ -162,6 +162,57 @@ def test_secrets_are_usable_but_never_recorded(tmp_path):
     assert "s3cr3t-value" not in text and "got ***" in text
 
 
+def test_secrets_never_reach_outputs_errors_or_events(tmp_path):
+    from app.config import Settings
+
+    settings = Settings(workdir=tmp_path, secrets={"token": "s3cr3t-value"})
+    with EmbeddedExecutor(settings=settings) as ex:
+        run_id = ex.run(ex.compile(load_data({
+            "name": "secret2",
+            "steps": [
+                {"name": "a", "module": "echo", "params": {"x": 1}},
+                {"name": "bad", "module": "echo", "continue_on_failure": True,
+                 "when": "${secrets.token} > 3"},
+                {"name": "fails", "module": "bash", "continue_on_failure": True,
+                 "params": {"cmd": "echo ${secrets.token} >&2; exit 1"}},
+            ],
+            "outputs": {"auth": "Bearer ${secrets.token}"}})), timeout=10)
+        report = run_report(ex.store, run_id)
+        events = ex.store.events(run_id)
+    text = str(report) + str(events) + str(ex.store.get_steps(run_id))
+    assert "s3cr3t-value" not in text
+    assert report["outputs"] == {"auth": "Bearer ***"}
+    assert "cannot compare str '***'" in report["steps"]["bad"]["error"]
+    assert report["steps"]["fails"]["error"] == "command exited with code 1: ***"
+
+
+def test_retry_delay_is_waited_and_frees_the_max_parallel_slot(run_workflow, tmp_path):
+    counter = tmp_path / "count"
+    report = run_workflow({
+        "name": "retry-slot", "max_parallel": 1,
+        "steps": [
+            {"name": "flaky", "module": "bash", "retries": 1, "retry_delay": 0.6,
+             "params": {"cmd": f"echo x >> {counter}; [ $(wc -l < {counter}) -ge 2 ]"}},
+            {"name": "other", "module": "bash", "params": {"cmd": f"echo o >> {counter}"}},
+        ],
+    })
+    assert report["status"] == "succeeded"
+    assert report["steps"]["flaky"]["attempts"] == 2
+    # `other` ran while flaky waited for its retry: it took the freed slot.
+    assert counter.read_text().split() in (["x", "o", "x"], ["o", "x", "x"])
+
+
+def test_retry_waits_its_delay(executor):
+    plan = executor.compile(load_data({"name": "delay", "steps": [
+        {"name": "s", "module": "bash", "retries": 1, "retry_delay": 0.5,
+         "params": {"cmd": "exit 1"}}]}))
+    run_id = executor.run(plan, timeout=10)
+    events = executor.store.events(run_id)
+    retry = next(e for e in events if e.type == "step_retry")
+    second = [e for e in events if e.type == "step_started"][1]
+    assert retry.data["delay"] == 0.5 and second.ts - retry.ts >= 0.5
+
+
 @pytest.mark.parametrize("threads", [1, 4])
 def test_small_thread_pools_still_finish(run_workflow, threads):
     steps = [{"name": f"s{i}", "module": "echo"} for i in range(20)]

@@ -36,9 +36,15 @@ def test_bash_exit_codes(run_workflow):
     assert s["status"] == "succeeded" and s["outputs"]["exit_code"] == 4
 
 
-def test_bash_own_timeout(run_workflow):
+def test_bash_timeout_messages_name_the_limit_that_fired(run_workflow):
     s = one(run_workflow, "bash", cmd="sleep 20", timeout=0.3)
-    assert s["status"] == "failed" and "timed out after 0.3s" in s["error"]
+    assert s["status"] == "failed" and s["error"] == \
+        "command timed out after 0.3s and was killed"
+    report = run_workflow({"name": "t", "steps": [
+        {"name": "s", "module": "bash", "timeout": 0.3,
+         "params": {"cmd": "sleep 20", "timeout": 10}}]})
+    assert report["steps"]["s"]["error"] == \
+        "command timed out after the step's timeout and was killed"
 
 
 def test_bash_default_cwd_is_the_step_scratch_directory(run_workflow, settings):
@@ -87,6 +93,20 @@ def test_http_errors_fail_unless_told_otherwise(run_workflow, http_server):
     assert s["status"] == "succeeded" and s["outputs"]["status_code"] == 503
     s = one(run_workflow, "http", "get", url="http://127.0.0.1:9/", timeout=2)
     assert s["status"] == "failed" and "ConnectError" in s["error"]
+
+
+def test_http_timeout_limits_the_whole_exchange(run_workflow, http_server):
+    s = one(run_workflow, "http", "get", url=f"{http_server}/trickle", timeout=1)
+    assert s["status"] == "failed"
+    assert s["error"].endswith("/trickle: no complete answer within 1s")
+
+
+def test_http_step_timeout_stops_the_request(run_workflow, http_server):
+    report = run_workflow({"name": "t", "steps": [
+        {"name": "s", "module": "http", "timeout": 1,
+         "params": {"url": f"{http_server}/trickle"}}]})
+    s = report["steps"]["s"]
+    assert s["status"] == "failed" and "timed out" in s["error"]
 
 
 # -- file -----------------------------------------------------------------------------

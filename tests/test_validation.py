@@ -90,6 +90,35 @@ def test_cycle_is_reported_with_its_path():
     assert path[0] == path[-1] and set(path) == {"a", "b", "c"}
 
 
+def test_cycle_names_the_field_that_made_the_edge():
+    errs = errors_of(wf(
+        {"name": "a", "module": "echo", "params": {"x": "${steps.b.outputs.y}"}},
+        {"name": "b", "module": "echo", "when": "${steps.a.outputs.x} == 1"},
+    ))
+    (step, fld, message), = errs
+    assert "dependency cycle" in message
+    assert (step, fld) in (("a", "params.x"), ("b", "when"))
+
+
+def test_item_in_when_of_a_foreach_step_explains_why():
+    errs = errors_of(wf({"name": "a", "module": "echo", "foreach": [1, 2],
+                         "when": "${item} > 1"}))
+    assert errs[0][:2] == ("a", "when")
+    assert "evaluated once for the whole step" in errs[0][2]
+
+
+def test_quoted_reference_in_when_is_an_error():
+    errs = errors_of(wf({"name": "a", "module": "echo"},
+                        {"name": "b", "module": "echo",
+                         "when": "'${steps.a.outputs.m}' == 'full'"}))
+    assert errs[0][:2] == ("b", "when") and "write it unquoted" in errs[0][2]
+
+
+def test_secrets_cannot_be_iterated():
+    errs = errors_of(wf({"name": "a", "module": "echo", "foreach": ["${secrets.x}"]}))
+    assert errs[0][:2] == ("a", "foreach[0]") and "cannot be iterated" in errs[0][2]
+
+
 def test_self_dependency():
     errs = errors_of(wf({"name": "a", "module": "echo", "depends_on": ["a"]}))
     assert errs == [("a", "depends_on", "a step cannot depend on itself")]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -84,24 +85,25 @@ def run(
 
     variables = parse_vars(var)
     plan = _compile(file, variables)
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, _terminate)
+    # With --json, stdout carries the report alone: whatever steps print (a Python step
+    # calling print, a module writing to fd 1) goes to stderr while the run lasts.
+    report_fd = _divert_stdout() if as_json else None
     executor = EmbeddedExecutor(threads=threads)
-    run_id = None
+    run_id = executor.submit(plan, variables)
     try:
-        run_id = executor.submit(plan, variables)
         if not as_json and out.is_terminal:
             watch(executor, plan, run_id, out)
         else:
             executor.wait(run_id)
-    except KeyboardInterrupt:
-        if run_id is not None:
-            executor.cancel(run_id, "interrupted")
-    finally:
-        executor.close()
-    assert run_id is not None
+    except KeyboardInterrupt as exc:
+        executor.cancel(run_id, str(exc) or "interrupted (Ctrl-C)")
+    # Steps that ignore cancellation (plain Python in a thread) are not waited for long.
+    clean = executor.close(timeout=CLOSE_TIMEOUT)
     report = run_report(executor.store, run_id, list(plan.order))
-    if as_json:
-        sys.stdout.write(json.dumps(report, default=str) + "\n")
+    code = EXIT_OK if report["status"] == "succeeded" else EXIT_FAILED
+    if report_fd is not None:
+        os.write(report_fd, (json.dumps(report, default=str) + "\n").encode())
     else:
         if not out.is_terminal:
             out.print(step_table(plan, executor.store.get_steps(run_id)))
@@ -110,11 +112,29 @@ def run(
             out.print(f"[red]{report['error']}[/]", highlight=False)
         if report["outputs"]:
             out.print_json(data=report["outputs"], default=str)
-    raise typer.Exit(EXIT_OK if report["status"] == "succeeded" else EXIT_FAILED)
+    if not clean:
+        err.print("[yellow]warning:[/] some steps ignored the cancel; exiting without them")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    raise typer.Exit(code)
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+#: Seconds ``run`` waits for cancelled steps to stop before exiting without them.
+CLOSE_TIMEOUT = 10.0
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt("terminated (SIGTERM)")
+
+
+def _divert_stdout() -> int:
+    """Point fd 1 (and sys.stdout) at stderr; return a descriptor for the real stdout."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return saved
 
 
 @app.command()

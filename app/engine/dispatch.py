@@ -42,6 +42,9 @@ class TaskMessage:
     timeout: float | None = None
     #: Seconds to wait before running (a retry's delay).
     countdown: float = 0.0
+    #: Not a run but a retry whose delay is over, to queue again for a ``max_parallel``
+    #: slot.
+    readmit: bool = False
 
     @property
     def key(self) -> TaskKey:

@@ -60,6 +60,9 @@ class EmbeddedExecutor:
         self._running: dict[str, set[threading.Event]] = defaultdict(set)
         self._timers: dict[str, set[threading.Timer]] = defaultdict(set)
         self._closed = False
+        #: Tasks executing right now; ``close`` waits for this to reach zero.
+        self._busy = 0
+        self._idle = threading.Condition(self._lock)
 
     # -- the public API --------------------------------------------------------------
 
@@ -88,8 +91,8 @@ class EmbeddedExecutor:
                     remaining -= 0.1
                     if remaining <= 0:
                         break
-        except KeyboardInterrupt:
-            self.cancel(run_id, "interrupted (Ctrl-C)")
+        except KeyboardInterrupt as exc:
+            self.cancel(run_id, str(exc) or "interrupted (Ctrl-C)")
             raise
         return self.store.get_run(run_id).status
 
@@ -108,15 +111,20 @@ class EmbeddedExecutor:
     def cancel(self, run_id: str, reason: str = "cancelled") -> bool:
         return self.engine.cancel(run_id, reason)
 
-    def close(self) -> None:
-        """Cancel unfinished runs, stop timers, and wait for the threads to exit."""
-        if self._closed:
-            return
-        self._closed = True
-        for run_id, done in list(self._done.items()):
-            if not done.is_set():
-                self.cancel(run_id, "executor closed")
-        self._pool.shutdown(wait=True, cancel_futures=True)
+    def close(self, timeout: float | None = None) -> bool:
+        """Cancel unfinished runs, stop timers, and wait for the threads to exit.
+
+        With a ``timeout``, stop waiting after that many seconds and return False if a
+        thread is still busy (a step that ignores cancellation); True otherwise.
+        """
+        if not self._closed:
+            self._closed = True
+            for run_id, done in list(self._done.items()):
+                if not done.is_set():
+                    self.cancel(run_id, "executor closed")
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._idle:
+            return self._idle.wait_for(lambda: self._busy == 0, timeout)
 
     def __enter__(self) -> EmbeddedExecutor:
         return self
@@ -164,6 +172,7 @@ class EmbeddedExecutor:
         cancel_event = threading.Event()
         with self._lock:
             self._running[message.run_id].add(cancel_event)
+            self._busy += 1
         finished = threading.Event()
         watchdog = None
         deadline = time.monotonic() + message.timeout if message.timeout else None
@@ -183,6 +192,8 @@ class EmbeddedExecutor:
                 watchdog.cancel()
             with self._lock:
                 self._running[message.run_id].discard(cancel_event)
+                self._busy -= 1
+                self._idle.notify_all()
 
     def _time_out(
         self, message: TaskMessage, cancel_event: threading.Event, finished: threading.Event

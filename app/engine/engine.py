@@ -25,6 +25,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from app.engine.dispatch import Dispatcher, TaskKey, TaskMessage
@@ -169,6 +170,8 @@ class Engine:
                     run_id, name, STEP_UNFINISHED, StepStatus.CANCELLED,
                     finished_at=now(), error=reason,
                 )
+                # Read again: the step may have become ready, with items, meanwhile.
+                rec = self.store.get_steps(run_id, (name,))[name]
             for index, item in enumerate(rec.items or ()):
                 if item.status in STEP_UNFINISHED:
                     self.store.transition_item(
@@ -204,6 +207,9 @@ class Engine:
         plan = self.plan_for(run)
         sp = plan.steps[msg.step]
         key = msg.key
+        if msg.readmit:  # a retry's delay is over: queue again for a max_parallel slot
+            self._admit(run, sp, key)
+            return
         records = self.store.get_steps(run.id, sp.reads) if sp.reads else {}
         scope = self._scope(run, records)
         if key.index is not None:
@@ -225,8 +231,7 @@ class Engine:
         started = now()
         if not self._transition(run.id, key, _QUEUED, StepStatus.RUNNING,
                                 attempt=msg.attempt - 1, attempts=msg.attempt,
-                                started_at=started, worker=self.worker,
-                                params=redact(rendered, self.secrets)):
+                                started_at=started, worker=self.worker, params=rendered):
             return
         if key.index is not None:
             self.store.transition_step(run.id, sp.name, _QUEUED, StepStatus.RUNNING,
@@ -257,13 +262,13 @@ class Engine:
                 return  # cancel() has recorded it
             self.attempt_failed(msg, "cancelled")
         except StepFailed as exc:
-            self.attempt_failed(msg, redact(str(exc), self.secrets))
+            self.attempt_failed(msg, str(exc))
         except Exception as exc:  # a step module's own failure, whatever its type
             step_log.debug("step %s failed", key.token, exc_info=True)
-            self.attempt_failed(msg, redact(f"{type(exc).__name__}: {exc}", self.secrets))
+            self.attempt_failed(msg, f"{type(exc).__name__}: {exc}")
         else:
             self._finish_task(run, plan, sp, key, msg.attempt, _RUNNING, StepStatus.SUCCEEDED,
-                              outputs=redact(outputs, self.secrets))
+                              outputs=outputs)
 
     def attempt_failed(self, msg: TaskMessage, error: str) -> None:
         """Retry the attempt if retries are left, else fail the task for good.
@@ -277,12 +282,23 @@ class Engine:
         sp = plan.steps[msg.step]
         key = msg.key
         if run.status is RunStatus.RUNNING and msg.attempt <= sp.step.retries:
-            if self._transition(run.id, key, _RUNNING, StepStatus.QUEUED,
-                                attempt=msg.attempt, error=error, queued_at=now()):
-                delay = sp.step.retry_delay
+            delay = sp.step.retry_delay
+            if run.max_parallel is None:
+                if self._transition(run.id, key, _RUNNING, StepStatus.QUEUED,
+                                    attempt=msg.attempt, error=error, queued_at=now()):
+                    self._event(run.id, "step_retry", key,
+                                {"attempt": msg.attempt, "error": error, "delay": delay})
+                    self.dispatcher.dispatch(
+                        self._message(run, sp, key, msg.attempt + 1, delay))
+            # Under max_parallel the slot is given up while the retry waits (as Airflow
+            # does with pool slots), and the retry queues for one again afterwards.
+            elif self._transition(run.id, key, _RUNNING, StepStatus.READY,
+                                  attempt=msg.attempt, error=error):
                 self._event(run.id, "step_retry", key,
                             {"attempt": msg.attempt, "error": error, "delay": delay})
-                self.dispatcher.dispatch(self._message(run, sp, key, msg.attempt + 1, delay))
+                self._release_slot(run, plan, key)
+                self.dispatcher.dispatch(replace(
+                    self._message(run, sp, key, msg.attempt + 1, delay), readmit=True))
             return
         self._finish_task(run, plan, sp, key, msg.attempt, _RUNNING, StepStatus.FAILED,
                           error=error)
@@ -325,15 +341,19 @@ class Engine:
             return
         self._event(run.id, f"step_{status}", key,
                     {"error": fields["error"]} if "error" in fields else None)
-        if run.max_parallel is not None:
-            for token in self.store.release(run.id, key.token, run.max_parallel):
-                self._queue(run, plan.steps[TaskKey.parse(token).step], TaskKey.parse(token))
+        self._release_slot(run, plan, key)
         if key.index is not None:
             left = self.store.count_item(run.id, sp.name, key.index)
             if left != 0:
                 return
             self._gather(run, sp)
         self._propagate(run, plan, [sp.name])
+
+    def _release_slot(self, run: RunRecord, plan: Plan, key: TaskKey) -> None:
+        if run.max_parallel is not None:
+            for token in self.store.release(run.id, key.token, run.max_parallel):
+                admitted = TaskKey.parse(token)
+                self._queue(run, plan.steps[admitted.step], admitted)
 
     def _gather(self, run: RunRecord, sp: StepPlan) -> None:
         """All elements of a ``foreach`` step are done: finish the step itself."""
@@ -419,6 +439,7 @@ class Engine:
         return False
 
     def _decide(self, run_id: str, name: str, status: StepStatus, **fields: Any) -> bool:
+        self._clean(fields)
         if self.store.transition_step(run_id, name, _PENDING, status, finished_at=now(),
                                       **fields):
             self._event(run_id, f"step_{status}", TaskKey(name),
@@ -427,16 +448,30 @@ class Engine:
         return False
 
     def _admit(self, run: RunRecord, sp: StepPlan, key: TaskKey) -> None:
-        if run.max_parallel is None or self.store.admit(run.id, key.token, run.max_parallel):
+        if run.max_parallel is None:
             self._queue(run, sp, key)
+            return
+        plan = self.plan_for(run)
+        for token in self.store.admit(run.id, key.token, run.max_parallel):
+            admitted = TaskKey.parse(token)
+            self._queue(run, plan.steps[admitted.step], admitted)
 
     def _queue(self, run: RunRecord, sp: StepPlan, key: TaskKey) -> None:
+        attempt = 1
+        if run.max_parallel is not None:  # possibly a retry coming back through admission
+            attempt = self._attempts(run.id, key) + 1
         if not self._transition(run.id, key, _READY, StepStatus.QUEUED, queued_at=now()):
             return
         if key.index is not None:
             self.store.transition_step(run.id, sp.name, _READY, StepStatus.QUEUED,
                                        queued_at=now())
-        self.dispatcher.dispatch(self._message(run, sp, key, 1, 0.0))
+        self.dispatcher.dispatch(self._message(run, sp, key, attempt, 0.0))
+
+    def _attempts(self, run_id: str, key: TaskKey) -> int:
+        rec = self.store.get_steps(run_id, (key.step,))[key.step]
+        if key.index is None:
+            return rec.attempts
+        return rec.items[key.index].attempts if rec.items else 0
 
     def _message(
         self, run: RunRecord, sp: StepPlan, key: TaskKey, attempt: int, countdown: float
@@ -445,10 +480,19 @@ class Engine:
         return TaskMessage(run.id, sp.name, key.index, attempt, run.workflow, step.queue,
                            step.priority, step.timeout, countdown)
 
+    def _clean(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """Mask secrets in whatever is about to be recorded."""
+        if self.secrets:
+            for name in ("params", "outputs", "error"):
+                if fields.get(name) is not None:
+                    fields[name] = redact(fields[name], self.secrets)
+        return fields
+
     def _transition(
         self, run_id: str, key: TaskKey, expect: frozenset[StepStatus], status: StepStatus,
         *, attempt: int | None = None, **fields: Any,
     ) -> bool:
+        self._clean(fields)
         if key.index is None:
             return self.store.transition_step(run_id, key.step, expect, status,
                                               attempt=attempt, **fields)
@@ -475,8 +519,10 @@ class Engine:
             except ReferenceResolutionError as exc:
                 error = f"outputs: {exc}"
         status = RunStatus.FAILED if error else RunStatus.SUCCEEDED
+        fields = self._clean({"outputs": outputs, "error": error})
+        error = fields["error"]
         if self.store.set_run_status(run_id, {RunStatus.RUNNING}, status, finished_at=now(),
-                                     outputs=outputs, error=error):
+                                     **fields):
             self._event(run_id, f"run_{status}", data={"error": error} if error else None)
             if self.on_finish:
                 self.on_finish(run_id, status)
@@ -493,6 +539,8 @@ class Engine:
         self, run_id: str, kind: str, key: TaskKey | None = None,
         data: dict[str, Any] | None = None,
     ) -> None:
+        if data and self.secrets:
+            data = redact(data, self.secrets)
         self.store.append_event(Event(run_id, kind, key.token if key else None, data))
 
     def fail_unexpected(self, msg: TaskMessage, exc: BaseException) -> None:

@@ -84,8 +84,15 @@ class MemoryStore:
             self._run(run_id)
             steps = self._steps[run_id]
             chosen = steps.values() if names is None else (steps[n] for n in names)
-            # Shallow copies: outputs and params are never mutated in place.
-            return {s.name: copy.copy(s) for s in chosen}
+            # Outputs and params are never changed in place, so they may be shared.
+            return {s.name: self._copy(s) for s in chosen}
+
+    @staticmethod
+    def _copy(step: StepRecord) -> StepRecord:
+        clone = copy.copy(step)
+        if step.items is not None:
+            clone.items = [copy.copy(item) for item in step.items]
+        return clone
 
     def transition_step(
         self,
@@ -166,30 +173,29 @@ class MemoryStore:
 
     # -- max_parallel slots -------------------------------------------------------------
 
-    def admit(self, run_id: str, key: str, limit: int) -> bool:
+    def admit(self, run_id: str, key: str, limit: int) -> list[str]:
         with self._lock:
-            slots = self._slots[run_id]
-            if key in slots:
-                return True
-            if len(slots) < limit:
-                slots.add(key)
-                return True
-            if key not in self._waiting_set[run_id]:
-                self._waiting_set[run_id].add(key)
-                self._waiting[run_id].append(key)
-            return False
+            if key in self._slots[run_id] or key in self._waiting_set[run_id]:
+                return []
+            self._waiting_set[run_id].add(key)
+            self._waiting[run_id].append(key)
+            return self._pump(run_id, limit)
 
     def release(self, run_id: str, key: str, limit: int) -> list[str]:
         with self._lock:
-            slots, waiting = self._slots[run_id], self._waiting[run_id]
-            slots.discard(key)
-            admitted = []
-            while waiting and len(slots) < limit:
-                nxt = waiting.popleft()
-                self._waiting_set[run_id].discard(nxt)
-                slots.add(nxt)
-                admitted.append(nxt)
-            return admitted
+            self._slots[run_id].discard(key)
+            return self._pump(run_id, limit)
+
+    def _pump(self, run_id: str, limit: int) -> list[str]:
+        """Admit waiting keys, first come first served, while slots are free."""
+        slots, waiting = self._slots[run_id], self._waiting[run_id]
+        admitted = []
+        while waiting and len(slots) < limit:
+            nxt = waiting.popleft()
+            self._waiting_set[run_id].discard(nxt)
+            slots.add(nxt)
+            admitted.append(nxt)
+        return admitted
 
     # -- events -----------------------------------------------------------------------
 

@@ -131,7 +131,7 @@ def _compile(workflow: Workflow, registry: Registry) -> Plan:
     parents: dict[str, list[str]] = {name: [] for name in compiled}
     children: dict[str, list[str]] = {name: [] for name in compiled}
     for name, c in compiled.items():
-        for parent in sorted(c["parents"]):
+        for parent in sorted(c["parents"]):  # a dict: parent -> the field making the edge
             if parent in compiled:
                 graph.add_edge(parent, name)
                 parents[name].append(parent)
@@ -143,9 +143,9 @@ def _compile(workflow: Workflow, registry: Registry) -> Plan:
         except nx.NetworkXUnfeasible:
             cycle = nx.find_cycle(graph)
             path = " -> ".join([u for u, _ in cycle] + [cycle[0][0]])
-            errors.append(
-                WorkflowError(f"dependency cycle: {path}", step=cycle[0][0], field="depends_on")
-            )
+            parent, child = cycle[-1]  # the edge that closes the cycle, at its first step
+            errors.append(WorkflowError(f"dependency cycle: {path}", step=child,
+                                        field=compiled[child]["parents"][parent]))
     if errors:
         raise ValidationFailed(errors)
 
@@ -204,16 +204,17 @@ def _compile_step(
 
     in_foreach = step.foreach is not None
     param_roots = PARAM_ROOTS | (FOREACH_ROOTS if in_foreach else frozenset())
-    reads: set[str] = set()
+    #: step read -> the first field that reads it (named if the edge closes a cycle)
+    reads: dict[str, str] = {}
 
     params, refs = _compile_field(step.params, "params", step.name, errors)
-    reads |= _check_refs(refs, param_roots, step, "params", workflow, names, errors)
+    _merge(reads, _check_refs(refs, param_roots, step, "params", workflow, names, errors))
 
     outputs: Node | None = None
     if step.outputs:
         outputs, refs = _compile_field(step.outputs, "outputs", step.name, errors)
-        reads |= _check_refs(refs, param_roots | OUTPUT_ROOTS, step, "outputs", workflow,
-                             names, errors)
+        _merge(reads, _check_refs(refs, param_roots | OUTPUT_ROOTS, step, "outputs",
+                                  workflow, names, errors))
 
     when: Condition | None = None
     if step.when is not None:
@@ -222,8 +223,8 @@ def _compile_step(
         except ConditionError as exc:
             err(f"cannot parse condition: {exc}", "when")
         else:
-            reads |= _check_refs(when.references(), PARAM_ROOTS, step, "when", workflow,
-                                 names, errors)
+            _merge(reads, _check_refs(when.references(), PARAM_ROOTS, step, "when",
+                                      workflow, names, errors))
 
     foreach: Node | None = None
     if step.foreach is not None:
@@ -236,16 +237,18 @@ def _compile_step(
                 "or a list", "foreach")
         else:
             foreach = node
-        reads |= _check_refs(refs, PARAM_ROOTS, step, "foreach", workflow, names, errors)
+        # Not secrets: each element is recorded with its item, in clear.
+        _merge(reads, _check_refs(refs, PARAM_ROOTS - {"secrets"}, step, "foreach",
+                                  workflow, names, errors))
 
-    parents: set[str] = set(reads)
+    parents: dict[str, str] = dict(reads)
     for dep in step.depends_on:
         if dep == step.name:
             err("a step cannot depend on itself", "depends_on")
         elif dep not in names:
             err(f"unknown step '{dep}'{_suggest(dep, names)}", "depends_on")
         else:
-            parents.add(dep)
+            parents[dep] = "depends_on"
     return {
         "step": step,
         "method": method,
@@ -271,6 +274,11 @@ def _compile_field(
     return node, refs
 
 
+def _merge(into: dict[str, str], more: dict[str, str]) -> None:
+    for name, fld in more.items():
+        into.setdefault(name, fld)
+
+
 def _check_refs(
     refs: Iterable[tuple[str, Reference] | Reference],
     roots: frozenset[str],
@@ -279,9 +287,9 @@ def _check_refs(
     workflow: Workflow,
     names: set[str],
     errors: list[WorkflowError],
-) -> set[str]:
-    """Check each reference; return the steps they read."""
-    reads: set[str] = set()
+) -> dict[str, str]:
+    """Check each reference; return the steps they read, with the field reading each."""
+    reads: dict[str, str] = {}
     step_name = step.name if step else None
     for entry in refs:
         fld, ref = entry if isinstance(entry, tuple) else (default_field, entry)
@@ -292,7 +300,12 @@ def _check_refs(
 
         root = ref.root
         if root not in roots:
-            err(_root_hint(root, default_field))
+            if root in FOREACH_ROOTS and default_field in ("when", "foreach") and \
+                    step is not None and step.foreach is not None:
+                err(f"'{root}' is not available in '{default_field}', which is evaluated "
+                    "once for the whole step, before its elements run")
+            else:
+                err(_root_hint(root, default_field))
             continue
         if root == "variables":
             if len(ref.path) >= 2 and ref.path[1] not in workflow.variables:
@@ -311,7 +324,7 @@ def _check_refs(
                 err(f"unknown step attribute '{attr}' "
                     f"(use one of: {', '.join(sorted(STEP_ATTRIBUTES))})")
             else:
-                reads.add(target)
+                reads.setdefault(target, fld)
         elif root == "params" and step is not None:
             if len(ref.path) >= 2 and ref.path[1] not in step.params:
                 err(f"the step has no param '{ref.path[1]}'")
@@ -325,6 +338,8 @@ def _check_refs(
 
 
 def _root_hint(root: str, fld: str) -> str:
+    if root == "secrets":
+        return "secrets cannot be iterated: every element is recorded with its item"
     if root in FOREACH_ROOTS:
         return f"'{root}' is only available in a step with 'foreach'"
     if root in OUTPUT_ROOTS:

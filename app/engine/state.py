@@ -4,7 +4,8 @@ Run:  pending → running → succeeded | failed | cancelled
 Step: pending → ready → queued → running → succeeded | failed | skipped |
       upstream_failed | cancelled
 
-A retry goes running → queued → running again, counting ``attempts``. A step that will
+A retry goes running → queued → running again, counting ``attempts`` (running →
+ready → queued → running when it must queue for a ``max_parallel`` slot again). A step that will
 not run is decided while it is still pending or ready (skipped, upstream_failed,
 cancelled). Terminal states never change: that is what makes completion idempotent,
 since every store update is a compare-and-set on the expected current state.
@@ -74,6 +75,7 @@ STEP_TRANSITIONS: dict[StepStatus, frozenset[StepStatus]] = {
     StepStatus.RUNNING: frozenset(
         {
             StepStatus.QUEUED,  # retry
+            StepStatus.READY,  # retry that must queue for a max_parallel slot again
             StepStatus.SUCCEEDED,
             StepStatus.FAILED,
             StepStatus.CANCELLED,

@@ -69,8 +69,12 @@ class Store(Protocol):
     def count_step(self, run_id: str, name: str) -> int | None:
         """Count a step as finished for its run: steps left, None if counted before."""
 
-    def admit(self, run_id: str, key: str, limit: int) -> bool:
-        """Take a ``max_parallel`` slot for ``key``, or queue it; True if admitted."""
+    def admit(self, run_id: str, key: str, limit: int) -> list[str]:
+        """Queue ``key`` for a ``max_parallel`` slot; return the keys admitted now.
+
+        First come, first served: the result may hold ``key``, earlier waiting keys,
+        both or neither. Each admitted key must be dispatched by the caller.
+        """
 
     def release(self, run_id: str, key: str, limit: int) -> list[str]:
         """Free ``key``'s slot (idempotent); return the waiting keys now admitted."""

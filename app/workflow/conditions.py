@@ -258,6 +258,11 @@ class _Parser:
         if kind == "number":
             return Const(float(value) if any(c in value for c in ".eE") else int(value))
         if kind == "string":
+            if "${" in value:
+                raise ConditionError(
+                    f"a reference inside quotes ({value}) is only text; write it unquoted, "
+                    f"as in ${{steps.a.outputs.mode}} == 'full'"
+                )
             return Const(_unquote(value))
         if kind == "word" and value.lower() in _KEYWORDS:
             return Const(_KEYWORDS[value.lower()])

