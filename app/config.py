@@ -39,6 +39,40 @@ class Settings(BaseSettings):
                     secrets[path.name] = path.read_text().rstrip("\n")
         return secrets
 
+    # -- distributed execution (Celery + MongoDB) ---------------------------------------
+    #: The Celery broker: Redis (default) or RabbitMQ (``amqp://...``).
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    #: Celery's result backend, used only to count ``foreach`` chord parts. It must be
+    #: Redis: other backends poll chords forever if a part is lost. Defaults to the
+    #: broker when that is Redis, else a local Redis.
+    result_backend: str | None = None
+    #: Where runs, steps and events are recorded.
+    mongo_url: str = "mongodb://127.0.0.1:27017"
+    mongo_db: str = "chordflow"
+    #: The queue of steps that name none.
+    default_queue: str = "chordflow"
+    #: Seconds before Redis hands an unacknowledged message to another worker. Must be
+    #: longer than the longest step (plus its retry delay): a shorter one runs a step
+    #: twice (the second copy is recognised and dropped, but it wastes a worker).
+    visibility_timeout: int = Field(default=12 * 3600, ge=1)
+    #: How often kombu looks for unacknowledged messages to restore (Redis only).
+    unacked_restore_interval: int = Field(default=10, ge=1)
+    #: Seconds Celery keeps chord results.
+    result_expires: int = Field(default=24 * 3600, ge=60)
+    #: Replace a worker process after this many tasks (bounds leaks in step code).
+    worker_max_tasks_per_child: int = Field(default=1000, ge=1)
+    #: Seconds between two passes of the reconciler (``chordflow worker --beat``).
+    reconcile_interval: float = Field(default=60.0, gt=0)
+    #: A queued step older than this is assumed lost by the reconciler and sent again.
+    reconcile_grace: float = Field(default=30.0, ge=0)
+
+    def celery_result_backend(self) -> str:
+        if self.result_backend:
+            return self.result_backend
+        if self.broker_url.startswith(("redis://", "rediss://")):
+            return self.broker_url
+        return "redis://127.0.0.1:6379/0"
+
     @field_validator("modules_path", mode="before")
     @classmethod
     def _split_paths(cls, value: Any) -> Any:

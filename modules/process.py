@@ -60,6 +60,19 @@ def run_process(
         errors="replace",
         start_new_session=True,
     )
+    try:
+        return _wait(ctx, proc, stdin, deadline, limit)
+    except BaseException:
+        # Whatever stops this step (a timeout, a cancel, Celery's soft time limit or a
+        # revoke raised into the task) stops its processes too.
+        _stop(proc)
+        raise
+
+
+def _wait(
+    ctx: StepContext, proc: subprocess.Popen[str], stdin: str | None,
+    deadline: float | None, limit: str,
+) -> Completed:
     pending_input = stdin
     while True:
         wait = POLL_SECONDS
@@ -71,10 +84,8 @@ def run_process(
         except subprocess.TimeoutExpired:
             pending_input = None
         if deadline is not None and time.monotonic() >= deadline:
-            _stop(proc)
             raise StepTimeout(f"command timed out after {limit} and was killed") from None
         if ctx.cancel_event.is_set():
-            _stop(proc)
             raise StepCancelled("command was killed: the run was cancelled") from None
 
 

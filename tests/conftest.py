@@ -12,6 +12,7 @@ import json
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,12 @@ import pytest
 
 from app.config import Settings
 from app.engine.embedded import EmbeddedExecutor
+from app.engine.mongo_store import MongoStore
 from app.engine.report import run_report
 from app.workflow.loader import load_data
 from app.workflow.models import Workflow
 from modules.registry import Registry
+from tests.servers import mongo_server
 
 Runner = Callable[..., dict[str, Any]]
 
@@ -39,15 +42,31 @@ def executor(settings: Settings) -> Iterator[EmbeddedExecutor]:
         yield ex
 
 
-@pytest.fixture(params=["embedded"])
+@pytest.fixture(scope="session")
+def mongo_url() -> Iterator[str]:
+    """A MongoDB-protocol server for the session (``MONGO_URL`` or nx-27017)."""
+    with mongo_server() as url:
+        yield url
+
+
+@pytest.fixture(params=["embedded", "embedded-mongo"])
 def run_workflow(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Runner]:
-    """Run a workflow document to the end on each executor; return the run report."""
+    """Run a workflow document to the end on each executor and store; return the report.
+
+    ``embedded`` keeps records in memory; ``embedded-mongo`` runs the same engine on the
+    MongoDB store, so every scenario also exercises the store the workers use.
+    """
     executors: list[EmbeddedExecutor] = []
+    store_factory = None
+    if request.param == "embedded-mongo":
+        url = request.getfixturevalue("mongo_url")
+        store_factory = lambda: MongoStore(url, f"t{uuid.uuid4().hex[:12]}")  # noqa: E731
 
     def run(doc: dict[str, Any] | Workflow, variables: dict[str, Any] | None = None,
             timeout: float = 60, threads: int = 16,
             registry: Registry | None = None) -> dict[str, Any]:
-        ex = EmbeddedExecutor(registry, settings=settings, threads=threads)
+        store = store_factory() if store_factory else None
+        ex = EmbeddedExecutor(registry, settings=settings, threads=threads, store=store)
         executors.append(ex)
         plan = ex.compile(load_data(doc))
         run_id = ex.run(plan, variables, timeout=timeout)

@@ -102,7 +102,7 @@ def mongo_server() -> Iterator[str]:
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [str(exe), "--db", str(workdir / "db.sqlite"), "--host", "127.0.0.1", "-p",
-             str(port), "--threaded"],
+             str(port), "--threaded", "--pid-file", str(workdir / "nx.pid")],
             stdout=out, stderr=subprocess.STDOUT,
         )
     try:

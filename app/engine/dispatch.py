@@ -60,5 +60,9 @@ class Dispatcher(Protocol):
     def dispatch(self, message: TaskMessage) -> None:
         """Deliver ``message`` to some worker, which calls ``Engine.execute`` with it."""
 
-    def revoke(self, run_id: str) -> None:
-        """Stop the run's running tasks and drop its delayed ones (best effort)."""
+    def revoke(self, run_id: str, task_ids: list[str]) -> None:
+        """Stop the run's running tasks and drop its queued ones (best effort).
+
+        ``task_ids`` are the ids of the run's queued and running attempts; executors that
+        track their work by run may ignore them.
+        """

@@ -23,6 +23,7 @@ from app.engine.engine import Engine
 from app.engine.memory_store import MemoryStore
 from app.engine.plan import Plan
 from app.engine.state import RunStatus
+from app.engine.store import Store
 from app.workflow.models import Workflow
 from modules.registry import Registry, default_registry
 
@@ -41,9 +42,11 @@ class EmbeddedExecutor:
         *,
         threads: int | None = None,
         settings: Settings | None = None,
+        store: Store | None = None,
     ):
         settings = settings or get_settings()
-        self.store = MemoryStore()
+        #: In memory by default; any store works (the tests run it on MongoDB too).
+        self.store: Store = store or MemoryStore()
         self.engine = Engine(
             self.store,
             registry or default_registry(),
@@ -144,7 +147,7 @@ class EmbeddedExecutor:
         else:
             self._submit(message)
 
-    def revoke(self, run_id: str) -> None:
+    def revoke(self, run_id: str, task_ids: list[str] | None = None) -> None:
         with self._lock:
             events = list(self._running.get(run_id, ()))
             timers = list(self._timers.pop(run_id, ()))

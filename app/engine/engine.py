@@ -11,7 +11,9 @@ deep recursion.
 
 Every write is a compare-and-set on the state the caller expects, so duplicated or
 late messages (a redelivery, a timed-out attempt that returns after all) change
-nothing. Executors differ only in how a :class:`TaskMessage` reaches
+nothing. The one exception is deliberate: a message for an attempt that is recorded
+as running, whose worker is gone (the executor's ``holder_alive`` says so), takes the
+step over as a new attempt; that is how a step survives a worker killed mid-step. Executors differ only in how a :class:`TaskMessage` reaches
 :meth:`Engine.execute`: a thread pool for the embedded executor, Celery for workers.
 """
 
@@ -29,6 +31,7 @@ from dataclasses import replace
 from typing import Any
 
 from app.engine.dispatch import Dispatcher, TaskKey, TaskMessage
+from app.engine.invoke import call_step
 from app.engine.plan import Plan, StepPlan, compile_plan
 from app.engine.records import Event, ItemRecord, RunRecord, StepRecord, now
 from app.engine.redaction import redact
@@ -43,8 +46,10 @@ from app.errors import (
 )
 from app.workflow.models import Workflow
 from app.workflow.templating import resolve_in
-from modules.context import StepContext, run_coroutine
+from modules.context import StepContext
 from modules.registry import ParamsInvalid, Registry
+
+HolderAlive = Callable[[str | None, str | None], bool]
 
 log = logging.getLogger("chordflow.engine")
 step_log = logging.getLogger("chordflow.step")
@@ -73,6 +78,8 @@ class Engine:
         secrets: Mapping[str, str] | None = None,
         workdir: os.PathLike[str] | str | None = None,
         on_finish: FinishCallback | None = None,
+        worker: str | None = None,
+        holder_alive: HolderAlive | None = None,
     ):
         self.store = store
         self.registry = registry
@@ -80,7 +87,13 @@ class Engine:
         self.secrets = dict(secrets or {})
         self.workdir = workdir
         self.on_finish = on_finish
-        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        #: Who runs the attempts this engine executes (Celery: the worker's node name).
+        self.worker = worker or f"{socket.gethostname()}:{os.getpid()}"
+        #: Is the worker (and task) recorded on a running attempt still at it? Only an
+        #: executor whose workers can die under a running step answers; None: always.
+        self.holder_alive = holder_alive
+        #: A ``foreach`` becomes a Celery chord where the dispatcher can send one.
+        self.chords = bool(getattr(dispatcher, "supports_chords", False))
         self._plans: dict[str, Plan] = {}
         self._plans_lock = threading.Lock()
 
@@ -164,7 +177,9 @@ class Engine:
             error=reason,
         ):
             return False
+        task_ids: list[str] = []
         for name, rec in self.store.get_steps(run_id).items():
+            task_ids += _live_task_ids(run_id, name, rec)
             if rec.status in STEP_UNFINISHED:
                 self.store.transition_step(
                     run_id, name, STEP_UNFINISHED, StepStatus.CANCELLED,
@@ -178,7 +193,7 @@ class Engine:
                         run_id, name, index, STEP_UNFINISHED, StepStatus.CANCELLED,
                         finished_at=now(), error=reason,
                     )
-        self.dispatcher.revoke(run_id)
+        self.dispatcher.revoke(run_id, task_ids)
         self._event(run_id, "run_cancelled", data={"reason": reason})
         if self.on_finish:
             self.on_finish(run_id, RunStatus.CANCELLED)
@@ -191,12 +206,14 @@ class Engine:
         msg: TaskMessage,
         cancel_event: threading.Event | None = None,
         deadline: float | None = None,
+        task_id: str | None = None,
     ) -> None:
         """Run one attempt of one step (or ``foreach`` element), then release its children.
 
         ``deadline`` (a ``time.monotonic()`` value) is when the attempt must stop; by
         default ``timeout`` seconds from now. An executor that watches the deadline
-        itself passes the one it watches, so both agree on when time is up.
+        itself passes the one it watches, so both agree on when time is up. ``task_id``
+        is the executor's id for this delivery, recorded so a cancel can revoke it.
 
         Never raises for a step's own failure: that is recorded. A message for a step that
         is not queued for exactly this attempt is a duplicate and does nothing.
@@ -229,19 +246,19 @@ class Engine:
             return
 
         started = now()
-        if not self._transition(run.id, key, _QUEUED, StepStatus.RUNNING,
-                                attempt=msg.attempt - 1, attempts=msg.attempt,
-                                started_at=started, worker=self.worker, params=rendered):
+        attempt = self._claim(run, key, msg, started, task_id, rendered)
+        if attempt is None:
             return
+        msg = replace(msg, attempt=attempt)
         if key.index is not None:
             self.store.transition_step(run.id, sp.name, _QUEUED, StepStatus.RUNNING,
                                        started_at=started, worker=self.worker)
-        self._event(run.id, "step_started", key, {"attempt": msg.attempt})
+        self._event(run.id, "step_started", key, {"attempt": attempt, "worker": self.worker})
 
         ctx = StepContext(
             run_id=run.id,
             step=sp.name,
-            attempt=msg.attempt,
+            attempt=attempt,
             workdir_root=self.workdir,
             logger=logging.LoggerAdapter(step_log, {"run_id": run.id, "step": key.token}),
             secrets=self.secrets,
@@ -251,7 +268,7 @@ class Engine:
             workflow=run.workflow,
         )
         try:
-            outputs = self._call(sp, params, ctx)
+            outputs = call_step(sp, params, ctx)
             if sp.outputs is not None:
                 declared = sp.outputs.render(
                     resolve_in({**scope, "params": rendered, "outputs": outputs})
@@ -264,11 +281,47 @@ class Engine:
         except StepFailed as exc:
             self.attempt_failed(msg, str(exc))
         except Exception as exc:  # a step module's own failure, whatever its type
+            if self.store.get_run(run.id).status is RunStatus.CANCELLED:
+                return  # stopped by the cancel (a revoke raised into the task)
             step_log.debug("step %s failed", key.token, exc_info=True)
             self.attempt_failed(msg, f"{type(exc).__name__}: {exc}")
         else:
-            self._finish_task(run, plan, sp, key, msg.attempt, _RUNNING, StepStatus.SUCCEEDED,
+            self._finish_task(run, plan, sp, key, attempt, _RUNNING, StepStatus.SUCCEEDED,
                               outputs=outputs)
+
+    def _claim(
+        self, run: RunRecord, key: TaskKey, msg: TaskMessage, started: float,
+        task_id: str | None, rendered: dict[str, Any],
+    ) -> int | None:
+        """Mark the attempt running; return its number, or None if the message is stale.
+
+        A message for an attempt recorded as running, whose holder is gone, takes the
+        step over as the next attempt (the holder was killed under it).
+        """
+        fields = {"started_at": started, "worker": self.worker, "task_id": task_id,
+                  "params": rendered}
+        if self._transition(run.id, key, _QUEUED, StepStatus.RUNNING,
+                            attempt=msg.attempt - 1, attempts=msg.attempt, **fields):
+            return msg.attempt
+        if self.holder_alive is None:
+            return None
+        rec = self._record(run.id, key)
+        if rec is None or rec.status is not StepStatus.RUNNING or rec.attempts != msg.attempt:
+            return None
+        if self.holder_alive(rec.worker, rec.task_id):
+            return None  # a duplicate of a message still being worked on
+        if not self._transition(run.id, key, _RUNNING, StepStatus.RUNNING,
+                                attempt=msg.attempt, attempts=msg.attempt + 1, **fields):
+            return None
+        self._event(run.id, "step_taken_over", key,
+                    {"lost_worker": rec.worker, "attempt": msg.attempt + 1})
+        return msg.attempt + 1
+
+    def _record(self, run_id: str, key: TaskKey) -> StepRecord | ItemRecord | None:
+        rec = self.store.get_steps(run_id, (key.step,))[key.step]
+        if key.index is None:
+            return rec
+        return rec.items[key.index] if rec.items and key.index < len(rec.items) else None
 
     def attempt_failed(self, msg: TaskMessage, error: str) -> None:
         """Retry the attempt if retries are left, else fail the task for good.
@@ -282,7 +335,7 @@ class Engine:
         sp = plan.steps[msg.step]
         key = msg.key
         if run.status is RunStatus.RUNNING and msg.attempt <= sp.step.retries:
-            delay = sp.step.retry_delay
+            delay = sp.step.retry_delay * sp.step.retry_backoff ** (msg.attempt - 1)
             if run.max_parallel is None:
                 if self._transition(run.id, key, _RUNNING, StepStatus.QUEUED,
                                     attempt=msg.attempt, error=error, queued_at=now()):
@@ -303,25 +356,16 @@ class Engine:
         self._finish_task(run, plan, sp, key, msg.attempt, _RUNNING, StepStatus.FAILED,
                           error=error)
 
-    # -- internals -------------------------------------------------------------------------
+    def gather(self, run_id: str, step: str) -> None:
+        """A ``foreach`` chord's body: every element is final; finish the step."""
+        run = self.store.get_run(run_id)
+        if run.status is not RunStatus.RUNNING:
+            return
+        plan = self.plan_for(run)
+        if self._gather(run, plan.steps[step]):
+            self._propagate(run, plan, [step])
 
-    def _call(self, sp: StepPlan, params: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
-        ctx.check()
-        if sp.method.is_async:
-            result = run_coroutine(sp.method.fn(ctx, **params), ctx)
-        else:
-            result = sp.method.fn(ctx, **params)
-        if result is None:
-            outputs: dict[str, Any] = {}
-        elif isinstance(result, Mapping):
-            outputs = dict(result)
-        else:
-            outputs = {"result": result}
-        if sp.step.fail_on_false_status and outputs.get("status") is False:
-            detail = outputs.get("error") or outputs.get("stderr") or outputs.get("message")
-            raise StepFailed("the module returned status false" +
-                             (f": {detail}" if detail else ""))
-        return outputs
+    # -- internals -------------------------------------------------------------------------
 
     def _finish_task(
         self,
@@ -343,10 +387,12 @@ class Engine:
                     {"error": fields["error"]} if "error" in fields else None)
         self._release_slot(run, plan, key)
         if key.index is not None:
-            left = self.store.count_item(run.id, sp.name, key.index)
-            if left != 0:
+            if self._chord_mode(run):
+                return  # the chord's body gathers the elements
+            if self.store.count_item(run.id, sp.name, key.index) != 0:
                 return
-            self._gather(run, sp)
+            if not self._gather(run, sp):
+                return
         self._propagate(run, plan, [sp.name])
 
     def _release_slot(self, run: RunRecord, plan: Plan, key: TaskKey) -> None:
@@ -355,7 +401,11 @@ class Engine:
                 admitted = TaskKey.parse(token)
                 self._queue(run, plan.steps[admitted.step], admitted)
 
-    def _gather(self, run: RunRecord, sp: StepPlan) -> None:
+    def _chord_mode(self, run: RunRecord) -> bool:
+        """Elements dispatched together as a chord (no ``max_parallel`` to hold them)."""
+        return self.chords and run.max_parallel is None
+
+    def _gather(self, run: RunRecord, sp: StepPlan) -> bool:
         """All elements of a ``foreach`` step are done: finish the step itself."""
         rec = self.store.get_steps(run.id, (sp.name,))[sp.name]
         items = rec.items or []
@@ -369,12 +419,16 @@ class Engine:
             status = StepStatus.FAILED
         else:
             error, status = None, StepStatus.SUCCEEDED
-        if self.store.transition_step(
-            run.id, sp.name, {StepStatus.READY, StepStatus.QUEUED, StepStatus.RUNNING}, status,
-            outputs=outputs, error=error, finished_at=now(),
+        attempts = max((item.attempts for item in items), default=0)
+        if not self.store.transition_step(
+            run.id, sp.name,
+            _RUNNING if status is StepStatus.SUCCEEDED else _QUEUED | _RUNNING, status,
+            outputs=outputs, error=error, finished_at=now(), attempts=attempts,
         ):
-            self._event(run.id, f"step_{status}", TaskKey(sp.name),
-                        {"error": error} if error else None)
+            return False
+        self._event(run.id, f"step_{status}", TaskKey(sp.name),
+                    {"error": error} if error else None)
+        return True
 
     def _propagate(self, run: RunRecord, plan: Plan, finished: list[str]) -> None:
         """Count finished steps for their children and the run; release what is unblocked."""
@@ -382,7 +436,10 @@ class Engine:
         while stack:
             done = stack.pop()
             for child in plan.steps[done].children:
-                if self.store.count_parent(run.id, child, done) == 0:
+                # One parent needs no counter: releasing is a compare-and-set from
+                # pending, so a repeated release does nothing. Several parents count.
+                if len(plan.steps[child].parents) == 1 or \
+                        self.store.count_parent(run.id, child, done) == 0:
                     if self._release(run, plan, child):
                         stack.append(child)
             if self.store.count_step(run.id, done) == 0:
@@ -391,8 +448,6 @@ class Engine:
     def _release(self, run: RunRecord, plan: Plan, name: str) -> bool:
         """All parents of ``name`` are done: decide its fate. True if it finished already."""
         sp = plan.steps[name]
-        if self.store.get_run(run.id).status is not RunStatus.RUNNING:
-            return False
         parents = self.store.get_steps(run.id, sp.parents) if sp.parents else {}
         if any(
             p.status is StepStatus.UPSTREAM_FAILED
@@ -423,6 +478,9 @@ class Engine:
                 )
             if not items:
                 return self._decide(run.id, name, StepStatus.SUCCEEDED, outputs={"items": []})
+            if self._chord_mode(run):
+                self._dispatch_chord(run, sp, items)
+                return False
             if not self.store.transition_step(
                 run.id, name, _PENDING, StepStatus.READY,
                 items=[ItemRecord(status=StepStatus.READY, value=v) for v in items],
@@ -437,6 +495,23 @@ class Engine:
             return False
         self._admit(run, sp, TaskKey(name))
         return False
+
+    def _dispatch_chord(self, run: RunRecord, sp: StepPlan, items: list[Any]) -> None:
+        """All elements queued at once and sent as one chord; its body gathers them."""
+        queued = now()
+        if not self.store.transition_step(
+            run.id, sp.name, _PENDING, StepStatus.READY,
+            items=[ItemRecord(status=StepStatus.QUEUED, value=v, queued_at=queued)
+                   for v in items],
+            items_left=len(items),
+        ):
+            return
+        self.store.transition_step(run.id, sp.name, _READY, StepStatus.QUEUED,
+                                   queued_at=queued)
+        self._event(run.id, "step_queued", TaskKey(sp.name), {"items": len(items)})
+        messages = [self._message(run, sp, TaskKey(sp.name, i), 1, 0.0)
+                    for i in range(len(items))]
+        self.dispatcher.dispatch_chord(messages)  # type: ignore[attr-defined]
 
     def _decide(self, run_id: str, name: str, status: StepStatus, **fields: Any) -> bool:
         self._clean(fields)
@@ -497,7 +572,6 @@ class Engine:
             return self.store.transition_step(run_id, key.step, expect, status,
                                               attempt=attempt, **fields)
         fields.pop("params", None)
-        fields.pop("worker", None)
         return self.store.transition_item(run_id, key.step, key.index, expect, status,
                                           attempt=attempt, **fields)
 
@@ -551,3 +625,16 @@ class Engine:
             self.attempt_failed(msg, f"internal error: {type(exc).__name__}: {exc}")
         except ChordflowError:
             log.exception("could not record the failure of %s", msg.task_id)
+
+
+def _live_task_ids(run_id: str, name: str, rec: StepRecord) -> list[str]:
+    """Executor ids of a step's queued and running attempts (and its elements')."""
+    ids = []
+    units: list[tuple[str, StepRecord | ItemRecord]] = [(name, rec)]
+    units += [(f"{name}[{i}]", item) for i, item in enumerate(rec.items or ())]
+    for token, unit in units:
+        if unit.status is StepStatus.RUNNING and unit.task_id:
+            ids.append(unit.task_id)
+        elif unit.status is StepStatus.QUEUED:
+            ids.append(f"{run_id}:{token}:{unit.attempts + 1}")
+    return ids

@@ -32,6 +32,8 @@ class ItemRecord:
     queued_at: float | None = None
     started_at: float | None = None
     finished_at: float | None = None
+    worker: str | None = None
+    task_id: str | None = None
 
 
 class _Copyable:
@@ -59,6 +61,8 @@ class StepRecord(_Copyable):
     started_at: float | None = None
     finished_at: float | None = None
     worker: str | None = None
+    #: The executor's id for the running attempt (Celery's task id), to revoke it.
+    task_id: str | None = None
     #: Parents not yet finished; the last parent to finish releases this step. (The
     #: store also remembers which parents counted, so none counts twice.)
     waiting_on: int = 0

@@ -76,6 +76,7 @@ STEP_TRANSITIONS: dict[StepStatus, frozenset[StepStatus]] = {
         {
             StepStatus.QUEUED,  # retry
             StepStatus.READY,  # retry that must queue for a max_parallel slot again
+            StepStatus.RUNNING,  # taken over by another worker after its own was lost
             StepStatus.SUCCEEDED,
             StepStatus.FAILED,
             StepStatus.CANCELLED,

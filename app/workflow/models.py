@@ -36,6 +36,10 @@ class Step(BaseModel):
     )
     retries: int = Field(default=0, ge=0, le=100)
     retry_delay: float = Field(default=0.0, ge=0, le=86400)
+    retry_backoff: float = Field(
+        default=1.0, ge=1, le=10,
+        description="Multiply the delay by this after each retry (1: constant delay).",
+    )
     timeout: float | None = Field(default=None, gt=0, le=7 * 86400)
     queue: str | None = Field(default=None, min_length=1)
     priority: int | None = Field(default=None, ge=0, le=9)

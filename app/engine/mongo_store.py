@@ -1,0 +1,347 @@
+"""The MongoDB store: the same records as the in-memory store, one document each.
+
+Collections::
+
+    workflows  every definition ever run, by content digest (name, version, definition)
+    runs       one document per run; ``steps_left`` and ``active`` are its counters
+    steps      one document per step of a run, ``_id`` = "<run>/<step>"
+    items      one document per ``foreach`` element, ``_id`` = "<run>/<step>/<index>"
+    marks      idempotence marks: a counter is decremented only by whoever inserts the
+               mark first (a duplicated message finds the mark and changes nothing)
+    waiting    task keys queued for a ``max_parallel`` slot, oldest first
+    events     the append-only log of every run
+
+Everything dispatch depends on is a single-document atomic update: a compare-and-set
+on ``status`` (and ``attempts``), an ``$inc`` on a counter, or an insert that fails on
+a duplicate ``_id``. The store uses nothing beyond plain field queries and ``$set``,
+``$inc`` and ``$in``, so it also runs on MongoDB-protocol servers that implement only
+those (``nx-27017``, used by the tests when no MongoDB is at hand).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import asdict, fields
+from typing import Any
+
+import pymongo
+from pymongo import ReturnDocument
+from pymongo.collection import Collection as MongoCollection
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from app.engine.records import Event, ItemRecord, RunRecord, StepRecord, now
+from app.engine.state import RunStatus, StepStatus, check_run, check_step
+from app.errors import RunNotFound
+
+_STEP_FIELDS = {f.name for f in fields(StepRecord)} - {"items"}
+_ITEM_FIELDS = {f.name for f in fields(ItemRecord)}
+_RUN_FIELDS = {f.name for f in fields(RunRecord)}
+
+
+class MongoStore:
+    def __init__(self, url: str, database: str, *, client: pymongo.MongoClient[Any] | None = None):
+        self.client: pymongo.MongoClient[Any] = client or pymongo.MongoClient(
+            url, serverSelectionTimeoutMS=5000, connectTimeoutMS=5000, tz_aware=False,
+        )
+        db = self.client[database]
+        self.db = db
+        self.workflows: MongoCollection[Any] = db["workflows"]
+        self.runs: MongoCollection[Any] = db["runs"]
+        self.steps: MongoCollection[Any] = db["steps"]
+        self.items: MongoCollection[Any] = db["items"]
+        self.marks: MongoCollection[Any] = db["marks"]
+        self.waiting: MongoCollection[Any] = db["waiting"]
+        self.events_: MongoCollection[Any] = db["events"]
+
+    def ensure_indexes(self) -> None:
+        """Indexes for the queries the engine, the reconciler and the API make."""
+        self.runs.create_index([("status", 1), ("created_at", -1)])
+        self.runs.create_index([("workflow", 1), ("created_at", -1)])
+        self.steps.create_index([("run_id", 1), ("status", 1)])
+        self.items.create_index([("run_id", 1), ("step", 1)])
+        self.waiting.create_index([("run_id", 1), ("seq", 1)])
+        self.events_.create_index([("run_id", 1), ("ts", 1)])
+        self.workflows.create_index([("name", 1), ("version", 1)])
+
+    def ping(self) -> None:
+        self.client.admin.command("ping")
+
+    def close(self) -> None:
+        self.client.close()
+
+    # -- runs -------------------------------------------------------------------------
+
+    def create_run(self, run: RunRecord, steps: Iterable[StepRecord], workflow: Any) -> None:
+        definition = workflow.model_dump(mode="json") if hasattr(workflow, "model_dump") \
+            else dict(workflow)
+        self.workflows.update_one(
+            {"_id": run.digest},
+            {"$setOnInsert": {"name": run.workflow, "version": run.version,
+                              "definition": definition, "created_at": now()}},
+            upsert=True,
+        )
+        docs = [self._step_doc(step) for step in steps]
+        if docs:
+            self.steps.insert_many(docs, ordered=False)
+        self.runs.insert_one(self._run_doc(run))
+
+    def get_run(self, run_id: str) -> RunRecord:
+        doc = self.runs.find_one({"_id": run_id})
+        if doc is None:
+            raise RunNotFound(f"no run '{run_id}'")
+        return _run_record(doc)
+
+    def get_workflow(self, run_id: str) -> Any:
+        run = self.get_run(run_id)
+        doc = self.workflows.find_one({"_id": run.digest})
+        if doc is None:
+            raise RunNotFound(f"run '{run_id}' names workflow {run.digest}, which is missing")
+        return doc["definition"]
+
+    def list_runs(self, status: Collection[RunStatus] | None = None) -> list[RunRecord]:
+        query = {} if status is None else {"status": {"$in": [str(s) for s in status]}}
+        return [_run_record(doc) for doc in self.runs.find(query)]
+
+    def set_run_status(
+        self, run_id: str, expect: Collection[RunStatus], status: RunStatus, **fields: Any
+    ) -> bool:
+        for frm in expect:
+            check_run(frm, status)
+        result = self.runs.update_one(
+            {"_id": run_id, "status": {"$in": [str(s) for s in expect]}},
+            {"$set": {"status": str(status), **fields}},
+        )
+        return result.modified_count == 1
+
+    # -- steps ------------------------------------------------------------------------
+
+    def get_steps(
+        self, run_id: str, names: Collection[str] | None = None
+    ) -> dict[str, StepRecord]:
+        if names is None:
+            query: dict[str, Any] = {"run_id": run_id}
+        else:
+            query = {"_id": {"$in": [f"{run_id}/{n}" for n in names]}}
+        records = {doc["name"]: _step_record(doc) for doc in self.steps.find(query)}
+        with_items = [name for name, rec in records.items() if rec.items is not None]
+        if with_items:
+            for doc in self.items.find({"run_id": run_id, "step": {"$in": with_items}}):
+                rec = records[doc["step"]]
+                assert rec.items is not None
+                rec.items[doc["index"]] = _item_record(doc)
+        return records
+
+    def transition_step(
+        self,
+        run_id: str,
+        name: str,
+        expect: Collection[StepStatus],
+        status: StepStatus,
+        *,
+        attempt: int | None = None,
+        **fields: Any,
+    ) -> bool:
+        for frm in expect:
+            check_step(frm, status)
+        items = fields.pop("items", None)
+        if items is not None:
+            # Elements first, so a step never shows ready without them; a duplicate
+            # release writes the same documents again and loses nothing.
+            self._insert_items(run_id, name, items)
+            fields["items_total"] = len(items)
+        query: dict[str, Any] = {"_id": f"{run_id}/{name}",
+                                 "status": {"$in": [str(s) for s in expect]}}
+        if attempt is not None:
+            query["attempts"] = attempt
+        result = self.steps.update_one(query, {"$set": {"status": str(status),
+                                                         **_plain(fields)}})
+        return result.modified_count == 1
+
+    def transition_item(
+        self,
+        run_id: str,
+        name: str,
+        index: int,
+        expect: Collection[StepStatus],
+        status: StepStatus,
+        *,
+        attempt: int | None = None,
+        **fields: Any,
+    ) -> bool:
+        for frm in expect:
+            check_step(frm, status)
+        query: dict[str, Any] = {"_id": f"{run_id}/{name}/{index}",
+                                 "status": {"$in": [str(s) for s in expect]}}
+        if attempt is not None:
+            query["attempts"] = attempt
+        result = self.items.update_one(query, {"$set": {"status": str(status),
+                                                         **_plain(fields)}})
+        if result.modified_count != 1:
+            return False
+        if "attempts" in fields:  # the step shows its busiest element's attempts
+            self.steps.update_one(
+                {"_id": f"{run_id}/{name}", "attempts": {"$lt": fields["attempts"]}},
+                {"$set": {"attempts": fields["attempts"]}},
+            )
+        return True
+
+    def _insert_items(self, run_id: str, name: str, items: list[ItemRecord]) -> None:
+        docs = [
+            {"_id": f"{run_id}/{name}/{i}", "run_id": run_id, "step": name, "index": i,
+             **_plain(asdict(item))}
+            for i, item in enumerate(items)
+        ]
+        try:
+            self.items.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                raise
+
+    # -- idempotent counters ------------------------------------------------------------
+
+    def _mark(self, key: str) -> bool:
+        """True the first time ``key`` is marked, False ever after."""
+        try:
+            self.marks.insert_one({"_id": key})
+        except DuplicateKeyError:
+            return False
+        return True
+
+    def count_parent(self, run_id: str, child: str, parent: str) -> int | None:
+        if not self._mark(f"{run_id}/parent/{child}/{parent}"):
+            return None
+        doc = self.steps.find_one_and_update(
+            {"_id": f"{run_id}/{child}"}, {"$inc": {"waiting_on": -1}},
+            return_document=ReturnDocument.AFTER,
+        )
+        return int(_found(doc)["waiting_on"])
+
+    def count_item(self, run_id: str, name: str, index: int) -> int | None:
+        if not self._mark(f"{run_id}/item/{name}/{index}"):
+            return None
+        doc = self.steps.find_one_and_update(
+            {"_id": f"{run_id}/{name}"}, {"$inc": {"items_left": -1}},
+            return_document=ReturnDocument.AFTER,
+        )
+        return int(_found(doc)["items_left"])
+
+    def count_step(self, run_id: str, name: str) -> int | None:
+        if not self._mark(f"{run_id}/step/{name}"):
+            return None
+        doc = self.runs.find_one_and_update(
+            {"_id": run_id}, {"$inc": {"steps_left": -1}},
+            return_document=ReturnDocument.AFTER,
+        )
+        return int(_found(doc)["steps_left"])
+
+    # -- max_parallel slots ---------------------------------------------------------------
+
+    def admit(self, run_id: str, key: str, limit: int) -> list[str]:
+        try:
+            self.waiting.insert_one({"_id": f"{run_id}/{key}", "run_id": run_id, "key": key,
+                                     "seq": time.time_ns()})
+        except DuplicateKeyError:
+            return []  # already waiting
+        return self._pump(run_id, limit)
+
+    def release(self, run_id: str, key: str, limit: int) -> list[str]:
+        freed = self.marks.delete_one({"_id": f"{run_id}/slot/{key}"}).deleted_count == 1
+        if freed:
+            self.runs.update_one({"_id": run_id}, {"$inc": {"active": -1}})
+        return self._pump(run_id, limit)
+
+    def _pump(self, run_id: str, limit: int) -> list[str]:
+        """Admit waiting keys in order while a slot is free.
+
+        A slot is reserved (``active`` incremented under the limit) before a waiting key
+        is taken, and given back if there was none. Whoever adds a waiting key or frees a
+        slot pumps afterwards, and a pump that gave a reservation back looks again, so no
+        key is left waiting while a slot is free.
+        """
+        admitted: list[str] = []
+        while True:
+            reserved = self.runs.update_one(
+                {"_id": run_id, "active": {"$lt": limit}}, {"$inc": {"active": 1}}
+            ).modified_count == 1
+            if not reserved:
+                return admitted
+            doc = self.waiting.find_one_and_delete({"run_id": run_id},
+                                                   sort=[("seq", 1)])
+            if doc is not None:
+                self.marks.insert_one({"_id": f"{run_id}/slot/{doc['key']}"})
+                admitted.append(doc["key"])
+                continue
+            self.runs.update_one({"_id": run_id}, {"$inc": {"active": -1}})
+            if self.waiting.find_one({"run_id": run_id}) is None:
+                return admitted
+
+    # -- events ---------------------------------------------------------------------------
+
+    def append_event(self, event: Event) -> None:
+        self.events_.insert_one(_plain(asdict(event)))
+
+    def events(self, run_id: str, after: int = 0) -> list[Event]:
+        cursor = self.events_.find({"run_id": run_id}).sort([("ts", 1), ("_id", 1)])
+        docs = list(cursor)[after:]
+        return [Event(d["run_id"], d["type"], d.get("step"), d.get("data"), d["ts"])
+                for d in docs]
+
+    # -- documents ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _run_doc(run: RunRecord) -> dict[str, Any]:
+        doc = _plain(asdict(run))
+        doc["_id"] = doc.pop("id")
+        doc["active"] = 0
+        return doc
+
+    @staticmethod
+    def _step_doc(step: StepRecord) -> dict[str, Any]:
+        doc = _plain({k: v for k, v in asdict(step).items() if k != "items"})
+        doc["_id"] = f"{step.run_id}/{step.name}"
+        doc["items_total"] = None
+        return doc
+
+
+def _found(doc: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    if doc is None:
+        raise RunNotFound("the run's records are missing")
+    return doc
+
+
+def _plain(value: Any) -> Any:
+    """StrEnums to str (BSON has no enums); everything else as it is."""
+    if isinstance(value, StepStatus | RunStatus):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, ItemRecord):
+        return _plain(asdict(value))
+    return value
+
+
+def _run_record(doc: Mapping[str, Any]) -> RunRecord:
+    values = {k: v for k, v in doc.items() if k in _RUN_FIELDS}
+    values["id"] = doc["_id"]
+    values["status"] = RunStatus(doc["status"])
+    return RunRecord(**values)
+
+
+def _step_record(doc: Mapping[str, Any]) -> StepRecord:
+    values = {k: v for k, v in doc.items() if k in _STEP_FIELDS}
+    values["status"] = StepStatus(doc["status"])
+    rec = StepRecord(**values)
+    total = doc.get("items_total")
+    if total is not None:
+        rec.items = [ItemRecord() for _ in range(total)]
+    return rec
+
+
+def _item_record(doc: Mapping[str, Any]) -> ItemRecord:
+    values = {k: v for k, v in doc.items() if k in _ITEM_FIELDS}
+    values["status"] = StepStatus(doc["status"])
+    return ItemRecord(**values)
+
