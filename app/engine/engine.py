@@ -13,8 +13,10 @@ Every write is a compare-and-set on the state the caller expects, so duplicated 
 late messages (a redelivery, a timed-out attempt that returns after all) change
 nothing. The one exception is deliberate: a message for an attempt that is recorded
 as running, whose worker is gone (the executor's ``holder_alive`` says so), takes the
-step over as a new attempt; that is how a step survives a worker killed mid-step. Executors differ only in how a :class:`TaskMessage` reaches
-:meth:`Engine.execute`: a thread pool for the embedded executor, Celery for workers.
+step over as a new attempt; that is how a step survives a worker killed mid-step.
+
+Executors differ only in how a :class:`TaskMessage` reaches :meth:`Engine.execute`: a
+thread pool for the embedded executor, Celery for workers.
 """
 
 from __future__ import annotations
