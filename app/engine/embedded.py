@@ -111,6 +111,12 @@ class EmbeddedExecutor:
         self.wait(run_id, timeout)
         return run_id
 
+    def rerun(self, run_id: str) -> list[str]:
+        """Start a failed or cancelled run again from its failed steps (``wait`` for it)."""
+        with self._lock:
+            self._done.setdefault(run_id, threading.Event()).clear()
+        return self.engine.rerun(run_id)
+
     def cancel(self, run_id: str, reason: str = "cancelled") -> bool:
         return self.engine.cancel(run_id, reason)
 

@@ -36,6 +36,7 @@ from app.engine.dispatch import Dispatcher, TaskKey, TaskMessage
 from app.engine.invoke import call_step
 from app.engine.plan import Plan, StepPlan, compile_plan
 from app.engine.records import Event, ItemRecord, RunRecord, StepRecord, now
+from app.engine.recovery import Recovery
 from app.engine.redaction import redact
 from app.engine.state import STEP_UNFINISHED, RunStatus, StepStatus
 from app.engine.store import Store
@@ -68,7 +69,7 @@ def new_run_id() -> str:
     return uuid.uuid4().hex
 
 
-class Engine:
+class Engine(Recovery):
     """Runs plans against a store, handing tasks to a dispatcher."""
 
     def __init__(
@@ -535,7 +536,8 @@ class Engine:
 
     def _queue(self, run: RunRecord, sp: StepPlan, key: TaskKey) -> None:
         attempt = 1
-        if run.max_parallel is not None:  # possibly a retry coming back through admission
+        if run.max_parallel is not None or run.reruns:
+            # A retry coming back through admission, or a step of a re-run: count on.
             attempt = self._attempts(run.id, key) + 1
         if not self._transition(run.id, key, _READY, StepStatus.QUEUED, queued_at=now()):
             return

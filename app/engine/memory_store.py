@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import threading
 from collections import defaultdict, deque
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from app.engine.records import Event, RunRecord, StepRecord
@@ -196,6 +196,25 @@ class MemoryStore:
             slots.add(nxt)
             admitted.append(nxt)
         return admitted
+
+    def reset_steps(
+        self, run_id: str, waiting_on: Mapping[str, int],
+        forget: Collection[tuple[str, str]],
+    ) -> None:
+        with self._lock:
+            steps = self._steps[run_id]
+            for name, waiting in waiting_on.items():
+                old = steps[name]
+                steps[name] = StepRecord(run_id=run_id, name=name, module=old.module,
+                                         method=old.method, attempts=old.attempts,
+                                         waiting_on=waiting)
+                self._finished[run_id].discard(name)
+                self._items_done.pop((run_id, name), None)
+            for parent, child in forget:
+                self._counted[run_id, child].discard(parent)
+            self._slots.pop(run_id, None)
+            self._waiting.pop(run_id, None)
+            self._waiting_set.pop(run_id, None)
 
     # -- events -----------------------------------------------------------------------
 

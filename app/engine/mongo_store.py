@@ -276,6 +276,33 @@ class MongoStore:
             if self.waiting.find_one({"run_id": run_id}) is None:
                 return admitted
 
+    def reset_steps(
+        self, run_id: str, waiting_on: Mapping[str, int],
+        forget: Collection[tuple[str, str]],
+    ) -> None:
+        names = list(waiting_on)
+        docs = {d["name"]: d for d in self.steps.find(
+            {"_id": {"$in": [f"{run_id}/{n}" for n in names]}})}
+        marks = [f"{run_id}/step/{n}" for n in names]
+        marks += [f"{run_id}/slot/{n}" for n in names]
+        marks += [f"{run_id}/parent/{child}/{parent}" for parent, child in forget]
+        for name in names:
+            total = docs[name].get("items_total") or 0
+            marks += [f"{run_id}/item/{name}/{i}" for i in range(total)]
+            marks += [f"{run_id}/slot/{name}[{i}]" for i in range(total)]
+        if marks:
+            self.marks.delete_many({"_id": {"$in": marks}})
+        self.items.delete_many({"run_id": run_id, "step": {"$in": names}})
+        for name, waiting in waiting_on.items():
+            self.steps.update_one({"_id": f"{run_id}/{name}"}, {"$set": {
+                "status": str(StepStatus.PENDING), "params": None, "outputs": None,
+                "error": None, "queued_at": None, "started_at": None, "finished_at": None,
+                "worker": None, "task_id": None, "waiting_on": waiting, "items_total": None,
+                "items_left": 0,
+            }})
+        self.waiting.delete_many({"run_id": run_id})
+        self.runs.update_one({"_id": run_id}, {"$set": {"active": 0}})
+
     # -- events ---------------------------------------------------------------------------
 
     def append_event(self, event: Event) -> None:

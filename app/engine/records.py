@@ -100,6 +100,8 @@ class RunRecord(_Copyable):
     steps_left: int = 0
     max_parallel: int | None = None
     trigger: str = "manual"
+    #: How many times the run was re-run (attempts keep counting across re-runs).
+    reruns: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

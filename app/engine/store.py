@@ -8,7 +8,7 @@ concurrently, and lets a duplicated message change nothing.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any, Protocol
 
 from app.engine.records import Event, RunRecord, StepRecord
@@ -77,7 +77,21 @@ class Store(Protocol):
         """
 
     def release(self, run_id: str, key: str, limit: int) -> list[str]:
-        """Free ``key``'s slot (idempotent); return the waiting keys now admitted."""
+        """Free ``key``'s slot (idempotent); return the waiting keys now admitted.
+
+        With ``key`` "" nothing is freed: waiting keys are admitted into free slots.
+        """
+
+    def reset_steps(
+        self, run_id: str, waiting_on: Mapping[str, int],
+        forget: Collection[tuple[str, str]],
+    ) -> None:
+        """Make steps pending again for a re-run, with fresh counters.
+
+        Each step in ``waiting_on`` loses its outputs, error, times and elements and
+        waits for that many parents; each (parent, child) in ``forget`` may be counted
+        again; the run's ``max_parallel`` slots are all freed.
+        """
 
     def append_event(self, event: Event) -> None:
         """Append to the run's log."""

@@ -1,0 +1,167 @@
+"""Getting runs going again: resume after lost messages, re-run after a failure.
+
+Both work from the store alone, so they survive any restart:
+
+- ``resume`` re-sends what a running run is waiting for: queued attempts whose
+  messages may be lost (a broker restarted empty), running attempts whose worker is
+  gone (taken over as a new attempt), steps whose parents all finished but that were
+  never released (a worker died between recording a step and releasing its children),
+  ``foreach`` steps whose elements all finished but that were never gathered, and
+  slots left free. Every one of these actions is idempotent, so resuming a healthy run
+  changes nothing, and the periodic reconciler can resume every running run.
+- ``rerun`` starts a failed (or cancelled) run again from its failed steps, keeping
+  the outputs of the steps that succeeded.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from app.engine.dispatch import TaskKey
+from app.engine.records import ItemRecord, StepRecord, now
+from app.engine.state import STEP_FINISHED, RunStatus, StepStatus
+
+if TYPE_CHECKING:
+    from app.engine.engine import Engine
+
+#: Steps a re-run starts again: the failed ones and those they stopped.
+RERUN_STATUSES = frozenset(
+    {StepStatus.FAILED, StepStatus.UPSTREAM_FAILED, StepStatus.CANCELLED}
+)
+
+
+@dataclass
+class Recovered:
+    """What a resume did, step by step (tokens like ``fetch`` or ``each[3]``)."""
+
+    resent: list[str] = field(default_factory=list)
+    taken_over: list[str] = field(default_factory=list)
+    released: list[str] = field(default_factory=list)
+    gathered: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.resent or self.taken_over or self.released or self.gathered)
+
+
+class Recovery:
+    """``resume`` and ``rerun``, mixed into the Engine (they need its transitions)."""
+
+    def resume(  # type: ignore[misc]
+        self: Engine,
+        run_id: str,
+        *,
+        holder_alive: Callable[[str | None, str | None], bool] | None = None,
+        grace: float = 0.0,
+    ) -> Recovered:
+        """Re-send whatever a running run waits for; see the module docstring.
+
+        ``grace`` leaves alone attempts queued less than that many seconds ago (their
+        messages are most likely still on their way). ``holder_alive`` overrides the
+        engine's check of running attempts (the reconciler asks all workers at once).
+        """
+        done = Recovered()
+        run = self.store.get_run(run_id)
+        if run.status is RunStatus.PENDING:
+            self.start(run_id)
+            done.released.append("*")
+            return done
+        if run.status is not RunStatus.RUNNING:
+            return done
+        plan = self.plan_for(run)
+        alive = holder_alive or self.holder_alive or (lambda worker, task: True)
+        steps = self.store.get_steps(run_id)
+        cutoff = time.time() - grace
+
+        # A step recorded as finished whose children were never released, or that was
+        # never counted for the run: count again (counting twice changes nothing).
+        unfinished = sum(1 for rec in steps.values() if rec.status not in STEP_FINISHED)
+        recount = [
+            name for name in plan.order if steps[name].status in STEP_FINISHED and (
+                run.steps_left != unfinished
+                or any(steps[c].status is StepStatus.PENDING for c in plan.steps[name].children)
+            )
+        ]
+        if recount:
+            self._propagate(run, plan, recount)
+            steps = self.store.get_steps(run_id)
+        for name in plan.order:  # counted, but the release itself was lost
+            if steps[name].status is StepStatus.PENDING and all(
+                steps[p].status in STEP_FINISHED for p in plan.steps[name].parents
+            ):
+                if self._release(run, plan, name):
+                    self._propagate(run, plan, [name])
+                done.released.append(name)
+        if done.released or recount:
+            steps = self.store.get_steps(run_id)
+
+        for name in plan.order:
+            rec, sp = steps[name], plan.steps[name]
+            if rec.items is not None and rec.status in (StepStatus.QUEUED, StepStatus.RUNNING) \
+                    and all(item.status in STEP_FINISHED for item in rec.items):
+                self.gather(run_id, name)
+                done.gathered.append(name)
+                continue
+            units: list[tuple[TaskKey, StepRecord | ItemRecord]] = (
+                [(TaskKey(name), rec)] if rec.items is None
+                else [(TaskKey(name, i), item) for i, item in enumerate(rec.items)]
+            )
+            for key, unit in units:
+                if unit.status is StepStatus.QUEUED and (unit.queued_at or 0) <= cutoff:
+                    self.dispatcher.dispatch(
+                        self._message(run, sp, key, unit.attempts + 1, 0.0))
+                    done.resent.append(key.token)
+                elif unit.status is StepStatus.RUNNING and not alive(unit.worker,
+                                                                      unit.task_id):
+                    # The same attempt: whoever takes it finds it orphaned, takes over.
+                    self.dispatcher.dispatch(
+                        self._message(run, sp, key, unit.attempts, 0.0))
+                    done.taken_over.append(key.token)
+        if run.max_parallel is not None:  # free slots, waiting keys: admit them
+            for token in self.store.release(run_id, "", run.max_parallel):
+                admitted = TaskKey.parse(token)
+                self._queue(run, plan.steps[admitted.step], admitted)
+                done.resent.append(token)
+        if done:
+            self._event(run_id, "run_resumed", data={
+                "resent": done.resent, "taken_over": done.taken_over,
+                "released": done.released, "gathered": done.gathered,
+            })
+        return done
+
+    def rerun(self: Engine, run_id: str) -> list[str]:  # type: ignore[misc]
+        """Run a failed or cancelled run again from its failed steps; return those reset.
+
+        Steps that succeeded (or were skipped by their own condition) keep their records
+        and outputs; attempts keep counting, as Airflow's try numbers do.
+        """
+        run = self.store.get_run(run_id)
+        if run.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
+            raise ValueError(f"run {run_id} is {run.status}; only a failed or cancelled "
+                             "run can be re-run")
+        plan = self.plan_for(run)
+        steps = self.store.get_steps(run_id)
+        reset = [name for name in plan.order if steps[name].status in RERUN_STATUSES
+                 or steps[name].status not in STEP_FINISHED]
+        if not reset:
+            return []
+        again = set(reset)
+        waiting = {name: sum(1 for p in plan.steps[name].parents if p in again)
+                   for name in reset}
+        forget = [(parent, child) for parent in reset for child in plan.steps[parent].children]
+        self.store.reset_steps(run_id, waiting, forget)
+        if not self.store.set_run_status(
+            run_id, {RunStatus.FAILED, RunStatus.CANCELLED}, RunStatus.RUNNING,
+            error=None, finished_at=None, outputs=None, steps_left=len(reset),
+            reruns=run.reruns + 1,
+        ):
+            raise ValueError(f"run {run_id} changed while it was being re-run")
+        self._event(run_id, "run_rerun", data={"steps": reset, "at": now()})
+        run = self.store.get_run(run_id)
+        finished = [name for name in reset
+                    if waiting[name] == 0 and self._release(run, plan, name)]
+        if finished:
+            self._propagate(run, plan, finished)
+        return reset

@@ -1,0 +1,103 @@
+"""Sending task messages through Celery: the engine's Dispatcher for workers.
+
+Each message names a run, a step (and ``foreach`` element) and an attempt, nothing
+more, with a deterministic task id ``<run>:<step>:<attempt>`` and Celery's ``shadow``
+name ``<workflow>.<step>`` so Flower and the logs show the step. A ``foreach`` without
+``max_parallel`` goes out as one chord whose body gathers the elements. A retry of the
+attempt a task is running goes through Celery's own ``Task.retry``, which keeps the
+task id, so a chord counts each element once, when it is final.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery, chord, current_task
+from celery.canvas import Signature
+
+from app.config import Settings
+from app.engine.dispatch import TaskMessage
+
+log = logging.getLogger("chordflow.dispatch")
+
+STEP_TASK = "chordflow.step"
+GATHER_TASK = "chordflow.gather"
+#: A step's own deadline stops it cooperatively; Celery's limits are the backstop for
+#: code that ignores it: a soft limit raised into the task, then a hard kill.
+SOFT_LIMIT_GRACE = 5.0
+HARD_LIMIT_GRACE = 30.0
+
+
+class CeleryDispatcher:
+    supports_chords = True
+
+    def __init__(self, app: Celery, settings: Settings):
+        self.app = app
+        self.settings = settings
+        self.redis_priorities = settings.broker_url.startswith(("redis://", "rediss://"))
+
+    # -- Dispatcher -----------------------------------------------------------------
+
+    def dispatch(self, message: TaskMessage) -> None:
+        task = current_task
+        if (not message.readmit and task is not None and task.name == STEP_TASK
+                and list(task.request.args or [])[:3] ==
+                [message.run_id, message.step, message.index]):
+            raise task.retry(args=self._args(message), kwargs=self._kwargs(message),
+                             countdown=message.countdown or None, max_retries=None,
+                             **self._limits(message))
+        self.signature(message).apply_async(countdown=message.countdown or None)
+
+    def dispatch_chord(self, messages: list[TaskMessage]) -> None:
+        first = messages[0]
+        body = self.app.signature(
+            GATHER_TASK, args=(first.run_id, first.step), immutable=True,
+            queue=first.queue or self.settings.default_queue,
+            shadow=f"{first.workflow}.{first.step}.gather",
+        )
+        chord([self.signature(m) for m in messages])(body)
+
+    def revoke(self, run_id: str, task_ids: list[str]) -> None:
+        if task_ids:
+            # SIGUSR1 raises Celery's soft time limit inside a running task, which stops
+            # its subprocesses (see modules/process.py); queued ones are dropped.
+            self.app.control.revoke(task_ids, terminate=True, signal="SIGUSR1")
+
+    # -- messages ----------------------------------------------------------------------
+
+    def signature(self, message: TaskMessage) -> Signature:
+        return self.app.signature(
+            STEP_TASK, args=self._args(message), kwargs=self._kwargs(message),
+            immutable=True, task_id=message.task_id,
+            queue=message.queue or self.settings.default_queue,
+            priority=self._priority(message.priority),
+            shadow=f"{message.workflow}.{message.step}",
+            **self._limits(message),
+        )
+
+    @staticmethod
+    def _args(message: TaskMessage) -> list[Any]:
+        return [message.run_id, message.step, message.index, message.attempt]
+
+    @staticmethod
+    def _kwargs(message: TaskMessage) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"workflow": message.workflow}
+        if message.timeout:
+            kwargs["timeout"] = message.timeout
+        if message.readmit:
+            kwargs["readmit"] = True
+        return kwargs
+
+    @staticmethod
+    def _limits(message: TaskMessage) -> dict[str, Any]:
+        if not message.timeout or message.readmit:
+            return {}
+        return {"soft_time_limit": message.timeout + SOFT_LIMIT_GRACE,
+                "time_limit": message.timeout + HARD_LIMIT_GRACE}
+
+    def _priority(self, priority: int | None) -> int | None:
+        """Step priorities: 0-9, higher first. Redis serves lower numbers first."""
+        if priority is None:
+            return None
+        return 9 - priority if self.redis_priorities else priority

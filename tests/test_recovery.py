@@ -1,0 +1,117 @@
+"""Resume and re-run, on the in-memory and the MongoDB store (no broker needed)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from app.engine.dispatch import TaskMessage
+from app.engine.embedded import EmbeddedExecutor
+from app.engine.mongo_store import MongoStore
+from app.engine.state import RunStatus, StepStatus
+from app.workflow.loader import load_data
+
+
+class LossyExecutor(EmbeddedExecutor):
+    """Loses the first message for each step named in ``lose``, as a broker restart would."""
+
+    lose: set[str]
+
+    def dispatch(self, message: TaskMessage) -> None:
+        if message.step in self.lose:
+            self.lose.discard(message.step)
+            return
+        super().dispatch(message)
+
+
+@pytest.fixture(params=["memory", "mongo"])
+def lossy(request, settings):
+    store = None
+    if request.param == "mongo":
+        url = request.getfixturevalue("mongo_url")
+        store = MongoStore(url, f"r{uuid.uuid4().hex[:12]}")
+    ex = LossyExecutor(settings=settings, store=store)
+    ex.lose = set()
+    yield ex
+    ex.close()
+
+
+DOC = {
+    "name": "recover",
+    "steps": [
+        {"name": "a", "module": "echo", "params": {"x": 1}},
+        {"name": "b", "module": "echo", "params": {"y": "${steps.a.outputs.x}"}},
+        {"name": "c", "module": "echo", "depends_on": ["a", "b"]},
+        {"name": "m", "module": "echo", "foreach": [1, 2, 3], "params": {"v": "${item}"}},
+    ],
+}
+
+
+def test_resume_resends_lost_messages(lossy):
+    lossy.lose = {"b", "m"}
+    run_id = lossy.submit(lossy.compile(load_data(DOC)))
+    assert lossy.wait(run_id, timeout=2) is RunStatus.RUNNING  # stuck: b and m[0] lost
+    steps = lossy.store.get_steps(run_id)
+    assert steps["b"].status is StepStatus.QUEUED and steps["c"].status is StepStatus.PENDING
+    done = lossy.engine.resume(run_id)
+    assert set(done.resent) == {"b", "m[0]"}
+    assert lossy.wait(run_id, timeout=10) is RunStatus.SUCCEEDED
+    steps = lossy.store.get_steps(run_id)
+    assert steps["b"].attempts == 1 and steps["c"].status is StepStatus.SUCCEEDED
+    assert steps["m"].outputs == {"items": [{"v": 1}, {"v": 2}, {"v": 3}]}
+    assert not lossy.engine.resume(run_id)  # nothing left to do
+
+
+def test_resume_takes_over_an_attempt_whose_worker_is_gone(lossy):
+    lossy.lose = {"b"}
+    run_id = lossy.submit(lossy.compile(load_data(DOC)))
+    lossy.wait(run_id, timeout=2)
+    # b was picked up by a worker that then died: recorded running, never finished.
+    assert lossy.store.transition_step(run_id, "b", {StepStatus.QUEUED}, StepStatus.RUNNING,
+                                       attempt=0, attempts=1, worker="ghost@gone")
+    lossy.engine.holder_alive = lambda worker, task: worker != "ghost@gone"
+    assert lossy.engine.resume(run_id).taken_over == ["b"]
+    assert lossy.wait(run_id, timeout=10) is RunStatus.SUCCEEDED
+    b = lossy.store.get_steps(run_id)["b"]
+    assert b.attempts == 2 and b.worker != "ghost@gone"
+    assert any(e.type == "step_taken_over" for e in lossy.store.events(run_id))
+
+
+def test_a_duplicate_of_a_live_attempt_is_dropped(lossy):
+    lossy.lose = {"b"}
+    run_id = lossy.submit(lossy.compile(load_data(DOC)))
+    lossy.wait(run_id, timeout=2)
+    lossy.store.transition_step(run_id, "b", {StepStatus.QUEUED}, StepStatus.RUNNING,
+                                attempt=0, attempts=1, worker="busy@host")
+    lossy.engine.holder_alive = lambda worker, task: True
+    lossy.engine.execute(TaskMessage(run_id, "b", None, 1, "recover"))
+    assert lossy.store.get_steps(run_id)["b"].status is StepStatus.RUNNING
+
+
+def test_rerun_starts_from_the_failed_steps(lossy, tmp_path):
+    flag = tmp_path / "ok"
+    doc = {"name": "rerun", "steps": [
+        {"name": "a", "module": "bash",
+         "params": {"cmd": "echo once >> " + str(tmp_path / "a")}},
+        {"name": "b", "module": "bash", "depends_on": ["a"],
+         "params": {"cmd": f"test -f {flag}"}},
+        {"name": "c", "module": "echo", "depends_on": ["b"], "params": {"x": 1}},
+        {"name": "d", "module": "echo", "params": {"x": 2}},
+        {"name": "m", "module": "bash", "foreach": [1, 2], "depends_on": ["b"],
+         "params": {"cmd": "echo ${item}"}},
+    ]}
+    run_id = lossy.submit(lossy.compile(load_data(doc)))
+    assert lossy.wait(run_id, timeout=10) is RunStatus.FAILED
+    before = lossy.store.get_steps(run_id)
+    assert before["c"].status is StepStatus.UPSTREAM_FAILED
+    flag.write_text("")
+    assert lossy.rerun(run_id) == ["b", "c", "m"]
+    assert lossy.wait(run_id, timeout=10) is RunStatus.SUCCEEDED
+    after = lossy.store.get_steps(run_id)
+    assert (tmp_path / "a").read_text() == "once\n"  # a kept, not run again
+    assert after["a"].started_at == before["a"].started_at
+    assert after["b"].attempts == 2 and after["c"].status is StepStatus.SUCCEEDED
+    assert after["m"].outputs["items"][1]["stdout"] == "2\n"
+    with pytest.raises(ValueError, match="only a failed or cancelled run"):
+        lossy.rerun(run_id)
