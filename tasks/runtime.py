@@ -26,6 +26,7 @@ INSPECT_TIMEOUT = 2.0
 def build_engine(app: Celery, settings: Settings | None = None) -> Engine:
     settings = settings or get_settings()
     store = MongoStore(settings.mongo_url, settings.mongo_db)
+    store.ensure_indexes()
     return Engine(
         store,
         default_registry(),

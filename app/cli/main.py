@@ -77,47 +77,85 @@ def run(
     var: VarOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON report.")] = False,
     threads: Annotated[int | None, typer.Option(help="Embedded executor threads.")] = None,
+    executor: Annotated[
+        str, typer.Option(help="embedded (this process) or celery (on workers).")
+    ] = "embedded",
 ) -> None:
-    """Run a workflow in this process and report every step."""
-    from app.cli.progress import step_table, watch
-    from app.engine.embedded import EmbeddedExecutor
-    from app.engine.report import run_report
-
+    """Run a workflow and report every step."""
+    if executor not in ("embedded", "celery"):
+        fail_invalid(f"--executor must be embedded or celery, not {executor!r}")
     variables = parse_vars(var)
     plan = _compile(file, variables)
     signal.signal(signal.SIGTERM, _terminate)
     # With --json, stdout carries the report alone: whatever steps print (a Python step
     # calling print, a module writing to fd 1) goes to stderr while the run lasts.
     report_fd = _divert_stdout() if as_json else None
-    executor = EmbeddedExecutor(threads=threads)
-    run_id = executor.submit(plan, variables)
-    try:
-        if not as_json and out.is_terminal:
-            watch(executor, plan, run_id, out)
-        else:
-            executor.wait(run_id)
-    except KeyboardInterrupt as exc:
-        executor.cancel(run_id, str(exc) or "interrupted (Ctrl-C)")
-    # Steps that ignore cancellation (plain Python in a thread) are not waited for long.
-    clean = executor.close(timeout=CLOSE_TIMEOUT)
-    report = run_report(executor.store, run_id, list(plan.order))
+    if executor == "celery":
+        report, clean = _run_celery(plan, variables, as_json)
+    else:
+        report, clean = _run_embedded(plan, variables, as_json, threads)
     code = EXIT_OK if report["status"] == "succeeded" else EXIT_FAILED
     if report_fd is not None:
         os.write(report_fd, (json.dumps(report, default=str) + "\n").encode())
     else:
-        if not out.is_terminal:
-            out.print(step_table(plan, executor.store.get_steps(run_id)))
-        out.print(f"run {run_id}: [bold]{report['status']}[/]", highlight=False)
-        if report["error"]:
-            out.print(f"[red]{report['error']}[/]", highlight=False)
-        if report["outputs"]:
-            out.print_json(data=report["outputs"], default=str)
+        _print_summary(report)
     if not clean:
         err.print("[yellow]warning:[/] some steps ignored the cancel; exiting without them")
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
     raise typer.Exit(code)
+
+
+def _run_embedded(plan: Any, variables: dict[str, Any], as_json: bool,
+                  threads: int | None) -> tuple[dict[str, Any], bool]:
+    from app.cli.progress import watch
+    from app.engine.embedded import EmbeddedExecutor
+    from app.engine.report import run_report
+
+    executor = EmbeddedExecutor(threads=threads)
+    run_id = executor.submit(plan, variables)
+    try:
+        if not as_json and out.is_terminal:
+            watch(executor.store, lambda rid, t: executor.wait(rid, t), plan, run_id, out)
+        else:
+            executor.wait(run_id)
+    except KeyboardInterrupt as exc:
+        executor.cancel(run_id, str(exc) or "interrupted (Ctrl-C)")
+    # Steps that ignore cancellation (plain Python in a thread) are not waited for long.
+    clean = executor.close(timeout=CLOSE_TIMEOUT)
+    if not out.is_terminal and not as_json:
+        from app.cli.progress import step_table
+
+        out.print(step_table(plan, executor.store.get_steps(run_id)))
+    return run_report(executor.store, run_id, list(plan.order)), clean
+
+
+def _run_celery(plan: Any, variables: dict[str, Any],
+                as_json: bool) -> tuple[dict[str, Any], bool]:
+    from app.cli.progress import step_table, watch
+    from app.service import RunService
+
+    service = RunService.celery()
+    run_id = service.submit(plan, variables)
+    try:
+        if not as_json and out.is_terminal:
+            watch(service.engine.store, lambda rid, t: service.wait(rid, t), plan, run_id, out)
+        else:
+            service.wait(run_id)
+    except KeyboardInterrupt as exc:
+        service.cancel(run_id, str(exc) or "interrupted (Ctrl-C)")
+    if not out.is_terminal and not as_json:
+        out.print(step_table(plan, service.engine.store.get_steps(run_id)))
+    return service.report(run_id), True
+
+
+def _print_summary(report: dict[str, Any]) -> None:
+    out.print(f"run {report['run_id']}: [bold]{report['status']}[/]", highlight=False)
+    if report["error"]:
+        out.print(f"[red]{report['error']}[/]", highlight=False)
+    if report["outputs"]:
+        out.print_json(data=report["outputs"], default=str)
 
 
 #: Seconds ``run`` waits for cancelled steps to stop before exiting without them.
@@ -172,6 +210,104 @@ def modules(
             )
             table.add_row(f"{mod['name']}.{method['name']}", params, method["description"])
     out.print(table)
+
+
+RunIdArg = Annotated[str, typer.Argument(help="A run id.")]
+
+
+@app.command()
+def worker(
+    queues: Annotated[str | None, typer.Option(help="Comma-separated queues to serve.")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Parallel steps.")] = None,
+    pool: Annotated[str, typer.Option(help="prefork, threads or solo.")] = "prefork",
+    hostname: Annotated[str | None, typer.Option(help="Node name, e.g. w1@%h.")] = None,
+    beat: Annotated[bool, typer.Option(help="Also run the periodic reconciler.")] = False,
+    loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+) -> None:
+    """Start a Celery worker that runs steps."""
+    from app.config import get_settings
+    from workers.celery_app import app as celery_app
+
+    settings = get_settings()
+    argv = ["worker", "-Q", queues or settings.default_queue, "-P", pool, "-l", loglevel,
+            "-E", "--without-mingle", "--without-gossip"]
+    if concurrency:
+        argv += ["-c", str(concurrency)]
+    if hostname:
+        argv += ["-n", hostname]
+    if beat:
+        argv += ["-B", "-s", str(settings.workdir / "celerybeat-schedule")]
+        settings.workdir.mkdir(parents=True, exist_ok=True)
+    celery_app.worker_main(argv)
+
+
+def _service() -> Any:
+    from app.service import RunService
+
+    return RunService.celery()
+
+
+@app.command()
+def status(run_id: RunIdArg,
+           as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Show a run recorded in MongoDB."""
+    report = _service().report(run_id)
+    if as_json:
+        sys.stdout.write(json.dumps(report, default=str) + "\n")
+    else:
+        _print_summary(report)
+        for name, step in report["steps"].items():
+            out.print(f"  {name}: {step['status']} (attempts {step['attempts']})"
+                      + (f" - {step['error']}" if step["error"] else ""), highlight=False)
+
+
+@app.command()
+def cancel(run_id: RunIdArg) -> None:
+    """Cancel a running run: nothing more starts, running steps are stopped."""
+    if not _service().cancel(run_id, "cancelled by user"):
+        fail_invalid(f"run {run_id} is not pending or running")
+    out.print(f"run {run_id}: cancelled")
+
+
+@app.command()
+def resume(run_id: RunIdArg) -> None:
+    """Re-send what a running run waits for (after lost messages or a dead worker)."""
+    done = _service().engine.resume(run_id)
+    out.print(f"run {run_id}: resent {done.resent}, taken over {done.taken_over}, "
+              f"released {done.released}, gathered {done.gathered}", highlight=False)
+
+
+@app.command()
+def rerun(run_id: RunIdArg,
+          wait: Annotated[bool, typer.Option(help="Wait for the run to finish.")] = False,
+          as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Run a failed run again from its failed steps, keeping what succeeded."""
+    service = _service()
+    try:
+        steps = service.engine.rerun(run_id)
+    except ValueError as exc:
+        fail_invalid(str(exc))
+    if not wait:
+        out.print(f"run {run_id}: re-running {', '.join(steps)}", highlight=False)
+        return
+    service.wait(run_id)
+    report = service.report(run_id)
+    if as_json:
+        sys.stdout.write(json.dumps(report, default=str) + "\n")
+    else:
+        _print_summary(report)
+    raise typer.Exit(EXIT_OK if report["status"] == "succeeded" else EXIT_FAILED)
+
+
+@app.command()
+def reconcile() -> None:
+    """Resume every running run once (what the periodic reconciler does)."""
+    from app.config import get_settings
+    from tasks.recovery import reconcile as reconcile_all
+    from workers.celery_app import app as celery_app
+
+    report = reconcile_all(_service().engine, celery_app, get_settings().reconcile_grace)
+    sys.stdout.write(json.dumps(report) + "\n")
 
 
 def main() -> None:

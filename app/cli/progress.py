@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console, Group
@@ -11,10 +12,10 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from app.engine.embedded import EmbeddedExecutor
 from app.engine.plan import Plan
 from app.engine.records import StepRecord
 from app.engine.state import RunStatus
+from app.engine.store import Store
 
 STYLES = {
     "pending": "dim",
@@ -71,12 +72,15 @@ def view(plan: Plan, steps: dict[str, StepRecord], run_status: str) -> Any:
     return Group(header, step_table(plan, steps))
 
 
-def watch(executor: EmbeddedExecutor, plan: Plan, run_id: str, console: Console) -> None:
-    """Redraw the run's table until it finishes (Ctrl-C propagates to the caller)."""
-    store = executor.store
+def watch(store: Store, wait: Callable[[str, float], RunStatus], plan: Plan, run_id: str,
+          console: Console) -> None:
+    """Redraw the run's table until it finishes (Ctrl-C propagates to the caller).
+
+    ``wait(run_id, seconds)`` blocks up to that long and returns the run's status.
+    """
     with Live(console=console, refresh_per_second=8, transient=False) as live:
         while True:
-            status = executor.wait(run_id, timeout=0.2)
+            status = wait(run_id, 0.2)
             live.update(view(plan, store.get_steps(run_id), str(status)))
             if status in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED):
                 return

@@ -1,0 +1,62 @@
+"""What the CLI (and the HTTP API) do with runs on Celery workers.
+
+One engine on the MongoDB store with the Celery dispatcher: submitting compiles the
+workflow, records the run and sends its first steps; the workers do the rest. Waiting
+and reporting read the store, so they work from any host.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from app.config import Settings, get_settings
+from app.engine.engine import Engine
+from app.engine.plan import Plan
+from app.engine.report import run_report
+from app.engine.state import RUN_FINISHED, RunStatus
+from app.workflow.models import Workflow
+
+
+class RunService:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    @classmethod
+    def celery(cls, settings: Settings | None = None) -> RunService:
+        from tasks.runtime import build_engine
+        from workers.celery_app import app, make_celery
+
+        settings = settings or get_settings()
+        celery_app = app if settings == get_settings() else make_celery(settings)
+        return cls(build_engine(celery_app, settings))
+
+    def submit(self, workflow: Workflow | Plan, variables: Mapping[str, Any] | None = None,
+               *, trigger: str = "manual") -> str:
+        plan = workflow if isinstance(workflow, Plan) else self.engine.compile(workflow)
+        run_id = self.engine.submit(plan, variables, trigger=trigger)
+        self.engine.start(run_id)
+        return run_id
+
+    def wait(self, run_id: str, timeout: float | None = None, poll: float = 0.2) -> RunStatus:
+        """Poll the store until the run finishes (or ``timeout``); Ctrl-C cancels it."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while True:
+                status = self.engine.store.get_run(run_id).status
+                if status in RUN_FINISHED:
+                    return status
+                if deadline is not None and time.monotonic() >= deadline:
+                    return status
+                time.sleep(poll)
+        except KeyboardInterrupt as exc:
+            self.engine.cancel(run_id, str(exc) or "interrupted (Ctrl-C)")
+            raise
+
+    def report(self, run_id: str) -> dict[str, Any]:
+        run = self.engine.store.get_run(run_id)
+        return run_report(self.engine.store, run_id, list(self.engine.plan_for(run).order))
+
+    def cancel(self, run_id: str, reason: str = "cancelled") -> bool:
+        return self.engine.cancel(run_id, reason)
