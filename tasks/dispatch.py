@@ -45,7 +45,7 @@ class CeleryDispatcher:
                 and list(task.request.args or [])[:3] ==
                 [message.run_id, message.step, message.index]):
             raise task.retry(args=self._args(message), kwargs=self._kwargs(message),
-                             countdown=message.countdown or None, max_retries=None,
+                             countdown=message.countdown, max_retries=None,
                              **self._limits(message))
         self.signature(message).apply_async(countdown=message.countdown or None)
 

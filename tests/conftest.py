@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,12 @@ import pytest
 from app.config import Settings
 from app.engine.embedded import EmbeddedExecutor
 from app.engine.mongo_store import MongoStore
+from app.engine.plan import compile_plan
 from app.engine.report import run_report
 from app.workflow.loader import load_data
 from app.workflow.models import Workflow
 from modules.registry import Registry
-from tests.servers import mongo_server
+from tests.servers import celery_worker, mongo_server, redis_server, worker_env
 
 Runner = Callable[..., dict[str, Any]]
 
@@ -49,7 +51,44 @@ def mongo_url() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(params=["embedded", "embedded-mongo"])
+@dataclass
+class CeleryStack:
+    """Redis, a MongoDB-protocol server and two workers (prefork and threads)."""
+
+    broker: str
+    redis_port: int
+    mongo: str
+    db: str
+    workdir: Path
+    logs: Path
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return worker_env(self.broker, self.mongo, self.db, self.workdir, **extra)
+
+    def settings(self) -> Settings:
+        return Settings(broker_url=self.broker, mongo_url=self.mongo, mongo_db=self.db,
+                        workdir=self.workdir, visibility_timeout=8)
+
+    def service(self) -> Any:
+        from app.service import RunService
+
+        return RunService.celery(self.settings())
+
+
+@pytest.fixture(scope="session")
+def celery_stack(mongo_url: str, tmp_path_factory: pytest.TempPathFactory
+                 ) -> Iterator[CeleryStack]:
+    base = tmp_path_factory.mktemp("celery")
+    with redis_server() as (broker, port, _):
+        stack = CeleryStack(broker, port, mongo_url, f"c{uuid.uuid4().hex[:10]}",
+                            base / "work", base)
+        with celery_worker(stack.env(), "w1", "--concurrency", "4", log=base / "w1.log"), \
+                celery_worker(stack.env(), "w2", "--pool", "threads", "--concurrency", "4",
+                              log=base / "w2.log"):
+            yield stack
+
+
+@pytest.fixture(params=["embedded", "embedded-mongo", "celery"])
 def run_workflow(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Runner]:
     """Run a workflow document to the end on each executor and store; return the report.
 
@@ -58,6 +97,22 @@ def run_workflow(request: pytest.FixtureRequest, settings: Settings) -> Iterator
     """
     executors: list[EmbeddedExecutor] = []
     store_factory = None
+    if request.param == "celery":
+        service = request.getfixturevalue("celery_stack").service()
+
+        def run_celery(doc: dict[str, Any] | Workflow,
+                       variables: dict[str, Any] | None = None, timeout: float = 60,
+                       registry: Registry | None = None, **_: Any) -> dict[str, Any]:
+            workflow = load_data(doc)
+            # The workers load the same extra modules (CHORDFLOW_MODULES_PATH).
+            plan = compile_plan(workflow, registry) if registry else workflow
+            run_id = service.submit(plan, variables)
+            status = service.wait(run_id, timeout)
+            assert status.finished, f"run did not finish within {timeout}s"
+            return service.report(run_id)
+
+        yield run_celery
+        return
     if request.param == "embedded-mongo":
         url = request.getfixturevalue("mongo_url")
         store_factory = lambda: MongoStore(url, f"t{uuid.uuid4().hex[:12]}")  # noqa: E731

@@ -111,3 +111,65 @@ def mongo_server() -> Iterator[str]:
     finally:
         stop(proc)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def worker_env(broker: str, mongo: str, db: str, workdir: Path, **extra: str) -> dict[str, str]:
+    """The environment a test worker (and its client) run with."""
+    return {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "CHORDFLOW_BROKER_URL": broker,
+        "CHORDFLOW_MONGO_URL": mongo,
+        "CHORDFLOW_MONGO_DB": db,
+        "CHORDFLOW_WORKDIR": str(workdir),
+        "CHORDFLOW_MODULES_PATH": str(ROOT / "tests" / "fixtures" / "apps"),
+        # Short enough that a killed worker's message comes back within the test.
+        "CHORDFLOW_VISIBILITY_TIMEOUT": "8",
+        "CHORDFLOW_UNACKED_RESTORE_INTERVAL": "1",
+        "C_FORCE_ROOT": "1",
+        **extra,
+    }
+
+
+@contextmanager
+def celery_worker(env: dict[str, str], name: str, *args: str,
+                  log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A ``chordflow worker`` subprocess in its own process group; waits until ready."""
+    exe = Path(sys.executable).parent / "chordflow"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(exe), "worker", "--hostname", f"{name}@%h", "--loglevel", "INFO", *args],
+            env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while " ready." not in log.read_text():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"worker {name} did not start: {log.read_text()[-3000:]}")
+            time.sleep(0.1)
+        yield proc
+    finally:
+        stop_group(proc)
+
+
+def stop_group(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    """Stop a process and everything in its group (a worker and its pool)."""
+    import signal
+
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout)
+        except ProcessLookupError:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # pool processes left behind
+    except ProcessLookupError:
+        pass

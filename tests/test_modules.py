@@ -47,9 +47,11 @@ def test_bash_timeout_messages_name_the_limit_that_fired(run_workflow):
         "command timed out after the step's timeout and was killed"
 
 
-def test_bash_default_cwd_is_the_step_scratch_directory(run_workflow, settings):
-    s = one(run_workflow, "bash", cmd="pwd")
-    assert s["outputs"]["stdout"].startswith(str(settings.workdir))
+def test_bash_default_cwd_is_the_step_scratch_directory(run_workflow):
+    report = run_workflow({"name": "m", "steps": [
+        {"name": "s", "module": "bash", "params": {"cmd": "pwd"}}]})
+    # $CHORDFLOW_WORKDIR/<run>/<step>
+    assert report["steps"]["s"]["outputs"]["stdout"].endswith(f"/{report['run_id']}/s\n")
 
 
 # -- http -----------------------------------------------------------------------------
