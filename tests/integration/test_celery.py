@@ -1,0 +1,220 @@
+"""Distributed execution through real parts: Redis, a MongoDB-protocol server and
+``chordflow worker`` subprocesses. Workers are killed, brokers restarted, messages
+duplicated; every run must still finish exactly right."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from app.engine.state import RunStatus, StepStatus
+from app.workflow.loader import load_data
+from tests.servers import ROOT, celery_worker, redis_server
+from tests.test_embedded import alive, wait_for_file
+
+CHORDFLOW = str(Path(sys.executable).parent / "chordflow")
+
+
+def ts(value: str) -> float:
+    return datetime.fromisoformat(value).timestamp()
+
+
+def test_worker_killed_mid_step_is_taken_over_by_another(celery_stack, tmp_path):
+    queue = f"kill-{uuid.uuid4().hex[:6]}"
+    pidfile = tmp_path / "pid"
+    service = celery_stack.service()
+    env = celery_stack.env()
+    with celery_worker(env, "doomed", "--queues", queue,
+                       "--concurrency", "1", log=tmp_path / "doomed.log") as doomed:
+        run_id = service.submit(load_data({"name": "kill", "steps": [
+            {"name": "slow", "module": "bash", "queue": queue,
+             "params": {"cmd": f"echo $$ >> {pidfile}; sleep 2; echo done"}},
+            {"name": "after", "module": "echo", "params": {"x": "${steps.slow.outputs.stdout}"}},
+        ]}))
+        wait_for_file(pidfile, timeout=30)
+        os.killpg(doomed.pid, signal.SIGKILL)  # the worker and its pool, mid-step
+        doomed.wait(10)
+    with celery_worker(env, "rescuer", "--queues", queue, "--concurrency", "1",
+                       log=tmp_path / "rescuer.log"):
+        assert service.wait(run_id, timeout=60) is RunStatus.SUCCEEDED
+    report = service.report(run_id)
+    slow = report["steps"]["slow"]
+    assert slow["attempts"] == 2 and slow["outputs"]["stdout"] == "done\n"
+    assert report["steps"]["after"]["outputs"] == {"x": "done\n"}
+    events = [e.type for e in service.engine.store.events(run_id)]
+    assert "step_taken_over" in events
+    rec = service.engine.store.get_steps(run_id)["slow"]
+    assert rec.worker.startswith("rescuer@")
+
+
+def test_duplicate_messages_change_nothing(celery_stack):
+    from tasks.dispatch import STEP_TASK
+    from workers.celery_app import make_celery
+
+    service = celery_stack.service()
+    run_id = service.submit(load_data({"name": "dup", "steps": [
+        {"name": "a", "module": "echo", "params": {"x": 1}},
+        {"name": "b", "module": "echo", "params": {"y": "${steps.a.outputs.x}"}},
+        {"name": "m", "module": "echo", "foreach": [1, 2], "params": {"v": "${item}"}},
+    ]}))
+    assert service.wait(run_id, timeout=30) is RunStatus.SUCCEEDED
+    before = service.engine.store.events(run_id)
+    app = make_celery(celery_stack.settings())
+    for args in ([run_id, "a", None, 1], [run_id, "b", None, 1], [run_id, "m", 0, 1]):
+        for _ in range(2):
+            app.signature(STEP_TASK, args=args, kwargs={"workflow": "dup"}).apply_async(
+                queue=celery_stack.settings().default_queue)
+    app.signature("chordflow.gather", args=[run_id, "m"]).apply_async(
+        queue=celery_stack.settings().default_queue)
+    time.sleep(3)
+    after = service.engine.store.events(run_id)
+    assert len(after) == len(before)
+    steps = service.engine.store.get_steps(run_id)
+    assert all(s.attempts == 1 for s in steps.values())
+    assert service.engine.store.get_run(run_id).status is RunStatus.SUCCEEDED
+
+
+def test_cancel_stops_running_steps_on_workers(celery_stack, tmp_path):
+    pidfile = tmp_path / "pid"
+    service = celery_stack.service()
+    run_id = service.submit(load_data({"name": "cancel", "steps": [
+        {"name": "slow", "module": "bash",
+         "params": {"cmd": f"echo $$ > {pidfile}; exec sleep 30"}},
+        {"name": "next", "module": "echo", "depends_on": ["slow"]}]}))
+    pid = int(wait_for_file(pidfile, timeout=30))
+    assert service.cancel(run_id, "stop")
+    deadline = time.monotonic() + 15
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(pid)
+    report = service.report(run_id)
+    assert report["status"] == "cancelled"
+    assert {s["status"] for s in report["steps"].values()} == {"cancelled"}
+
+
+def test_rerun_on_workers_keeps_what_succeeded(celery_stack, tmp_path):
+    flag = tmp_path / "ok"
+    service = celery_stack.service()
+    run_id = service.submit(load_data({"name": "rerun", "steps": [
+        {"name": "a", "module": "bash", "params": {"cmd": f"echo a >> {tmp_path / 'a'}"}},
+        {"name": "b", "module": "bash", "depends_on": ["a"],
+         "params": {"cmd": f"test -f {flag}"}},
+        {"name": "c", "module": "echo", "depends_on": ["b"]}]}))
+    assert service.wait(run_id, timeout=30) is RunStatus.FAILED
+    flag.write_text("")
+    done = subprocess.run([CHORDFLOW, "rerun", run_id, "--wait", "--json"],
+                          env=celery_stack.env(), capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["status"] == "succeeded" and report["steps"]["b"]["attempts"] == 2
+    assert (tmp_path / "a").read_text() == "a\n"
+
+
+def test_random_dag_of_1000_steps_respects_every_edge(celery_stack):
+    rng = random.Random(7)
+    steps = []
+    for i in range(1000):
+        parents = sorted({f"s{rng.randrange(i)}" for _ in range(rng.randint(0, 3))}) if i else []
+        steps.append({"name": f"s{i}", "module": "echo", "depends_on": parents,
+                      "params": {"i": i}})
+    service = celery_stack.service()
+    run_id = service.submit(load_data({"name": "random", "steps": steps}))
+    assert service.wait(run_id, timeout=600) is RunStatus.SUCCEEDED
+    recs = service.engine.store.get_steps(run_id)
+    for step in steps:
+        for parent in step["depends_on"]:
+            assert recs[step["name"]].started_at >= recs[parent].finished_at
+    assert all(r.status is StepStatus.SUCCEEDED and r.attempts == 1 for r in recs.values())
+
+
+def test_cli_run_on_celery_prints_the_same_report(celery_stack, tmp_path):
+    done = subprocess.run(
+        [CHORDFLOW, "run", str(ROOT / "examples" / "sales-report.yaml"), "--executor",
+         "celery", "--json", "--var", f"out={tmp_path}"],
+        env=celery_stack.env(), capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["status"] == "succeeded"
+    assert report["outputs"]["top_customer"] == "cyd"
+    assert set(report["steps"]["per_region"]) == {"status", "attempts", "outputs", "error",
+                                                  "started_at", "finished_at"}
+    assert len(report["steps"]["per_region"]["outputs"]["items"]) == 3
+
+
+def test_broker_restart_then_resume(mongo_url, tmp_path):
+    from tests.conftest import CeleryStack
+
+    with redis_server() as (broker, port, redis_proc):
+        stack = CeleryStack(broker, port, mongo_url, f"b{uuid.uuid4().hex[:8]}",
+                            tmp_path / "work", tmp_path)
+        service = stack.service()
+        # "later" has no worker yet: its message waits in Redis, then the broker dies.
+        run_id = service.submit(load_data({"name": "restart", "steps": [
+            {"name": "a", "module": "echo", "params": {"x": 1}},
+            {"name": "b", "module": "echo", "queue": "later",
+             "params": {"y": "${steps.a.outputs.x}"}},
+            {"name": "c", "module": "echo", "depends_on": ["b"]}]}))
+        with celery_worker(stack.env(), "first", log=tmp_path / "first.log"):
+            deadline = time.monotonic() + 30
+            while service.engine.store.get_steps(run_id)["b"].status is not StepStatus.QUEUED:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        redis_proc.kill()
+        redis_proc.wait(10)
+    with redis_server(port) as _:  # the same address, empty
+        with celery_worker(stack.env(), "second", "--queues", "chordflow,later",
+                           log=tmp_path / "second.log"):
+            time.sleep(2)
+            assert service.engine.store.get_run(run_id).status is RunStatus.RUNNING
+            done = subprocess.run([CHORDFLOW, "resume", run_id], env=stack.env(),
+                                  capture_output=True, text=True, timeout=60, cwd=ROOT)
+            assert done.returncode == 0, done.stderr
+            assert "resent ['b']" in done.stdout
+            assert service.wait(run_id, timeout=60) is RunStatus.SUCCEEDED
+    assert service.report(run_id)["steps"]["c"]["status"] == "succeeded"
+
+
+def _rabbitmq_up() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5672), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _rabbitmq_up(), reason="no RabbitMQ on 127.0.0.1:5672")
+def test_rabbitmq_as_broker(celery_stack, tmp_path):
+    from tests.conftest import CeleryStack
+
+    queue = f"cf-{uuid.uuid4().hex[:8]}"
+    stack = CeleryStack("amqp://guest:guest@127.0.0.1:5672//", celery_stack.redis_port,
+                        celery_stack.mongo, celery_stack.db, tmp_path / "work", tmp_path)
+    env = stack.env(CHORDFLOW_DEFAULT_QUEUE=queue,
+                    CHORDFLOW_RESULT_BACKEND=celery_stack.broker)
+    settings = stack.settings().model_copy(update={"default_queue": queue,
+                                                   "result_backend": celery_stack.broker})
+    from app.service import RunService
+
+    service = RunService.celery(settings)
+    with celery_worker(env, "rabbit", log=tmp_path / "rabbit.log"):
+        run_id = service.submit(load_data({"name": "amqp", "steps": [
+            {"name": "a", "module": "echo", "params": {"xs": [1, 2, 3]}},
+            {"name": "each", "module": "echo", "foreach": "${steps.a.outputs.xs}",
+             "params": {"v": "${item}"}, "priority": 5},
+            {"name": "join", "module": "echo", "depends_on": ["each", "a"]}]}))
+        assert service.wait(run_id, timeout=60) is RunStatus.SUCCEEDED
+    report = service.report(run_id)
+    assert report["steps"]["each"]["outputs"]["items"] == [{"v": 1}, {"v": 2}, {"v": 3}]
+
