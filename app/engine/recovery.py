@@ -49,7 +49,7 @@ class Recovered:
 class Recovery:
     """``resume`` and ``rerun``, mixed into the Engine (they need its transitions)."""
 
-    def resume(  # type: ignore[misc]
+    def resume(
         self: Engine,
         run_id: str,
         *,
@@ -131,7 +131,7 @@ class Recovery:
             })
         return done
 
-    def rerun(self: Engine, run_id: str) -> list[str]:  # type: ignore[misc]
+    def rerun(self: Engine, run_id: str) -> list[str]:
         """Run a failed or cancelled run again from its failed steps; return those reset.
 
         Steps that succeeded (or were skipped by their own condition) keep their records

@@ -1,0 +1,185 @@
+"""Releasing steps: what happens after a step finishes (the choreography).
+
+The finishing task counts the step for its children and its run, decides the fate of
+each child whose parents are now all done (upstream_failed, skipped by a parent or its
+own ``when``, or ready), expands ``foreach`` steps (a chord, or elements queuing for
+``max_parallel`` slots) and queues what may run. A mixin of the Engine: the methods
+share its store, dispatcher and transitions.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from app.engine.dispatch import TaskKey
+from app.engine.plan import Plan, StepPlan
+from app.engine.records import ItemRecord, RunRecord, now
+from app.engine.state import StepStatus
+from app.errors import ConditionError, ReferenceResolutionError
+from app.workflow.templating import resolve_in
+
+if TYPE_CHECKING:
+    from app.engine.engine import Engine
+
+_QUEUED = frozenset({StepStatus.QUEUED})
+_RUNNING = frozenset({StepStatus.RUNNING})
+_PENDING = frozenset({StepStatus.PENDING})
+_READY = frozenset({StepStatus.READY})
+
+
+class Release:
+    """Counting, releasing, queueing; mixed into the Engine."""
+
+    def _release_slot(self: Engine, run: RunRecord, plan: Plan, key: TaskKey) -> None:
+        if run.max_parallel is not None:
+            for token in self.store.release(run.id, key.token, run.max_parallel):
+                admitted = TaskKey.parse(token)
+                self._queue(run, plan.steps[admitted.step], admitted)
+
+    def _chord_mode(self: Engine, run: RunRecord) -> bool:
+        """Elements dispatched together as a chord (no ``max_parallel`` to hold them)."""
+        return self.chords and run.max_parallel is None
+
+    def _gather(self: Engine, run: RunRecord, sp: StepPlan) -> bool:
+        """All elements of a ``foreach`` step are done: finish the step itself."""
+        rec = self.store.get_steps(run.id, (sp.name,))[sp.name]
+        items = rec.items or []
+        outputs = {"items": [item.outputs for item in items]}
+        failed = [(i, item) for i, item in enumerate(items)
+                  if item.status is not StepStatus.SUCCEEDED]
+        if failed:
+            first_i, first = failed[0]
+            error = (f"{len(failed)} of {len(items)} items failed; "
+                     f"item {first_i}: {first.error}")
+            status = StepStatus.FAILED
+        else:
+            error, status = None, StepStatus.SUCCEEDED
+        attempts = max((item.attempts for item in items), default=0)
+        if not self.store.transition_step(
+            run.id, sp.name,
+            _RUNNING if status is StepStatus.SUCCEEDED else _QUEUED | _RUNNING, status,
+            outputs=outputs, error=error, finished_at=now(), attempts=attempts,
+        ):
+            return False
+        self._event(run.id, f"step_{status}", TaskKey(sp.name),
+                    {"error": error} if error else None)
+        return True
+
+    def _propagate(self: Engine, run: RunRecord, plan: Plan, finished: list[str]) -> None:
+        """Count finished steps for their children and the run; release what is unblocked."""
+        stack = list(finished)
+        while stack:
+            done = stack.pop()
+            for child in plan.steps[done].children:
+                # One parent needs no counter: releasing is a compare-and-set from
+                # pending, so a repeated release does nothing. Several parents count.
+                if len(plan.steps[child].parents) == 1 or \
+                        self.store.count_parent(run.id, child, done) == 0:
+                    if self._release(run, plan, child):
+                        stack.append(child)
+            if self.store.count_step(run.id, done) == 0:
+                self._finish_run(run.id, plan)
+
+    def _release(self: Engine, run: RunRecord, plan: Plan, name: str) -> bool:
+        """All parents of ``name`` are done: decide its fate. True if it finished already."""
+        sp = plan.steps[name]
+        parents = self.store.get_steps(run.id, sp.parents) if sp.parents else {}
+        if any(
+            p.status is StepStatus.UPSTREAM_FAILED
+            or (p.status is StepStatus.FAILED
+                and not plan.steps[p.name].step.continue_on_failure)
+            for p in parents.values()
+        ):
+            return self._decide(run.id, name, StepStatus.UPSTREAM_FAILED)
+        if any(p.status in (StepStatus.SKIPPED, StepStatus.CANCELLED) for p in parents.values()):
+            return self._decide(run.id, name, StepStatus.SKIPPED)
+        scope = self._scope(run, parents)
+        if sp.when is not None:
+            try:
+                go = sp.when.evaluate(resolve_in(scope))
+            except ConditionError as exc:
+                return self._decide(run.id, name, StepStatus.FAILED, error=f"when: {exc}")
+            if not go:
+                return self._decide(run.id, name, StepStatus.SKIPPED)
+        if sp.foreach is not None:
+            try:
+                items = sp.foreach.render(resolve_in(scope))
+            except ReferenceResolutionError as exc:
+                return self._decide(run.id, name, StepStatus.FAILED, error=f"foreach: {exc}")
+            if not isinstance(items, list):
+                return self._decide(
+                    run.id, name, StepStatus.FAILED,
+                    error=f"foreach: expected a list, got {type(items).__name__}",
+                )
+            if not items:
+                return self._decide(run.id, name, StepStatus.SUCCEEDED, outputs={"items": []})
+            if self._chord_mode(run):
+                self._dispatch_chord(run, sp, items)
+                return False
+            if not self.store.transition_step(
+                run.id, name, _PENDING, StepStatus.READY,
+                items=[ItemRecord(status=StepStatus.READY, value=v) for v in items],
+                items_left=len(items),
+            ):
+                return False
+            self._event(run.id, "step_ready", TaskKey(name), {"items": len(items)})
+            for index in range(len(items)):
+                self._admit(run, sp, TaskKey(name, index))
+            return False
+        if not self.store.transition_step(run.id, name, _PENDING, StepStatus.READY):
+            return False
+        self._admit(run, sp, TaskKey(name))
+        return False
+
+    def _dispatch_chord(self: Engine, run: RunRecord, sp: StepPlan, items: list[Any]) -> None:
+        """All elements queued at once and sent as one chord; its body gathers them."""
+        queued = now()
+        if not self.store.transition_step(
+            run.id, sp.name, _PENDING, StepStatus.READY,
+            items=[ItemRecord(status=StepStatus.QUEUED, value=v, queued_at=queued)
+                   for v in items],
+            items_left=len(items),
+        ):
+            return
+        self.store.transition_step(run.id, sp.name, _READY, StepStatus.QUEUED,
+                                   queued_at=queued)
+        self._event(run.id, "step_queued", TaskKey(sp.name), {"items": len(items)})
+        messages = [self._message(run, sp, TaskKey(sp.name, i), 1, 0.0)
+                    for i in range(len(items))]
+        self.dispatcher.dispatch_chord(messages)  # type: ignore[attr-defined]
+
+    def _decide(self: Engine, run_id: str, name: str, status: StepStatus, **fields: Any) -> bool:
+        self._clean(fields)
+        if self.store.transition_step(run_id, name, _PENDING, status, finished_at=now(),
+                                      **fields):
+            self._event(run_id, f"step_{status}", TaskKey(name),
+                        {"error": fields["error"]} if "error" in fields else None)
+            return True
+        return False
+
+    def _admit(self: Engine, run: RunRecord, sp: StepPlan, key: TaskKey) -> None:
+        if run.max_parallel is None:
+            self._queue(run, sp, key)
+            return
+        plan = self.plan_for(run)
+        for token in self.store.admit(run.id, key.token, run.max_parallel):
+            admitted = TaskKey.parse(token)
+            self._queue(run, plan.steps[admitted.step], admitted)
+
+    def _queue(self: Engine, run: RunRecord, sp: StepPlan, key: TaskKey) -> None:
+        attempt = 1
+        if run.max_parallel is not None or run.reruns:
+            # A retry coming back through admission, or a step of a re-run: count on.
+            attempt = self._attempts(run.id, key) + 1
+        if not self._transition(run.id, key, _READY, StepStatus.QUEUED, queued_at=now()):
+            return
+        if key.index is not None:
+            self.store.transition_step(run.id, sp.name, _READY, StepStatus.QUEUED,
+                                       queued_at=now())
+        self.dispatcher.dispatch(self._message(run, sp, key, attempt, 0.0))
+
+    def _attempts(self: Engine, run_id: str, key: TaskKey) -> int:
+        rec = self.store.get_steps(run_id, (key.step,))[key.step]
+        if key.index is None:
+            return rec.attempts
+        return rec.items[key.index].attempts if rec.items else 0
