@@ -60,3 +60,18 @@ class RunService:
 
     def cancel(self, run_id: str, reason: str = "cancelled") -> bool:
         return self.engine.cancel(run_id, reason)
+
+    def close(self) -> None:
+        """Close the store's connections (and a Celery app made for these settings)."""
+        close = getattr(self.engine.store, "close", None)
+        if close:
+            close()
+        app = getattr(self.engine.dispatcher, "app", None)
+        if app is not None and app is not _default_app():
+            app.close()
+
+
+def _default_app() -> Any:
+    from workers.celery_app import app
+
+    return app

@@ -41,7 +41,7 @@ class CeleryDispatcher:
 
     def dispatch(self, message: TaskMessage) -> None:
         task = current_task  # a proxy: false outside a task
-        if (not message.readmit and task and task.name == STEP_TASK
+        if (message.retry and task and task.name == STEP_TASK
                 and list(task.request.args or [])[:3] ==
                 [message.run_id, message.step, message.index]):
             raise task.retry(args=self._args(message), kwargs=self._kwargs(message),

@@ -45,7 +45,7 @@ def run_step(
     except Retry:
         raise
     except Exception as exc:  # recorded; a chord must see this element finish
-        engine.fail_unexpected(message, exc)
+        engine.fail_unexpected(message, exc, task_id=self.request.id)
     finally:
         stop_watch.set()
 

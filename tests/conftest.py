@@ -61,18 +61,27 @@ class CeleryStack:
     db: str
     workdir: Path
     logs: Path
+    _service: Any = None
 
     def env(self, **extra: str) -> dict[str, str]:
         return worker_env(self.broker, self.mongo, self.db, self.workdir, **extra)
 
     def settings(self) -> Settings:
         return Settings(broker_url=self.broker, mongo_url=self.mongo, mongo_db=self.db,
-                        workdir=self.workdir, visibility_timeout=8)
+                        workdir=self.workdir, visibility_timeout=30)
 
     def service(self) -> Any:
+        """One client for the stack (closed with it)."""
         from app.service import RunService
 
-        return RunService.celery(self.settings())
+        if self._service is None:
+            self._service = RunService.celery(self.settings())
+        return self._service
+
+    def close(self) -> None:
+        if self._service is not None:
+            self._service.close()
+            self._service = None
 
 
 @pytest.fixture(scope="session")
@@ -85,7 +94,10 @@ def celery_stack(mongo_url: str, tmp_path_factory: pytest.TempPathFactory
         with celery_worker(stack.env(), "w1", "--concurrency", "4", log=base / "w1.log"), \
                 celery_worker(stack.env(), "w2", "--pool", "threads", "--concurrency", "4",
                               log=base / "w2.log"):
-            yield stack
+            try:
+                yield stack
+            finally:
+                stack.close()
 
 
 @pytest.fixture(params=["embedded", "embedded-mongo", "celery"])

@@ -126,8 +126,8 @@ def worker_env(broker: str, mongo: str, db: str, workdir: Path, **extra: str) ->
         "CHORDFLOW_MONGO_DB": db,
         "CHORDFLOW_WORKDIR": str(workdir),
         "CHORDFLOW_MODULES_PATH": str(ROOT / "tests" / "fixtures" / "apps"),
-        # Short enough that a killed worker's message comes back within the test.
-        "CHORDFLOW_VISIBILITY_TIMEOUT": "8",
+        # Longer than any test step; the worker-killing test shortens it for its own.
+        "CHORDFLOW_VISIBILITY_TIMEOUT": "30",
         "CHORDFLOW_UNACKED_RESTORE_INTERVAL": "1",
         "C_FORCE_ROOT": "1",
         **extra,

@@ -45,6 +45,12 @@ class TaskMessage:
     #: Not a run but a retry whose delay is over, to queue again for a ``max_parallel``
     #: slot.
     readmit: bool = False
+    #: The next attempt of the attempt being executed right now (an executor may send it
+    #: as its own retry, as Celery's ``Task.retry`` does).
+    retry: bool = False
+    #: How many times the run was re-run: part of the id, so a re-run never reuses the
+    #: id of an earlier (perhaps revoked) message.
+    generation: int = 0
 
     @property
     def key(self) -> TaskKey:
@@ -53,7 +59,9 @@ class TaskMessage:
     @property
     def task_id(self) -> str:
         """Deterministic: a redelivered or duplicated message has the same id."""
-        return f"{self.run_id}:{self.key.token}:{self.attempt}"
+        base = f"{self.run_id}:{self.key.token}:{self.attempt}"
+        suffix = f".r{self.generation}" if self.generation else ""
+        return base + suffix + (".admit" if self.readmit else "")
 
 
 class Dispatcher(Protocol):

@@ -52,6 +52,9 @@ from app.workflow.templating import resolve_in
 from modules.context import StepContext
 from modules.registry import ParamsInvalid, Registry
 
+#: Attempts a step may take over beyond its retries after losing its worker.
+MAX_TAKEOVERS = 3
+
 HolderAlive = Callable[[str | None, str | None], bool]
 
 log = logging.getLogger("chordflow.engine")
@@ -180,27 +183,30 @@ class Engine(Release, Recovery):
             error=reason,
         ):
             return False
+        reruns = self.store.get_run(run_id).reruns
         task_ids: list[str] = []
-        for name, rec in self.store.get_steps(run_id).items():
-            task_ids += _live_task_ids(run_id, name, rec)
-            if rec.status in STEP_UNFINISHED:
-                self.store.transition_step(
-                    run_id, name, STEP_UNFINISHED, StepStatus.CANCELLED,
-                    finished_at=now(), error=reason,
-                )
-                # Read again: the step may have become ready, with items, meanwhile.
-                rec = self.store.get_steps(run_id, (name,))[name]
-            for index, item in enumerate(rec.items or ()):
-                if item.status in STEP_UNFINISHED:
-                    self.store.transition_item(
-                        run_id, name, index, STEP_UNFINISHED, StepStatus.CANCELLED,
-                        finished_at=now(), error=reason,
-                    )
+        # Twice: a step released while the first sweep ran is caught by the second.
+        for _ in range(2):
+            for name, rec in self.store.get_steps(run_id).items():
+                task_ids += _live_task_ids(run_id, name, rec, reruns)
+                self._cancel_step(run_id, name, rec, reason)
         self.dispatcher.revoke(run_id, task_ids)
         self._event(run_id, "run_cancelled", data={"reason": reason})
         if self.on_finish:
             self.on_finish(run_id, RunStatus.CANCELLED)
         return True
+
+    def _cancel_step(self, run_id: str, name: str, rec: StepRecord, reason: str) -> None:
+        if rec.status in STEP_UNFINISHED:
+            self.store.transition_step(run_id, name, STEP_UNFINISHED, StepStatus.CANCELLED,
+                                       finished_at=now(), error=reason)
+            # Read again: the step may have become ready, with items, meanwhile.
+            rec = self.store.get_steps(run_id, (name,))[name]
+        for index, item in enumerate(rec.items or ()):
+            if item.status in STEP_UNFINISHED:
+                self.store.transition_item(run_id, name, index, STEP_UNFINISHED,
+                                           StepStatus.CANCELLED, finished_at=now(),
+                                           error=reason)
 
     # -- executing one task ----------------------------------------------------------------
 
@@ -313,6 +319,11 @@ class Engine(Release, Recovery):
             return None
         if self.holder_alive(rec.worker, rec.task_id):
             return None  # a duplicate of a message still being worked on
+        if msg.attempt >= self.plan_for(run).steps[key.step].step.retries + 1 + MAX_TAKEOVERS:
+            # Lost worker after lost worker: the step itself kills them (memory, a hard
+            # time limit). Stop taking it over.
+            self.attempt_failed(msg, f"its worker was lost {MAX_TAKEOVERS} times")
+            return None
         if not self._transition(run.id, key, _RUNNING, StepStatus.RUNNING,
                                 attempt=msg.attempt, attempts=msg.attempt + 1, **fields):
             return None
@@ -344,8 +355,8 @@ class Engine(Release, Recovery):
                                     attempt=msg.attempt, error=error, queued_at=now()):
                     self._event(run.id, "step_retry", key,
                                 {"attempt": msg.attempt, "error": error, "delay": delay})
-                    self.dispatcher.dispatch(
-                        self._message(run, sp, key, msg.attempt + 1, delay))
+                    self.dispatcher.dispatch(replace(
+                        self._message(run, sp, key, msg.attempt + 1, delay), retry=True))
             # Under max_parallel the slot is given up while the retry waits (as Airflow
             # does with pool slots), and the retry queues for one again afterwards.
             elif self._transition(run.id, key, _RUNNING, StepStatus.READY,
@@ -390,8 +401,8 @@ class Engine(Release, Recovery):
                     {"error": fields["error"]} if "error" in fields else None)
         self._release_slot(run, plan, key)
         if key.index is not None:
-            if self._chord_mode(run):
-                return  # the chord's body gathers the elements
+            # With a chord its body gathers too; counting as well makes the gather happen
+            # even if the chord fired early (a duplicate element counted as a part).
             if self.store.count_item(run.id, sp.name, key.index) != 0:
                 return
             if not self._gather(run, sp):
@@ -403,7 +414,7 @@ class Engine(Release, Recovery):
     ) -> TaskMessage:
         step = sp.step
         return TaskMessage(run.id, sp.name, key.index, attempt, run.workflow, step.queue,
-                           step.priority, step.timeout, countdown)
+                           step.priority, step.timeout, countdown, generation=run.reruns)
 
     def _clean(self, fields: dict[str, Any]) -> dict[str, Any]:
         """Mask secrets in whatever is about to be recorded."""
@@ -467,17 +478,27 @@ class Engine(Release, Recovery):
             data = redact(data, self.secrets)
         self.store.append_event(Event(run_id, kind, key.token if key else None, data))
 
-    def fail_unexpected(self, msg: TaskMessage, exc: BaseException) -> None:
-        """An executor caught an error outside any step (a bug, a store outage)."""
+    def fail_unexpected(self, msg: TaskMessage, exc: BaseException,
+                        task_id: str | None = None) -> None:
+        """An executor caught an error outside any step (a bug, a store outage).
+
+        The attempt is failed only if this delivery holds it: a duplicate that crashed
+        must not fail an attempt another worker is running.
+        """
         log.error("task %s crashed: %s", msg.task_id,
                   "".join(traceback.format_exception(exc)))
         try:
+            rec = self._record(msg.run_id, msg.key)
+            if rec is None or rec.status is not StepStatus.RUNNING or \
+                    rec.attempts != msg.attempt or rec.worker != self.worker or \
+                    (task_id is not None and rec.task_id != task_id):
+                return
             self.attempt_failed(msg, f"internal error: {type(exc).__name__}: {exc}")
         except ChordflowError:
             log.exception("could not record the failure of %s", msg.task_id)
 
 
-def _live_task_ids(run_id: str, name: str, rec: StepRecord) -> list[str]:
+def _live_task_ids(run_id: str, name: str, rec: StepRecord, generation: int) -> list[str]:
     """Executor ids of a step's queued and running attempts (and its elements')."""
     ids = []
     units: list[tuple[str, StepRecord | ItemRecord]] = [(name, rec)]
@@ -486,5 +507,6 @@ def _live_task_ids(run_id: str, name: str, rec: StepRecord) -> list[str]:
         if unit.status is StepStatus.RUNNING and unit.task_id:
             ids.append(unit.task_id)
         elif unit.status is StepStatus.QUEUED:
-            ids.append(f"{run_id}:{token}:{unit.attempts + 1}")
+            suffix = f".r{generation}" if generation else ""
+            ids.append(f"{run_id}:{token}:{unit.attempts + 1}{suffix}")
     return ids

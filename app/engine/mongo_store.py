@@ -269,7 +269,12 @@ class MongoStore:
             doc = self.waiting.find_one_and_delete({"run_id": run_id},
                                                    sort=[("seq", 1)])
             if doc is not None:
-                self.marks.insert_one({"_id": f"{run_id}/slot/{doc['key']}"})
+                try:
+                    self.marks.insert_one({"_id": f"{run_id}/slot/{doc['key']}"})
+                except DuplicateKeyError:
+                    # It held a slot already (admitted again by a resume): give the new
+                    # reservation back, and let the caller queue it (idempotent).
+                    self.runs.update_one({"_id": run_id}, {"$inc": {"active": -1}})
                 admitted.append(doc["key"])
                 continue
             self.runs.update_one({"_id": run_id}, {"$inc": {"active": -1}})

@@ -109,7 +109,11 @@ class Recovery:
                 else [(TaskKey(name, i), item) for i, item in enumerate(rec.items)]
             )
             for key, unit in units:
-                if unit.status is StepStatus.QUEUED and (unit.queued_at or 0) <= cutoff:
+                if unit.status is StepStatus.READY and rec.status is not StepStatus.PENDING:
+                    # Its queueing, or a retry's return for a slot, was lost.
+                    self._admit(run, sp, key)
+                    done.resent.append(key.token)
+                elif unit.status is StepStatus.QUEUED and (unit.queued_at or 0) <= cutoff:
                     self.dispatcher.dispatch(
                         self._message(run, sp, key, unit.attempts + 1, 0.0))
                     done.resent.append(key.token)
@@ -119,7 +123,10 @@ class Recovery:
                     self.dispatcher.dispatch(
                         self._message(run, sp, key, unit.attempts, 0.0))
                     done.taken_over.append(key.token)
-        if run.max_parallel is not None:  # free slots, waiting keys: admit them
+        steps = self.store.get_steps(run_id)
+        if all(rec.status in STEP_FINISHED for rec in steps.values()):
+            self._finish_run(run_id, plan)  # the count that would have finished it was lost
+        elif run.max_parallel is not None:  # free slots, waiting keys: admit them
             for token in self.store.release(run_id, "", run.max_parallel):
                 admitted = TaskKey.parse(token)
                 self._queue(run, plan.steps[admitted.step], admitted)

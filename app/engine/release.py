@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from app.engine.dispatch import TaskKey
 from app.engine.plan import Plan, StepPlan
 from app.engine.records import ItemRecord, RunRecord, now
-from app.engine.state import StepStatus
+from app.engine.state import STEP_FINISHED, StepStatus
 from app.errors import ConditionError, ReferenceResolutionError
 from app.workflow.templating import resolve_in
 
@@ -44,6 +44,8 @@ class Release:
         """All elements of a ``foreach`` step are done: finish the step itself."""
         rec = self.store.get_steps(run.id, (sp.name,))[sp.name]
         items = rec.items or []
+        if any(item.status not in STEP_FINISHED for item in items):
+            return False  # an early trigger (a duplicate counted by the chord): not yet
         outputs = {"items": [item.outputs for item in items]}
         failed = [(i, item) for i, item in enumerate(items)
                   if item.status is not StepStatus.SUCCEEDED]

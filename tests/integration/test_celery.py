@@ -34,7 +34,8 @@ def test_worker_killed_mid_step_is_taken_over_by_another(celery_stack, tmp_path)
     queue = f"kill-{uuid.uuid4().hex[:6]}"
     pidfile = tmp_path / "pid"
     service = celery_stack.service()
-    env = celery_stack.env()
+    # A short visibility timeout, so the killed worker's message comes back in seconds.
+    env = celery_stack.env(CHORDFLOW_VISIBILITY_TIMEOUT="8")
     with celery_worker(env, "doomed", "--queues", queue,
                        "--concurrency", "1", log=tmp_path / "doomed.log") as doomed:
         run_id = service.submit(load_data({"name": "kill", "steps": [
@@ -71,6 +72,7 @@ def test_duplicate_messages_change_nothing(celery_stack):
     assert service.wait(run_id, timeout=30) is RunStatus.SUCCEEDED
     before = service.engine.store.events(run_id)
     app = make_celery(celery_stack.settings())
+    close_client = app.close
     for args in ([run_id, "a", None, 1], [run_id, "b", None, 1], [run_id, "m", 0, 1]):
         for _ in range(2):
             app.signature(STEP_TASK, args=args, kwargs={"workflow": "dup"}).apply_async(
@@ -83,6 +85,7 @@ def test_duplicate_messages_change_nothing(celery_stack):
     steps = service.engine.store.get_steps(run_id)
     assert all(s.attempts == 1 for s in steps.values())
     assert service.engine.store.get_run(run_id).status is RunStatus.SUCCEEDED
+    close_client()
 
 
 def test_cancel_stops_running_steps_on_workers(celery_stack, tmp_path):
@@ -160,6 +163,7 @@ def test_broker_restart_then_resume(mongo_url, tmp_path):
         stack = CeleryStack(broker, port, mongo_url, f"b{uuid.uuid4().hex[:8]}",
                             tmp_path / "work", tmp_path)
         service = stack.service()
+        close_client = service.close
         # "later" has no worker yet: its message waits in Redis, then the broker dies.
         run_id = service.submit(load_data({"name": "restart", "steps": [
             {"name": "a", "module": "echo", "params": {"x": 1}},
@@ -183,7 +187,8 @@ def test_broker_restart_then_resume(mongo_url, tmp_path):
             assert done.returncode == 0, done.stderr
             assert "resent ['b']" in done.stdout
             assert service.wait(run_id, timeout=60) is RunStatus.SUCCEEDED
-    assert service.report(run_id)["steps"]["c"]["status"] == "succeeded"
+            assert service.report(run_id)["steps"]["c"]["status"] == "succeeded"
+            close_client()
 
 
 def _rabbitmq_up() -> bool:
@@ -208,6 +213,7 @@ def test_rabbitmq_as_broker(celery_stack, tmp_path):
     from app.service import RunService
 
     service = RunService.celery(settings)
+    close_client = service.close
     with celery_worker(env, "rabbit", log=tmp_path / "rabbit.log"):
         run_id = service.submit(load_data({"name": "amqp", "steps": [
             {"name": "a", "module": "echo", "params": {"xs": [1, 2, 3]}},
@@ -217,4 +223,5 @@ def test_rabbitmq_as_broker(celery_stack, tmp_path):
         assert service.wait(run_id, timeout=60) is RunStatus.SUCCEEDED
     report = service.report(run_id)
     assert report["steps"]["each"]["outputs"]["items"] == [{"v": 1}, {"v": 2}, {"v": 3}]
+    close_client()
 
