@@ -47,14 +47,17 @@ class CeleryDispatcher:
             raise task.retry(args=self._args(message), kwargs=self._kwargs(message),
                              countdown=message.countdown, max_retries=None,
                              **self._limits(message))
-        self.signature(message).apply_async(countdown=message.countdown or None)
+        # Only chord elements need a stored result; for the rest, not asking for one
+        # also spares the sender a result subscription per message.
+        self.signature(message).apply_async(countdown=message.countdown or None,
+                                            ignore_result=True)
 
     def dispatch_chord(self, messages: list[TaskMessage]) -> None:
         first = messages[0]
         body = self.app.signature(
             GATHER_TASK, args=(first.run_id, first.step), immutable=True,
             queue=first.queue or self.settings.default_queue,
-            shadow=f"{first.workflow}.{first.step}.gather",
+            shadow=f"{first.workflow}.{first.step}.gather", ignore_result=True,
         )
         chord([self.signature(m) for m in messages])(body)
 

@@ -76,9 +76,9 @@ def test_duplicate_messages_change_nothing(celery_stack):
     for args in ([run_id, "a", None, 1], [run_id, "b", None, 1], [run_id, "m", 0, 1]):
         for _ in range(2):
             app.signature(STEP_TASK, args=args, kwargs={"workflow": "dup"}).apply_async(
-                queue=celery_stack.settings().default_queue)
+                queue=celery_stack.settings().default_queue, ignore_result=True)
     app.signature("chordflow.gather", args=[run_id, "m"]).apply_async(
-        queue=celery_stack.settings().default_queue)
+        queue=celery_stack.settings().default_queue, ignore_result=True)
     time.sleep(3)
     after = service.engine.store.events(run_id)
     assert len(after) == len(before)
