@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import socket
 import threading
 import time
 import uuid
@@ -28,7 +27,7 @@ from app.engine.report import run_report
 from app.workflow.loader import load_data
 from app.workflow.models import Workflow
 from modules.registry import Registry
-from tests.servers import celery_worker, mongo_server, redis_server, worker_env
+from tests.servers import celery_worker, free_port, mongo_server, redis_server, worker_env
 
 Runner = Callable[..., dict[str, Any]]
 
@@ -146,12 +145,6 @@ def run_workflow(request: pytest.FixtureRequest, settings: Settings) -> Iterator
     yield run
     for ex in executors:
         ex.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

@@ -39,7 +39,13 @@ from app.engine.records import Event, ItemRecord, RunRecord, StepRecord, now
 from app.engine.recovery import Recovery
 from app.engine.redaction import redact
 from app.engine.release import Release
-from app.engine.state import STEP_UNFINISHED, RunStatus, StepStatus
+from app.engine.state import (
+    QUEUED_ONLY,
+    RUNNING_ONLY,
+    STEP_UNFINISHED,
+    RunStatus,
+    StepStatus,
+)
 from app.engine.store import Store
 from app.errors import (
     ChordflowError,
@@ -60,10 +66,6 @@ HolderAlive = Callable[[str | None, str | None], bool]
 log = logging.getLogger("chordflow.engine")
 step_log = logging.getLogger("chordflow.step")
 
-_QUEUED = frozenset({StepStatus.QUEUED})
-_RUNNING = frozenset({StepStatus.RUNNING})
-_PENDING = frozenset({StepStatus.PENDING})
-_READY = frozenset({StepStatus.READY})
 
 FinishCallback = Callable[[str, RunStatus], None]
 
@@ -250,7 +252,7 @@ class Engine(Release, Recovery):
             params = sp.method.validate(rendered)
         except (ReferenceResolutionError, ParamsInvalid) as exc:
             # Rendering is deterministic: retrying cannot help, so fail for good.
-            self._finish_task(run, plan, sp, key, msg.attempt, _QUEUED, StepStatus.FAILED,
+            self._finish_task(run, plan, sp, key, msg.attempt, QUEUED_ONLY, StepStatus.FAILED,
                               error=f"params: {exc}", attempts=msg.attempt)
             return
 
@@ -260,7 +262,7 @@ class Engine(Release, Recovery):
             return
         msg = replace(msg, attempt=attempt)
         if key.index is not None:
-            self.store.transition_step(run.id, sp.name, _QUEUED, StepStatus.RUNNING,
+            self.store.transition_step(run.id, sp.name, QUEUED_ONLY, StepStatus.RUNNING,
                                        started_at=started, worker=self.worker)
         self._event(run.id, "step_started", key, {"attempt": attempt, "worker": self.worker})
 
@@ -295,7 +297,7 @@ class Engine(Release, Recovery):
             step_log.debug("step %s failed", key.token, exc_info=True)
             self.attempt_failed(msg, f"{type(exc).__name__}: {exc}")
         else:
-            self._finish_task(run, plan, sp, key, attempt, _RUNNING, StepStatus.SUCCEEDED,
+            self._finish_task(run, plan, sp, key, attempt, RUNNING_ONLY, StepStatus.SUCCEEDED,
                               outputs=outputs)
 
     def _claim(
@@ -309,7 +311,7 @@ class Engine(Release, Recovery):
         """
         fields = {"started_at": started, "worker": self.worker, "task_id": task_id,
                   "params": rendered}
-        if self._transition(run.id, key, _QUEUED, StepStatus.RUNNING,
+        if self._transition(run.id, key, QUEUED_ONLY, StepStatus.RUNNING,
                             attempt=msg.attempt - 1, attempts=msg.attempt, **fields):
             return msg.attempt
         if self.holder_alive is None:
@@ -324,7 +326,7 @@ class Engine(Release, Recovery):
             # time limit). Stop taking it over.
             self.attempt_failed(msg, f"its worker was lost {MAX_TAKEOVERS} times")
             return None
-        if not self._transition(run.id, key, _RUNNING, StepStatus.RUNNING,
+        if not self._transition(run.id, key, RUNNING_ONLY, StepStatus.RUNNING,
                                 attempt=msg.attempt, attempts=msg.attempt + 1, **fields):
             return None
         self._event(run.id, "step_taken_over", key,
@@ -351,7 +353,7 @@ class Engine(Release, Recovery):
         if run.status is RunStatus.RUNNING and msg.attempt <= sp.step.retries:
             delay = sp.step.retry_delay * sp.step.retry_backoff ** (msg.attempt - 1)
             if run.max_parallel is None:
-                if self._transition(run.id, key, _RUNNING, StepStatus.QUEUED,
+                if self._transition(run.id, key, RUNNING_ONLY, StepStatus.QUEUED,
                                     attempt=msg.attempt, error=error, queued_at=now()):
                     self._event(run.id, "step_retry", key,
                                 {"attempt": msg.attempt, "error": error, "delay": delay})
@@ -359,7 +361,7 @@ class Engine(Release, Recovery):
                         self._message(run, sp, key, msg.attempt + 1, delay), retry=True))
             # Under max_parallel the slot is given up while the retry waits (as Airflow
             # does with pool slots), and the retry queues for one again afterwards.
-            elif self._transition(run.id, key, _RUNNING, StepStatus.READY,
+            elif self._transition(run.id, key, RUNNING_ONLY, StepStatus.READY,
                                   attempt=msg.attempt, error=error):
                 self._event(run.id, "step_retry", key,
                             {"attempt": msg.attempt, "error": error, "delay": delay})
@@ -367,7 +369,7 @@ class Engine(Release, Recovery):
                 self.dispatcher.dispatch(replace(
                     self._message(run, sp, key, msg.attempt + 1, delay), readmit=True))
             return
-        self._finish_task(run, plan, sp, key, msg.attempt, _RUNNING, StepStatus.FAILED,
+        self._finish_task(run, plan, sp, key, msg.attempt, RUNNING_ONLY, StepStatus.FAILED,
                           error=error)
 
     def gather(self, run_id: str, step: str) -> None:
@@ -393,7 +395,7 @@ class Engine(Release, Recovery):
         **fields: Any,
     ) -> None:
         """Record a task's final status, free its slot, and release what it unblocked."""
-        expect_attempt = attempt - 1 if expect is _QUEUED else attempt
+        expect_attempt = attempt - 1 if expect is QUEUED_ONLY else attempt
         if not self._transition(run.id, key, expect, status, attempt=expect_attempt,
                                 finished_at=now(), **fields):
             return

@@ -150,13 +150,8 @@ class MongoStore:
             # release writes the same documents again and loses nothing.
             self._insert_items(run_id, name, items)
             fields["items_total"] = len(items)
-        query: dict[str, Any] = {"_id": f"{run_id}/{name}",
-                                 "status": {"$in": [str(s) for s in expect]}}
-        if attempt is not None:
-            query["attempts"] = attempt
-        result = self.steps.update_one(query, {"$set": {"status": str(status),
-                                                         **_plain(fields)}})
-        return result.modified_count == 1
+        return _compare_and_set(self.steps, f"{run_id}/{name}", expect, status, attempt,
+                                fields)
 
     def transition_item(
         self,
@@ -171,13 +166,8 @@ class MongoStore:
     ) -> bool:
         for frm in expect:
             check_step(frm, status)
-        query: dict[str, Any] = {"_id": f"{run_id}/{name}/{index}",
-                                 "status": {"$in": [str(s) for s in expect]}}
-        if attempt is not None:
-            query["attempts"] = attempt
-        result = self.items.update_one(query, {"$set": {"status": str(status),
-                                                         **_plain(fields)}})
-        if result.modified_count != 1:
+        if not _compare_and_set(self.items, f"{run_id}/{name}/{index}", expect, status,
+                                attempt, fields):
             return False
         if "attempts" in fields:  # the step shows its busiest element's attempts
             self.steps.update_one(
@@ -334,6 +324,19 @@ class MongoStore:
         doc["_id"] = f"{step.run_id}/{step.name}"
         doc["items_total"] = None
         return doc
+
+
+def _compare_and_set(
+    collection: MongoCollection[Any], doc_id: str, expect: Collection[StepStatus],
+    status: StepStatus, attempt: int | None, fields: Mapping[str, Any],
+) -> bool:
+    """Set ``status`` and ``fields`` if the status is in ``expect`` (and the attempts
+    equal ``attempt``): one atomic update of one document."""
+    query: dict[str, Any] = {"_id": doc_id, "status": {"$in": [str(s) for s in expect]}}
+    if attempt is not None:
+        query["attempts"] = attempt
+    result = collection.update_one(query, {"$set": {"status": str(status), **_plain(fields)}})
+    return result.modified_count == 1
 
 
 def _found(doc: Mapping[str, Any] | None) -> Mapping[str, Any]:

@@ -14,17 +14,20 @@ from typing import TYPE_CHECKING, Any
 from app.engine.dispatch import TaskKey
 from app.engine.plan import Plan, StepPlan
 from app.engine.records import ItemRecord, RunRecord, now
-from app.engine.state import STEP_FINISHED, StepStatus
+from app.engine.state import (
+    PENDING_ONLY,
+    QUEUED_ONLY,
+    READY_ONLY,
+    RUNNING_ONLY,
+    STEP_FINISHED,
+    StepStatus,
+)
 from app.errors import ConditionError, ReferenceResolutionError
 from app.workflow.templating import resolve_in
 
 if TYPE_CHECKING:
     from app.engine.engine import Engine
 
-_QUEUED = frozenset({StepStatus.QUEUED})
-_RUNNING = frozenset({StepStatus.RUNNING})
-_PENDING = frozenset({StepStatus.PENDING})
-_READY = frozenset({StepStatus.READY})
 
 
 class Release:
@@ -59,7 +62,7 @@ class Release:
         attempts = max((item.attempts for item in items), default=0)
         if not self.store.transition_step(
             run.id, sp.name,
-            _RUNNING if status is StepStatus.SUCCEEDED else _QUEUED | _RUNNING, status,
+            RUNNING_ONLY if status is StepStatus.SUCCEEDED else QUEUED_ONLY | RUNNING_ONLY, status,
             outputs=outputs, error=error, finished_at=now(), attempts=attempts,
         ):
             return False
@@ -119,7 +122,7 @@ class Release:
                 self._dispatch_chord(run, sp, items)
                 return False
             if not self.store.transition_step(
-                run.id, name, _PENDING, StepStatus.READY,
+                run.id, name, PENDING_ONLY, StepStatus.READY,
                 items=[ItemRecord(status=StepStatus.READY, value=v) for v in items],
                 items_left=len(items),
             ):
@@ -128,7 +131,7 @@ class Release:
             for index in range(len(items)):
                 self._admit(run, sp, TaskKey(name, index))
             return False
-        if not self.store.transition_step(run.id, name, _PENDING, StepStatus.READY):
+        if not self.store.transition_step(run.id, name, PENDING_ONLY, StepStatus.READY):
             return False
         self._admit(run, sp, TaskKey(name))
         return False
@@ -137,13 +140,13 @@ class Release:
         """All elements queued at once and sent as one chord; its body gathers them."""
         queued = now()
         if not self.store.transition_step(
-            run.id, sp.name, _PENDING, StepStatus.READY,
+            run.id, sp.name, PENDING_ONLY, StepStatus.READY,
             items=[ItemRecord(status=StepStatus.QUEUED, value=v, queued_at=queued)
                    for v in items],
             items_left=len(items),
         ):
             return
-        self.store.transition_step(run.id, sp.name, _READY, StepStatus.QUEUED,
+        self.store.transition_step(run.id, sp.name, READY_ONLY, StepStatus.QUEUED,
                                    queued_at=queued)
         self._event(run.id, "step_queued", TaskKey(sp.name), {"items": len(items)})
         messages = [self._message(run, sp, TaskKey(sp.name, i), 1, 0.0)
@@ -152,7 +155,7 @@ class Release:
 
     def _decide(self: Engine, run_id: str, name: str, status: StepStatus, **fields: Any) -> bool:
         self._clean(fields)
-        if self.store.transition_step(run_id, name, _PENDING, status, finished_at=now(),
+        if self.store.transition_step(run_id, name, PENDING_ONLY, status, finished_at=now(),
                                       **fields):
             self._event(run_id, f"step_{status}", TaskKey(name),
                         {"error": fields["error"]} if "error" in fields else None)
@@ -173,15 +176,13 @@ class Release:
         if run.max_parallel is not None or run.reruns:
             # A retry coming back through admission, or a step of a re-run: count on.
             attempt = self._attempts(run.id, key) + 1
-        if not self._transition(run.id, key, _READY, StepStatus.QUEUED, queued_at=now()):
+        if not self._transition(run.id, key, READY_ONLY, StepStatus.QUEUED, queued_at=now()):
             return
         if key.index is not None:
-            self.store.transition_step(run.id, sp.name, _READY, StepStatus.QUEUED,
+            self.store.transition_step(run.id, sp.name, READY_ONLY, StepStatus.QUEUED,
                                        queued_at=now())
         self.dispatcher.dispatch(self._message(run, sp, key, attempt, 0.0))
 
     def _attempts(self: Engine, run_id: str, key: TaskKey) -> int:
-        rec = self.store.get_steps(run_id, (key.step,))[key.step]
-        if key.index is None:
-            return rec.attempts
-        return rec.items[key.index].attempts if rec.items else 0
+        rec = self._record(run_id, key)
+        return rec.attempts if rec is not None else 0

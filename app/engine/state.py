@@ -55,6 +55,11 @@ STEP_FINISHED = frozenset(
     }
 )
 STEP_UNFINISHED = frozenset(set(StepStatus) - STEP_FINISHED)
+#: One-status sets, for the compare-and-set calls that expect exactly that status.
+PENDING_ONLY = frozenset({StepStatus.PENDING})
+READY_ONLY = frozenset({StepStatus.READY})
+QUEUED_ONLY = frozenset({StepStatus.QUEUED})
+RUNNING_ONLY = frozenset({StepStatus.RUNNING})
 
 #: Every allowed step transition; stores apply only these (see ``check_step``).
 STEP_TRANSITIONS: dict[StepStatus, frozenset[StepStatus]] = {
