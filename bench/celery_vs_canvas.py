@@ -9,7 +9,8 @@ in MongoDB (``MONGO_URL``, else an nx-27017 server). Both use the same worker
 
     python bench/celery_vs_canvas.py [--quick]
 
-``--quick`` runs smaller sizes (a smoke test of the benchmark itself).
+``--quick`` runs smaller sizes (a smoke test of the benchmark itself); ``--only chains``
+(or ``chords``, ``fanout``; repeatable) runs some workloads only.
 """
 
 from __future__ import annotations
@@ -87,10 +88,12 @@ def run_canvas(app: Any, kind: str, n: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", action="append", choices=["chains", "chords", "fanout"])
     args = parser.parse_args()
-    chains = [100, 400] if args.quick else [100, 2000, 5000]
-    chord_counts = [10, 30] if args.quick else [50, 200]
-    fan = 400 if args.quick else 2000
+    only = set(args.only or ["chains", "chords", "fanout"])
+    chains = ([100, 400] if args.quick else [100, 2000, 5000]) if "chains" in only else []
+    chord_counts = ([10, 30] if args.quick else [50, 200]) if "chords" in only else []
+    fan = (400 if args.quick else 2000) if "fanout" in only else 0
     console = Console()
     workdir = Path(tempfile.mkdtemp(prefix="chordflow-bench-"))
     with redis_server() as (broker, _, _), mongo_server() as mongo:
@@ -130,10 +133,11 @@ def main() -> None:
                 table.add_row(f"{n} ten-wide chords", "s", f"{canvas:.1f}", f"{ours:.1f}",
                               f"{canvas / ours:.2f}x")
                 console.print(f"chords {n}: {canvas:.1f} vs {ours:.1f}")
-            canvas = fan / run_canvas(app, "fanout", fan)
-            ours = fan / run_chordflow(service, fanout_doc(fan))
-            table.add_row(f"fan-out of {fan}", "steps/s", f"{canvas:.0f}", f"{ours:.0f}",
-                          f"{ours / canvas:.2f}x")
+            if fan:
+                canvas = fan / run_canvas(app, "fanout", fan)
+                ours = fan / run_chordflow(service, fanout_doc(fan))
+                table.add_row(f"fan-out of {fan}", "steps/s", f"{canvas:.0f}", f"{ours:.0f}",
+                              f"{ours / canvas:.2f}x")
             console.print(table)
             console.print("gain > 1: chordflow faster (higher throughput for the fan-out). "
                           "Targets: 100-hop chain within 1.5x of canvas (gain >= 0.67); "

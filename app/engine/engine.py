@@ -28,6 +28,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -60,6 +61,8 @@ from modules.registry import ParamsInvalid, Registry
 
 #: Attempts a step may take over beyond its retries after losing its worker.
 MAX_TAKEOVERS = 3
+#: Running runs whose records a worker keeps (see ``Engine._running_run``).
+RUN_CACHE_SIZE = 256
 
 HolderAlive = Callable[[str | None, str | None], bool]
 
@@ -104,6 +107,10 @@ class Engine(Release, Recovery):
         self.chords = bool(getattr(dispatcher, "supports_chords", False))
         self._plans: dict[str, Plan] = {}
         self._plans_lock = threading.Lock()
+        #: Running runs by (id, re-run generation): what a task needs of its run (id,
+        #: variables, max_parallel) never changes within a generation, so a worker reads
+        #: it once rather than once per step.
+        self._runs: OrderedDict[tuple[str, int], RunRecord] = OrderedDict()
 
     # -- plans ---------------------------------------------------------------------
 
@@ -145,7 +152,7 @@ class Engine(Release, Recovery):
             version=plan.workflow.version,
             digest=plan.digest,
             variables=plan.effective_variables(variables),
-            steps_left=len(plan.steps),
+            steps_left=len(plan.leaves),
             max_parallel=plan.workflow.max_parallel,
             trigger=trigger,
         )
@@ -171,9 +178,10 @@ class Engine(Release, Recovery):
         self._event(run_id, "run_started")
         run = self.store.get_run(run_id)
         plan = self.plan_for(run)
-        finished = [name for name in plan.roots if self._release(run, plan, name)]
+        known: dict[str, StepRecord | None] = {}
+        finished = [name for name in plan.roots if self._release(run, plan, name, known)]
         if finished:
-            self._propagate(run, plan, finished)
+            self._propagate(run, plan, finished, known)
 
     def cancel(self, run_id: str, reason: str = "cancelled") -> bool:
         """Cancel a pending or running run: nothing more starts, running work is stopped."""
@@ -229,8 +237,8 @@ class Engine(Release, Recovery):
         Never raises for a step's own failure: that is recorded. A message for a step that
         is not queued for exactly this attempt is a duplicate and does nothing.
         """
-        run = self.store.get_run(msg.run_id)
-        if run.status is not RunStatus.RUNNING:
+        run = self._running_run(msg)
+        if run is None:
             return
         plan = self.plan_for(run)
         sp = plan.steps[msg.step]
@@ -299,6 +307,27 @@ class Engine(Release, Recovery):
         else:
             self._finish_task(run, plan, sp, key, attempt, RUNNING_ONLY, StepStatus.SUCCEEDED,
                               outputs=outputs)
+
+    def _running_run(self, msg: TaskMessage) -> RunRecord | None:
+        """The message's run if it is running (read once per generation and cached).
+
+        A cached record may say running after the run was cancelled or finished; that
+        is safe, because cancel moves every unfinished step to cancelled and a finished
+        run has no queued step, so the claim's compare-and-set refuses the message.
+        """
+        key = (msg.run_id, msg.generation)
+        run = self._runs.get(key)
+        if run is not None:
+            self._runs.move_to_end(key)
+            return run
+        run = self.store.get_run(msg.run_id)
+        if run.status is not RunStatus.RUNNING:
+            return None
+        if run.reruns == msg.generation:
+            self._runs[key] = run
+            if len(self._runs) > RUN_CACHE_SIZE:
+                self._runs.popitem(last=False)
+        return run
 
     def _claim(
         self, run: RunRecord, key: TaskKey, msg: TaskMessage, started: float,
@@ -378,8 +407,9 @@ class Engine(Release, Recovery):
         if run.status is not RunStatus.RUNNING:
             return
         plan = self.plan_for(run)
-        if self._gather(run, plan.steps[step]):
-            self._propagate(run, plan, [step])
+        rec = self._gather(run, plan.steps[step])
+        if rec is not None:
+            self._propagate(run, plan, [step], {step: rec})
 
     # -- internals -------------------------------------------------------------------------
 
@@ -396,8 +426,15 @@ class Engine(Release, Recovery):
     ) -> None:
         """Record a task's final status, free its slot, and release what it unblocked."""
         expect_attempt = attempt - 1 if expect is QUEUED_ONLY else attempt
-        if not self._transition(run.id, key, expect, status, attempt=expect_attempt,
-                                finished_at=now(), **fields):
+        rec: StepRecord | None = None
+        if key.index is None:
+            rec = self.store.finish_step(run.id, key.step, expect, status,
+                                         attempt=expect_attempt,
+                                         **self._clean({"finished_at": now(), **fields}))
+            if rec is None:
+                return
+        elif not self._transition(run.id, key, expect, status, attempt=expect_attempt,
+                                  finished_at=now(), **fields):
             return
         self._event(run.id, f"step_{status}", key,
                     {"error": fields["error"]} if "error" in fields else None)
@@ -407,9 +444,10 @@ class Engine(Release, Recovery):
             # even if the chord fired early (a duplicate element counted as a part).
             if self.store.count_item(run.id, sp.name, key.index) != 0:
                 return
-            if not self._gather(run, sp):
+            rec = self._gather(run, sp)
+            if rec is None:
                 return
-        self._propagate(run, plan, [sp.name])
+        self._propagate(run, plan, [sp.name], {sp.name: rec})
 
     def _message(
         self, run: RunRecord, sp: StepPlan, key: TaskKey, attempt: int, countdown: float

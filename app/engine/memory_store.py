@@ -105,14 +105,35 @@ class MemoryStore:
         **fields: Any,
     ) -> bool:
         with self._lock:
-            step = self._steps[run_id][name]
-            if step.status not in expect or (attempt is not None and step.attempts != attempt):
-                return False
-            check_step(step.status, status)
-            step.status = status
-            for key, value in fields.items():
-                setattr(step, key, value)
-            return True
+            return self._transition_step(run_id, name, expect, status, attempt, fields) \
+                is not None
+
+    def finish_step(
+        self,
+        run_id: str,
+        name: str,
+        expect: Collection[StepStatus],
+        status: StepStatus,
+        *,
+        attempt: int | None = None,
+        **fields: Any,
+    ) -> StepRecord | None:
+        with self._lock:
+            step = self._transition_step(run_id, name, expect, status, attempt, fields)
+            return None if step is None else self._copy(step)
+
+    def _transition_step(
+        self, run_id: str, name: str, expect: Collection[StepStatus], status: StepStatus,
+        attempt: int | None, fields: Mapping[str, Any],
+    ) -> StepRecord | None:
+        step = self._steps[run_id][name]
+        if step.status not in expect or (attempt is not None and step.attempts != attempt):
+            return None
+        check_step(step.status, status)
+        step.status = status
+        for key, value in fields.items():
+            setattr(step, key, value)
+        return step
 
     def transition_item(
         self,

@@ -153,6 +153,25 @@ class MongoStore:
         return _compare_and_set(self.steps, f"{run_id}/{name}", expect, status, attempt,
                                 fields)
 
+    def finish_step(
+        self,
+        run_id: str,
+        name: str,
+        expect: Collection[StepStatus],
+        status: StepStatus,
+        *,
+        attempt: int | None = None,
+        **fields: Any,
+    ) -> StepRecord | None:
+        for frm in expect:
+            check_step(frm, status)
+        query = _expecting(f"{run_id}/{name}", expect, attempt)
+        doc = self.steps.find_one_and_update(
+            query, {"$set": {"status": str(status), **_plain(fields)}},
+            return_document=ReturnDocument.AFTER,
+        )
+        return None if doc is None else _step_record(doc)
+
     def transition_item(
         self,
         run_id: str,
@@ -332,11 +351,19 @@ def _compare_and_set(
 ) -> bool:
     """Set ``status`` and ``fields`` if the status is in ``expect`` (and the attempts
     equal ``attempt``): one atomic update of one document."""
+    result = collection.update_one(_expecting(doc_id, expect, attempt),
+                                   {"$set": {"status": str(status), **_plain(fields)}})
+    return result.modified_count == 1
+
+
+def _expecting(
+    doc_id: str, expect: Collection[StepStatus], attempt: int | None
+) -> dict[str, Any]:
+    """The query of a compare-and-set: this document, in one of these states."""
     query: dict[str, Any] = {"_id": doc_id, "status": {"$in": [str(s) for s in expect]}}
     if attempt is not None:
         query["attempts"] = attempt
-    result = collection.update_one(query, {"$set": {"status": str(status), **_plain(fields)}})
-    return result.modified_count == 1
+    return query
 
 
 def _found(doc: Mapping[str, Any] | None) -> Mapping[str, Any]:

@@ -65,6 +65,9 @@ class Plan:
     #: Step names in a topological order (parents before children).
     order: tuple[str, ...]
     roots: tuple[str, ...]
+    #: Steps without children. The run is finished when they all are (every other step
+    #: is an ancestor of one), so only they are counted for it.
+    leaves: tuple[str, ...]
     outputs: Node
     #: Steps the workflow outputs read.
     output_reads: tuple[str, ...]
@@ -169,6 +172,7 @@ def _compile(workflow: Workflow, registry: Registry) -> Plan:
         steps=steps,
         order=order,
         roots=tuple(n for n in order if not steps[n].parents),
+        leaves=tuple(n for n in order if not steps[n].children),
         outputs=outputs,
         output_reads=tuple(sorted(output_reads)),
         digest=workflow_digest(workflow),

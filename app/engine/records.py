@@ -96,8 +96,11 @@ class RunRecord(_Copyable):
     created_at: float = field(default_factory=now)
     started_at: float | None = None
     finished_at: float | None = None
-    #: Steps not yet finished; the step that brings this to zero finishes the run.
+    #: Counted steps not yet finished; the step that brings this to zero finishes the
+    #: run. Only the plan's leaves are counted (the run is finished when they are),
+    #: except after a re-run, which counts every step it starts again (``count_all``).
     steps_left: int = 0
+    count_all: bool = False
     max_parallel: int | None = None
     trigger: str = "manual"
     #: How many times the run was re-run (attempts keep counting across re-runs).

@@ -77,7 +77,8 @@ class Recovery:
 
         # A step recorded as finished whose children were never released, or that was
         # never counted for the run: count again (counting twice changes nothing).
-        unfinished = sum(1 for rec in steps.values() if rec.status not in STEP_FINISHED)
+        counted = steps if run.count_all else plan.leaves
+        unfinished = sum(1 for name in counted if steps[name].status not in STEP_FINISHED)
         recount = [
             name for name in plan.order if steps[name].status in STEP_FINISHED and (
                 run.steps_left != unfinished
@@ -162,7 +163,7 @@ class Recovery:
         if not self.store.set_run_status(
             run_id, {RunStatus.FAILED, RunStatus.CANCELLED}, RunStatus.RUNNING,
             error=None, finished_at=None, outputs=None, steps_left=len(reset),
-            reruns=run.reruns + 1,
+            count_all=True, reruns=run.reruns + 1,
         ):
             raise ValueError(f"run {run_id} changed while it was being re-run")
         self._event(run_id, "run_rerun", data={"steps": reset, "at": now()})

@@ -9,11 +9,12 @@ share its store, dispatcher and transitions.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from app.engine.dispatch import TaskKey
 from app.engine.plan import Plan, StepPlan
-from app.engine.records import ItemRecord, RunRecord, now
+from app.engine.records import ItemRecord, RunRecord, StepRecord, now
 from app.engine.state import (
     PENDING_ONLY,
     QUEUED_ONLY,
@@ -43,12 +44,16 @@ class Release:
         """Elements dispatched together as a chord (no ``max_parallel`` to hold them)."""
         return self.chords and run.max_parallel is None
 
-    def _gather(self: Engine, run: RunRecord, sp: StepPlan) -> bool:
-        """All elements of a ``foreach`` step are done: finish the step itself."""
+    def _gather(self: Engine, run: RunRecord, sp: StepPlan) -> StepRecord | None:
+        """All elements of a ``foreach`` step are done: finish the step itself.
+
+        Returns the finished record, or None if not finished now (not all elements
+        are, or another task gathered first).
+        """
         rec = self.store.get_steps(run.id, (sp.name,))[sp.name]
         items = rec.items or []
         if any(item.status not in STEP_FINISHED for item in items):
-            return False  # an early trigger (a duplicate counted by the chord): not yet
+            return None  # an early trigger (a duplicate counted by the chord): not yet
         outputs = {"items": [item.outputs for item in items]}
         failed = [(i, item) for i, item in enumerate(items)
                   if item.status is not StepStatus.SUCCEEDED]
@@ -60,18 +65,27 @@ class Release:
         else:
             error, status = None, StepStatus.SUCCEEDED
         attempts = max((item.attempts for item in items), default=0)
-        if not self.store.transition_step(
+        done = self.store.finish_step(
             run.id, sp.name,
             RUNNING_ONLY if status is StepStatus.SUCCEEDED else QUEUED_ONLY | RUNNING_ONLY, status,
-            outputs=outputs, error=error, finished_at=now(), attempts=attempts,
-        ):
-            return False
-        self._event(run.id, f"step_{status}", TaskKey(sp.name),
-                    {"error": error} if error else None)
-        return True
+            **self._clean({"outputs": outputs, "error": error, "finished_at": now(),
+                           "attempts": attempts}),
+        )
+        if done is not None:
+            self._event(run.id, f"step_{status}", TaskKey(sp.name),
+                        {"error": error} if error else None)
+        return done
 
-    def _propagate(self: Engine, run: RunRecord, plan: Plan, finished: list[str]) -> None:
-        """Count finished steps for their children and the run; release what is unblocked."""
+    def _propagate(
+        self: Engine, run: RunRecord, plan: Plan, finished: list[str],
+        known: dict[str, StepRecord | None] | None = None,
+    ) -> None:
+        """Count finished steps for their children and the run; release what is unblocked.
+
+        ``known`` holds records of finished steps as this task wrote them, so releasing
+        their children need not read them back (a chain reads nothing).
+        """
+        known = known if known is not None else {}
         stack = list(finished)
         while stack:
             done = stack.pop()
@@ -80,44 +94,54 @@ class Release:
                 # pending, so a repeated release does nothing. Several parents count.
                 if len(plan.steps[child].parents) == 1 or \
                         self.store.count_parent(run.id, child, done) == 0:
-                    if self._release(run, plan, child):
+                    if self._release(run, plan, child, known):
                         stack.append(child)
-            if self.store.count_step(run.id, done) == 0:
+            if (run.count_all or not plan.steps[done].children) and \
+                    self.store.count_step(run.id, done) == 0:
                 self._finish_run(run.id, plan)
 
-    def _release(self: Engine, run: RunRecord, plan: Plan, name: str) -> bool:
-        """All parents of ``name`` are done: decide its fate. True if it finished already."""
+    def _release(
+        self: Engine, run: RunRecord, plan: Plan, name: str,
+        known: dict[str, StepRecord | None] | None = None,
+    ) -> bool:
+        """All parents of ``name`` are done: decide its fate. True if it finished already
+        (then its record is added to ``known``)."""
         sp = plan.steps[name]
-        parents = self.store.get_steps(run.id, sp.parents) if sp.parents else {}
+        known = known if known is not None else {}
+        parents = {p: rec for p in sp.parents if (rec := known.get(p)) is not None}
+        missing = [p for p in sp.parents if p not in parents]
+        if missing:
+            parents.update(self.store.get_steps(run.id, missing))
+        decide = partial(self._decide, run.id, name, known)
         if any(
             p.status is StepStatus.UPSTREAM_FAILED
             or (p.status is StepStatus.FAILED
                 and not plan.steps[p.name].step.continue_on_failure)
             for p in parents.values()
         ):
-            return self._decide(run.id, name, StepStatus.UPSTREAM_FAILED)
+            return decide(StepStatus.UPSTREAM_FAILED)
         if any(p.status in (StepStatus.SKIPPED, StepStatus.CANCELLED) for p in parents.values()):
-            return self._decide(run.id, name, StepStatus.SKIPPED)
+            return decide(StepStatus.SKIPPED)
         scope = self._scope(run, parents)
         if sp.when is not None:
             try:
                 go = sp.when.evaluate(resolve_in(scope))
             except ConditionError as exc:
-                return self._decide(run.id, name, StepStatus.FAILED, error=f"when: {exc}")
+                return decide(StepStatus.FAILED, error=f"when: {exc}")
             if not go:
-                return self._decide(run.id, name, StepStatus.SKIPPED)
+                return decide(StepStatus.SKIPPED)
         if sp.foreach is not None:
             try:
                 items = sp.foreach.render(resolve_in(scope))
             except ReferenceResolutionError as exc:
-                return self._decide(run.id, name, StepStatus.FAILED, error=f"foreach: {exc}")
+                return decide(StepStatus.FAILED, error=f"foreach: {exc}")
             if not isinstance(items, list):
-                return self._decide(
-                    run.id, name, StepStatus.FAILED,
+                return decide(
+                    StepStatus.FAILED,
                     error=f"foreach: expected a list, got {type(items).__name__}",
                 )
             if not items:
-                return self._decide(run.id, name, StepStatus.SUCCEEDED, outputs={"items": []})
+                return decide(StepStatus.SUCCEEDED, outputs={"items": []})
             if self._chord_mode(run):
                 self._dispatch_chord(run, sp, items)
                 return False
@@ -131,9 +155,10 @@ class Release:
             for index in range(len(items)):
                 self._admit(run, sp, TaskKey(name, index))
             return False
-        if not self.store.transition_step(run.id, name, PENDING_ONLY, StepStatus.READY):
-            return False
-        self._admit(run, sp, TaskKey(name))
+        if run.max_parallel is None:  # nothing holds it back: queue it at once
+            self._queue(run, sp, TaskKey(name), PENDING_ONLY)
+        elif self.store.transition_step(run.id, name, PENDING_ONLY, StepStatus.READY):
+            self._admit(run, sp, TaskKey(name))
         return False
 
     def _dispatch_chord(self: Engine, run: RunRecord, sp: StepPlan, items: list[Any]) -> None:
@@ -153,14 +178,18 @@ class Release:
                     for i in range(len(items))]
         self.dispatcher.dispatch_chord(messages)  # type: ignore[attr-defined]
 
-    def _decide(self: Engine, run_id: str, name: str, status: StepStatus, **fields: Any) -> bool:
-        self._clean(fields)
-        if self.store.transition_step(run_id, name, PENDING_ONLY, status, finished_at=now(),
-                                      **fields):
-            self._event(run_id, f"step_{status}", TaskKey(name),
-                        {"error": fields["error"]} if "error" in fields else None)
-            return True
-        return False
+    def _decide(
+        self: Engine, run_id: str, name: str, known: dict[str, StepRecord | None],
+        status: StepStatus, **fields: Any,
+    ) -> bool:
+        rec = self.store.finish_step(run_id, name, PENDING_ONLY, status,
+                                     **self._clean({"finished_at": now(), **fields}))
+        if rec is None:
+            return False
+        known[name] = rec
+        self._event(run_id, f"step_{status}", TaskKey(name),
+                    {"error": fields["error"]} if "error" in fields else None)
+        return True
 
     def _admit(self: Engine, run: RunRecord, sp: StepPlan, key: TaskKey) -> None:
         if run.max_parallel is None:
@@ -171,12 +200,16 @@ class Release:
             admitted = TaskKey.parse(token)
             self._queue(run, plan.steps[admitted.step], admitted)
 
-    def _queue(self: Engine, run: RunRecord, sp: StepPlan, key: TaskKey) -> None:
+    def _queue(
+        self: Engine, run: RunRecord, sp: StepPlan, key: TaskKey,
+        expect: frozenset[StepStatus] = READY_ONLY,
+    ) -> None:
+        """Queue a ready step (or a pending one with nothing to wait for) and send it."""
         attempt = 1
         if run.max_parallel is not None or run.reruns:
             # A retry coming back through admission, or a step of a re-run: count on.
             attempt = self._attempts(run.id, key) + 1
-        if not self._transition(run.id, key, READY_ONLY, StepStatus.QUEUED, queued_at=now()):
+        if not self._transition(run.id, key, expect, StepStatus.QUEUED, queued_at=now()):
             return
         if key.index is not None:
             self.store.transition_step(run.id, sp.name, READY_ONLY, StepStatus.QUEUED,

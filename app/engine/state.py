@@ -4,6 +4,9 @@ Run:  pending → running → succeeded | failed | cancelled
 Step: pending → ready → queued → running → succeeded | failed | skipped |
       upstream_failed | cancelled
 
+A step that nothing holds back (no ``max_parallel``) goes from pending to queued in
+one write; ``ready`` is where a step waits for a slot.
+
 A retry goes running → queued → running again, counting ``attempts`` (running →
 ready → queued → running when it must queue for a ``max_parallel`` slot again). A step that will
 not run is decided while it is still pending or ready (skipped, upstream_failed,
@@ -66,6 +69,7 @@ STEP_TRANSITIONS: dict[StepStatus, frozenset[StepStatus]] = {
     StepStatus.PENDING: frozenset(
         {
             StepStatus.READY,
+            StepStatus.QUEUED,  # released with no max_parallel slot to wait for
             StepStatus.SKIPPED,
             StepStatus.UPSTREAM_FAILED,
             StepStatus.CANCELLED,

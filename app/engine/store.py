@@ -47,6 +47,22 @@ class Store(Protocol):
     ) -> bool:
         """Compare-and-set a step's status (and, if given, its ``attempts``)."""
 
+    def finish_step(
+        self,
+        run_id: str,
+        name: str,
+        expect: Collection[StepStatus],
+        status: StepStatus,
+        *,
+        attempt: int | None = None,
+        **fields: Any,
+    ) -> StepRecord | None:
+        """``transition_step`` to a final status, returning the record as written.
+
+        In the same round trip: the finishing task hands the record on to release the
+        step's children, which need not read it back.
+        """
+
     def transition_item(
         self,
         run_id: str,
