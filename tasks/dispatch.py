@@ -90,6 +90,8 @@ class CeleryDispatcher:
             kwargs["timeout"] = message.timeout
         if message.readmit:
             kwargs["readmit"] = True
+        if message.generation:
+            kwargs["generation"] = message.generation
         return kwargs
 
     @staticmethod

@@ -30,11 +30,12 @@ CANCEL_POLL_SECONDS = 1.0
 def run_step(
     self: Task, run_id: str, step: str, index: int | None, attempt: int,
     workflow: str = "", timeout: float | None = None, readmit: bool = False,
+    generation: int = 0,
 ) -> None:
     engine = worker_engine()
     engine.worker = self.request.hostname or engine.worker
     message = TaskMessage(run_id, step, index, attempt, workflow, timeout=timeout,
-                          readmit=readmit)
+                          readmit=readmit, generation=generation)
     cancel_event = threading.Event()
     stop_watch = threading.Event()
     watcher = threading.Thread(target=_watch_cancel, daemon=True,

@@ -28,7 +28,6 @@ class MemoryStore:
         # Bookkeeping that makes the counters idempotent, and the slot queues.
         self._counted: dict[tuple[str, str], set[str]] = defaultdict(set)
         self._items_done: dict[tuple[str, str], set[int]] = defaultdict(set)
-        self._finished: dict[str, set[str]] = defaultdict(set)
         self._slots: dict[str, set[str]] = defaultdict(set)
         self._waiting: dict[str, deque[str]] = defaultdict(deque)
         self._waiting_set: dict[str, set[str]] = defaultdict(set)
@@ -182,12 +181,8 @@ class MemoryStore:
             step.items_left -= 1
             return step.items_left
 
-    def count_step(self, run_id: str, name: str) -> int | None:
+    def count_step(self, run_id: str, name: str) -> int:
         with self._lock:
-            finished = self._finished[run_id]
-            if name in finished:
-                return None
-            finished.add(name)
             run = self._run(run_id)
             run.steps_left -= 1
             return run.steps_left
@@ -229,7 +224,6 @@ class MemoryStore:
                 steps[name] = StepRecord(run_id=run_id, name=name, module=old.module,
                                          method=old.method, attempts=old.attempts,
                                          waiting_on=waiting)
-                self._finished[run_id].discard(name)
                 self._items_done.pop((run_id, name), None)
             for parent, child in forget:
                 self._counted[run_id, child].discard(parent)
@@ -243,6 +237,11 @@ class MemoryStore:
         with self._lock:
             self._events[event.run_id].append(event)
 
+    def append_events(self, events: list[Event]) -> None:
+        with self._lock:
+            for event in events:
+                self._events[event.run_id].append(event)
+
     def events(self, run_id: str, after: int = 0) -> list[Event]:
         with self._lock:
-            return list(self._events[run_id][after:])
+            return sorted(self._events[run_id], key=lambda e: e.ts)[after:]

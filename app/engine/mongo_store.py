@@ -235,9 +235,7 @@ class MongoStore:
         )
         return int(_found(doc)["items_left"])
 
-    def count_step(self, run_id: str, name: str) -> int | None:
-        if not self._mark(f"{run_id}/step/{name}"):
-            return None
+    def count_step(self, run_id: str, name: str) -> int:
         doc = self.runs.find_one_and_update(
             {"_id": run_id}, {"$inc": {"steps_left": -1}},
             return_document=ReturnDocument.AFTER,
@@ -297,8 +295,7 @@ class MongoStore:
         names = list(waiting_on)
         docs = {d["name"]: d for d in self.steps.find(
             {"_id": {"$in": [f"{run_id}/{n}" for n in names]}})}
-        marks = [f"{run_id}/step/{n}" for n in names]
-        marks += [f"{run_id}/slot/{n}" for n in names]
+        marks = [f"{run_id}/slot/{n}" for n in names]
         marks += [f"{run_id}/parent/{child}/{parent}" for parent, child in forget]
         for name in names:
             total = docs[name].get("items_total") or 0
@@ -321,6 +318,9 @@ class MongoStore:
 
     def append_event(self, event: Event) -> None:
         self.events_.insert_one(_plain(asdict(event)))
+
+    def append_events(self, events: list[Event]) -> None:
+        self.events_.insert_many([_plain(asdict(event)) for event in events])
 
     def events(self, run_id: str, after: int = 0) -> list[Event]:
         cursor = self.events_.find({"run_id": run_id}).sort([("ts", 1), ("_id", 1)])

@@ -75,18 +75,15 @@ class Recovery:
         steps = self.store.get_steps(run_id)
         cutoff = time.time() - grace
 
-        # A step recorded as finished whose children were never released, or that was
-        # never counted for the run: count again (counting twice changes nothing).
-        counted = steps if run.count_all else plan.leaves
-        unfinished = sum(1 for name in counted if steps[name].status not in STEP_FINISHED)
+        # A step recorded as finished whose children were never released: count it for
+        # them again (counting a parent twice changes nothing). A count for the run that
+        # was lost is made up for below, by finishing a run whose steps all finished.
         recount = [
-            name for name in plan.order if steps[name].status in STEP_FINISHED and (
-                run.steps_left != unfinished
-                or any(steps[c].status is StepStatus.PENDING for c in plan.steps[name].children)
-            )
+            name for name in plan.order if steps[name].status in STEP_FINISHED
+            and any(steps[c].status is StepStatus.PENDING for c in plan.steps[name].children)
         ]
         if recount:
-            self._propagate(run, plan, recount)
+            self._propagate(run, plan, recount, count_run=False)
             steps = self.store.get_steps(run_id)
         for name in plan.order:  # counted, but the release itself was lost
             if steps[name].status is StepStatus.PENDING and all(

@@ -78,12 +78,13 @@ class Release:
 
     def _propagate(
         self: Engine, run: RunRecord, plan: Plan, finished: list[str],
-        known: dict[str, StepRecord | None] | None = None,
+        known: dict[str, StepRecord | None] | None = None, *, count_run: bool = True,
     ) -> None:
         """Count finished steps for their children and the run; release what is unblocked.
 
         ``known`` holds records of finished steps as this task wrote them, so releasing
-        their children need not read them back (a chain reads nothing).
+        their children need not read them back (a chain reads nothing). ``count_run``
+        False: the steps were counted for the run already (a resume releasing again).
         """
         known = known if known is not None else {}
         stack = list(finished)
@@ -96,7 +97,7 @@ class Release:
                         self.store.count_parent(run.id, child, done) == 0:
                     if self._release(run, plan, child, known):
                         stack.append(child)
-            if (run.count_all or not plan.steps[done].children) and \
+            if count_run and (run.count_all or not plan.steps[done].children) and \
                     self.store.count_step(run.id, done) == 0:
                 self._finish_run(run.id, plan)
 

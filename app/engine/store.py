@@ -82,8 +82,14 @@ class Store(Protocol):
     def count_item(self, run_id: str, name: str, index: int) -> int | None:
         """Count a ``foreach`` element as finished: elements left, None if counted before."""
 
-    def count_step(self, run_id: str, name: str) -> int | None:
-        """Count a step as finished for its run: steps left, None if counted before."""
+    def count_step(self, run_id: str, name: str) -> int:
+        """Count a step as finished for its run: steps left.
+
+        Not idempotent, and needs not be: the engine counts a step only right after the
+        compare-and-set that finished it, which succeeds once. A count lost to a crash
+        in between only delays the run's end until a resume, which finishes a run whose
+        steps are all finished; and the run is finished only when they all are.
+        """
 
     def admit(self, run_id: str, key: str, limit: int) -> list[str]:
         """Queue ``key`` for a ``max_parallel`` slot; return the keys admitted now.
@@ -112,5 +118,8 @@ class Store(Protocol):
     def append_event(self, event: Event) -> None:
         """Append to the run's log."""
 
+    def append_events(self, events: list[Event]) -> None:
+        """Append several events (of any runs) at once."""
+
     def events(self, run_id: str, after: int = 0) -> list[Event]:
-        """The run's log from position ``after``."""
+        """The run's log in the order things happened (``ts``), from position ``after``."""
