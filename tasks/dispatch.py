@@ -101,8 +101,9 @@ class CeleryDispatcher:
         return {"soft_time_limit": message.timeout + SOFT_LIMIT_GRACE,
                 "time_limit": message.timeout + HARD_LIMIT_GRACE}
 
-    def _priority(self, priority: int | None) -> int | None:
-        """Step priorities: 0-9, higher first. Redis serves lower numbers first."""
-        if priority is None:
-            return None
+    def _priority(self, priority: int | None) -> int:
+        """Step priorities: 0-9, higher first; a step without one counts as 0 and waits
+        behind all others, as a message without priority does in RabbitMQ. Redis serves
+        lower numbers first, so its numbers are flipped."""
+        priority = priority or 0
         return 9 - priority if self.redis_priorities else priority

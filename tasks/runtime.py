@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_process_shutdown, worker_shutdown
 
 from app.config import Settings, get_settings
 from app.engine.engine import Engine
@@ -75,3 +75,14 @@ def worker_engine() -> Engine:
 def _after_fork(**_: object) -> None:
     global _engine
     _engine = None
+
+
+@worker_process_shutdown.connect  # a prefork pool process
+@worker_shutdown.connect  # the worker itself (thread and solo pools)
+def _before_exit(**_: object) -> None:
+    """Write the events still waiting for the background writer."""
+    if _engine is not None:
+        try:
+            _engine.events.flush()
+        except Exception:
+            log.warning("could not write the last events", exc_info=True)

@@ -133,7 +133,9 @@ class EmbeddedExecutor:
                     self.cancel(run_id, "executor closed")
             self._pool.shutdown(wait=False, cancel_futures=True)
         with self._idle:
-            return self._idle.wait_for(lambda: self._busy == 0, timeout)
+            idle = self._idle.wait_for(lambda: self._busy == 0, timeout)
+        self.engine.events.flush()
+        return idle
 
     def __enter__(self) -> EmbeddedExecutor:
         return self

@@ -181,8 +181,19 @@ class Engine(Release, Recovery):
         self._event(run_id, "run_started")
         run = self.store.get_run(run_id)
         plan = self.plan_for(run)
+        # Roots with nothing to decide are queued in one write (a wide fan-out has
+        # thousands); a cancel meanwhile leaves theirs cancelled, and their claim fails.
+        plain = [name for name in plan.roots if run.max_parallel is None
+                 and plan.steps[name].when is None and plan.steps[name].foreach is None]
+        if plain:
+            self.store.queue_steps(run_id, plain, now())
+            for name in plain:
+                self.dispatcher.dispatch(
+                    self._message(run, plan.steps[name], TaskKey(name), 1, 0.0))
         known: dict[str, StepRecord | None] = {}
-        finished = [name for name in plan.roots if self._release(run, plan, name, known)]
+        queued = set(plain)
+        finished = [name for name in plan.roots
+                    if name not in queued and self._release(run, plan, name, known)]
         if finished:
             self._propagate(run, plan, finished, known)
 
@@ -240,7 +251,7 @@ class Engine(Release, Recovery):
         Never raises for a step's own failure: that is recorded. A message for a step that
         is not queued for exactly this attempt is a duplicate and does nothing.
         """
-        with self.events.batch():
+        with self.events.deferred():
             self._execute(msg, cancel_event, deadline, task_id)
 
     def _execute(
@@ -420,7 +431,7 @@ class Engine(Release, Recovery):
         if run.status is not RunStatus.RUNNING:
             return
         plan = self.plan_for(run)
-        with self.events.batch():
+        with self.events.deferred():
             rec = self._gather(run, plan.steps[step])
             if rec is not None:
                 self._propagate(run, plan, [step], {step: rec})
@@ -515,9 +526,13 @@ class Engine(Release, Recovery):
         status = RunStatus.FAILED if error else RunStatus.SUCCEEDED
         fields = self._clean({"outputs": outputs, "error": error})
         error = fields["error"]
+        # This process's events of the run are in before it shows finished, its own
+        # event right after (other processes' within their linger).
+        self.events.flush()
         if self.store.set_run_status(run_id, {RunStatus.RUNNING}, status, finished_at=now(),
                                      **fields):
             self._event(run_id, f"run_{status}", data={"error": error} if error else None)
+            self.events.flush()
             if self.on_finish:
                 self.on_finish(run_id, status)
 

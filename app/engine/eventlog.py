@@ -1,14 +1,16 @@
 """A run's event log, written in batches and off the path from one step to the next.
 
-While a task runs, the events it causes (step started, step finished, children
-skipped, ...) wait in a buffer that is written in one insert when the task ends, after
-the children it released were dispatched: one round trip per task instead of one per
-event, and none that the next step waits for. A background thread writes any buffer
-older than ``linger`` seconds, so a long step's "started" still shows at once.
+Events that tasks cause (step started, step finished, children skipped, ...) are kept
+in one list per process and written by a background thread every ``linger`` seconds
+with one insert: a handful of round trips per second instead of one or two per step,
+and none that the next step waits for. The task that finishes a run writes everything
+pending in its process before it returns, and so does a process that shuts down
+(``flush``). A worker killed with SIGKILL loses at most its last ``linger`` seconds of
+events; the step records, which are written at once, are what the engine runs on.
 
-Events carry the time they happened and readers order them by it; a buffered event can
-therefore reach the store after a later event of another task. Outside a batch (submit,
-cancel, resume) an event is written immediately.
+Events carry the time they happened and readers order them by it, so an event that
+reaches the store late still reads in its place. Events outside a task (submit,
+cancel, resume, re-run) are written at once.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -25,32 +26,10 @@ from app.engine.store import Store
 
 log = logging.getLogger("chordflow.events")
 
-#: Seconds a buffered event may wait before the background thread writes it.
+#: Seconds a task's event may wait before the background thread writes it.
 LINGER_SECONDS = 0.25
-
-
-class _Buffer:
-    __slots__ = ("events", "lock", "since", "__weakref__")
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-        self.lock = threading.Lock()
-        self.since = 0.0
-
-    def add(self, event: Event) -> None:
-        with self.lock:
-            if not self.events:
-                self.since = time.monotonic()
-            self.events.append(event)
-
-    def take(self) -> list[Event]:
-        with self.lock:
-            events, self.events = self.events, []
-            return events
-
-    def give_back(self, events: list[Event]) -> None:
-        with self.lock:
-            self.events[:0] = events
+#: Events kept while the store cannot be reached; the oldest are dropped beyond this.
+MAX_PENDING = 100_000
 
 
 class EventLog:
@@ -58,63 +37,60 @@ class EventLog:
         self.store = store
         self.linger = linger
         self._local = threading.local()
-        self._open: weakref.WeakSet[_Buffer] = weakref.WeakSet()
-        self._open_lock = threading.Lock()
+        self._pending: list[Event] = []
+        self._lock = threading.Lock()
+        # Serializes writers, so a flush returns only once everything before it is in.
+        self._write_lock = threading.Lock()
         self._flusher: threading.Thread | None = None
 
     def append(self, event: Event) -> None:
-        buffer: _Buffer | None = getattr(self._local, "buffer", None)
-        if buffer is None:
+        if not getattr(self._local, "deferred", False):
             self.store.append_event(event)
-        else:
-            buffer.add(event)
+            return
+        with self._lock:
+            self._pending.append(event)
+            if len(self._pending) > MAX_PENDING:
+                del self._pending[: len(self._pending) - MAX_PENDING]
+                log.warning("event log: store unreachable, dropped the oldest events")
+        self._start_flusher()
 
     @contextmanager
-    def batch(self) -> Iterator[None]:
-        """Buffer this thread's events until the block ends (nested blocks join it)."""
-        if getattr(self._local, "buffer", None) is not None:
-            yield
-            return
-        buffer = _Buffer()
-        self._start_flusher()
-        with self._open_lock:
-            self._open.add(buffer)
-        self._local.buffer = buffer
+    def deferred(self) -> Iterator[None]:
+        """Leave the events of this block (a task) to the background writer."""
+        outer = getattr(self._local, "deferred", False)
+        self._local.deferred = True
         try:
             yield
         finally:
-            self._local.buffer = None
-            with self._open_lock:
-                self._open.discard(buffer)
-            self._write(buffer)
+            self._local.deferred = outer
 
-    def _write(self, buffer: _Buffer) -> None:
-        events = buffer.take()
-        if events:
+    def flush(self) -> None:
+        """Write every pending event of this process now."""
+        with self._write_lock:
+            with self._lock:
+                events, self._pending = self._pending, []
+            if not events:
+                return
             try:
                 self.store.append_events(events)
             except Exception:
-                buffer.give_back(events)  # for the next write (the task's end) to retry
+                with self._lock:  # for the next flush to try again
+                    self._pending[:0] = events
                 raise
 
     def _start_flusher(self) -> None:
         if self._flusher is not None and self._flusher.is_alive():
             return
-        with self._open_lock:
+        with self._lock:
             if self._flusher is None or not self._flusher.is_alive():
-                self._flusher = threading.Thread(target=self._flush_old, daemon=True,
+                self._flusher = threading.Thread(target=self._flush_every, daemon=True,
                                                  name="chordflow-events")
                 self._flusher.start()
 
-    def _flush_old(self) -> None:
+    def _flush_every(self) -> None:
         while True:
             time.sleep(self.linger)
-            cutoff = time.monotonic() - self.linger
-            with self._open_lock:
-                buffers = list(self._open)
-            for buffer in buffers:
-                if buffer.events and buffer.since <= cutoff:
-                    try:
-                        self._write(buffer)
-                    except Exception:  # the store is briefly down: the task's end retries
-                        log.warning("could not write events", exc_info=True)
+            try:
+                self.flush()
+            except Exception:
+                log.warning("could not write events; trying again", exc_info=True)

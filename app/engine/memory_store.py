@@ -107,6 +107,12 @@ class MemoryStore:
             return self._transition_step(run_id, name, expect, status, attempt, fields) \
                 is not None
 
+    def queue_steps(self, run_id: str, names: Collection[str], queued_at: float) -> None:
+        with self._lock:
+            for name in names:
+                self._transition_step(run_id, name, (StepStatus.PENDING,), StepStatus.QUEUED,
+                                      None, {"queued_at": queued_at})
+
     def finish_step(
         self,
         run_id: str,

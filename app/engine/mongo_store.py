@@ -153,6 +153,14 @@ class MongoStore:
         return _compare_and_set(self.steps, f"{run_id}/{name}", expect, status, attempt,
                                 fields)
 
+    def queue_steps(self, run_id: str, names: Collection[str], queued_at: float) -> None:
+        check_step(StepStatus.PENDING, StepStatus.QUEUED)
+        self.steps.update_many(
+            {"_id": {"$in": [f"{run_id}/{n}" for n in names]},
+             "status": str(StepStatus.PENDING)},
+            {"$set": {"status": str(StepStatus.QUEUED), "queued_at": queued_at}},
+        )
+
     def finish_step(
         self,
         run_id: str,

@@ -63,6 +63,12 @@ class Store(Protocol):
         step's children, which need not read it back.
         """
 
+    def queue_steps(self, run_id: str, names: Collection[str], queued_at: float) -> None:
+        """Move the steps named from pending to queued, in one write (a run's roots).
+
+        Steps no longer pending (cancelled meanwhile) are left as they are.
+        """
+
     def transition_item(
         self,
         run_id: str,

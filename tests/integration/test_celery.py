@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from app.engine.eventlog import LINGER_SECONDS
 from app.engine.state import RunStatus, StepStatus
 from app.workflow.loader import load_data
 from tests.servers import ROOT, celery_worker, redis_server
@@ -70,6 +71,7 @@ def test_duplicate_messages_change_nothing(celery_stack):
         {"name": "m", "module": "echo", "foreach": [1, 2], "params": {"v": "${item}"}},
     ]}))
     assert service.wait(run_id, timeout=30) is RunStatus.SUCCEEDED
+    time.sleep(2 * LINGER_SECONDS + 0.5)  # the other pool process's events are in too
     before = service.engine.store.events(run_id)
     app = make_celery(celery_stack.settings())
     close_client = app.close
@@ -225,3 +227,58 @@ def test_rabbitmq_as_broker(celery_stack, tmp_path):
     assert report["steps"]["each"]["outputs"]["items"] == [{"v": 1}, {"v": 2}, {"v": 3}]
     close_client()
 
+
+
+def test_priority_orders_waiting_steps_and_tasks_carry_step_names(celery_stack, tmp_path):
+    """Steps waiting for a busy worker start highest priority first (unset: last), and
+    the worker shows each task as ``<workflow>.<step>`` (Celery's shadow name)."""
+    service = celery_stack.service()
+    started = tmp_path / "started"
+    log = tmp_path / "prio.log"
+    with celery_worker(celery_stack.env(), "prio", "--queues", "prio", "--concurrency", "1",
+                       log=log):
+        blocker = service.submit(load_data({"name": "block", "steps": [
+            {"name": "hold", "module": "bash", "queue": "prio",
+             "params": {"cmd": f"echo go > {started}; sleep 2"}}]}))
+        wait_for_file(started, timeout=30)
+        steps = [{"name": "unset", "module": "echo", "queue": "prio"}]
+        steps += [{"name": f"p{p}", "module": "echo", "queue": "prio", "priority": p}
+                  for p in (1, 9, 5)]
+        run_id = service.submit(load_data({"name": "prio", "steps": steps}))
+        assert service.wait(blocker, timeout=30) is RunStatus.SUCCEEDED
+        assert service.wait(run_id, timeout=30) is RunStatus.SUCCEEDED
+        records = service.engine.store.get_steps(run_id)
+        order = sorted(records, key=lambda name: records[name].started_at or 0)
+        assert order == ["p9", "p5", "p1", "unset"]
+        text = log.read_text()
+        assert f"Task prio.p9[{run_id}:p9:1] received" in text
+        assert f"Task block.hold[{blocker}:hold:1] received" in text
+
+
+def test_periodic_reconciler_resends_lost_messages(mongo_url, tmp_path):
+    """``chordflow worker --beat`` runs the reconciler, which finds a run whose queued
+    message the broker lost and sends it again, without anyone asking."""
+    import redis
+
+    from tests.conftest import CeleryStack
+
+    with redis_server() as (broker, port, _):
+        stack = CeleryStack(broker, port, mongo_url, f"r{uuid.uuid4().hex[:8]}",
+                            tmp_path / "work", tmp_path)
+        service = stack.service()
+        run_id = service.submit(load_data({"name": "lost", "steps": [
+            {"name": "a", "module": "echo", "queue": "later", "params": {"x": 1}},
+            {"name": "b", "module": "echo", "params": {"y": "${steps.a.outputs.x}"}}]}))
+        assert service.engine.store.get_steps(run_id)["a"].status is StepStatus.QUEUED
+        client = redis.Redis.from_url(broker)
+        client.flushall()  # the broker loses every message
+        client.close()
+        env = stack.env(CHORDFLOW_RECONCILE_INTERVAL="1", CHORDFLOW_RECONCILE_GRACE="1")
+        with celery_worker(env, "beat", "--queues", "chordflow,later", "--beat",
+                           log=tmp_path / "beat.log"):
+            assert service.wait(run_id, timeout=60) is RunStatus.SUCCEEDED
+        events = service.engine.store.events(run_id)
+        resumed = [e for e in events if e.type == "run_resumed"]
+        assert resumed and resumed[0].data["resent"] == ["a"]
+        assert service.report(run_id)["steps"]["b"]["outputs"] == {"y": 1}
+        service.close()
