@@ -66,6 +66,20 @@ class Settings(BaseSettings):
     #: A queued step older than this is assumed lost by the reconciler and sent again.
     reconcile_grace: float = Field(default=30.0, ge=0)
 
+    # -- the HTTP API (``chordflow api``) and its clients ---------------------------------
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8080, ge=1, le=65535)
+    #: Uvicorn worker processes of ``chordflow api``.
+    api_workers: int = Field(default=1, ge=1, le=64)
+    #: Require an API key on every endpoint but health. Turning it off is for local
+    #: development only: the server logs a warning at start.
+    api_auth: bool = True
+    #: Largest request body accepted, in bytes (a workflow of thousands of steps fits).
+    api_max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    #: Where the CLI's HTTP commands (submit, runs, ...) find the API, and their key.
+    api_url: str = "http://127.0.0.1:8080"
+    api_key: str | None = None
+
     def celery_result_backend(self) -> str:
         if self.result_backend:
             return self.result_backend

@@ -33,9 +33,9 @@ class RunService:
         return cls(build_engine(celery_app, settings))
 
     def submit(self, workflow: Workflow | Plan, variables: Mapping[str, Any] | None = None,
-               *, trigger: str = "manual") -> str:
+               *, trigger: str = "manual", run_id: str | None = None) -> str:
         plan = workflow if isinstance(workflow, Plan) else self.engine.compile(workflow)
-        run_id = self.engine.submit(plan, variables, trigger=trigger)
+        run_id = self.engine.submit(plan, variables, trigger=trigger, run_id=run_id)
         self.engine.start(run_id)
         return run_id
 

@@ -310,6 +310,16 @@ def reconcile() -> None:
     sys.stdout.write(json.dumps(report) + "\n")
 
 
+def _register_server_commands() -> None:
+    from app.cli.server import api, keys_app
+
+    app.command()(api)
+    app.add_typer(keys_app, name="keys")
+
+
+_register_server_commands()
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

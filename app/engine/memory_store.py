@@ -248,6 +248,7 @@ class MemoryStore:
             for event in events:
                 self._events[event.run_id].append(event)
 
-    def events(self, run_id: str, after: int = 0) -> list[Event]:
+    def events(self, run_id: str, after: int = 0, since: float | None = None) -> list[Event]:
         with self._lock:
-            return sorted(self._events[run_id], key=lambda e: e.ts)[after:]
+            events = sorted(self._events[run_id], key=lambda e: e.ts)[after:]
+        return events if since is None else [e for e in events if e.ts >= since]

@@ -58,6 +58,7 @@ class MongoStore:
         """Indexes for the queries the engine, the reconciler and the API make."""
         self.runs.create_index([("status", 1), ("created_at", -1)])
         self.runs.create_index([("workflow", 1), ("created_at", -1)])
+        self.runs.create_index([("created_at", -1)])
         self.steps.create_index([("run_id", 1), ("status", 1)])
         self.items.create_index([("run_id", 1), ("step", 1)])
         self.waiting.create_index([("run_id", 1), ("seq", 1)])
@@ -102,6 +103,46 @@ class MongoStore:
     def list_runs(self, status: Collection[RunStatus] | None = None) -> list[RunRecord]:
         query = {} if status is None else {"status": {"$in": [str(s) for s in status]}}
         return [_run_record(doc) for doc in self.runs.find(query)]
+
+    def find_runs(
+        self, *, workflow: str | None = None, status: Collection[RunStatus] | None = None,
+        created_after: float | None = None, created_before: float | None = None,
+        after: tuple[float, str] | None = None, limit: int = 50,
+    ) -> list[RunRecord]:
+        """Runs newest first, filtered; ``after`` = (created_at, id) of the last run of
+        the previous page (keyset pagination: stable while new runs arrive)."""
+        query: dict[str, Any] = {}
+        if workflow is not None:
+            query["workflow"] = workflow
+        if status:
+            query["status"] = {"$in": [str(s) for s in status]}
+        created: dict[str, float] = {}
+        if created_after is not None:
+            created["$gte"] = created_after
+        if created_before is not None:
+            created["$lt"] = created_before
+        if created:
+            query["created_at"] = created
+        if after is not None:
+            query = {"$and": [query, {"$or": [
+                {"created_at": {"$lt": after[0]}},
+                {"created_at": after[0], "_id": {"$lt": after[1]}},
+            ]}]}
+        docs = self.runs.find(query).sort([("created_at", -1), ("_id", -1)]).limit(limit)
+        return [_run_record(doc) for doc in docs]
+
+    def claim_idempotency_key(self, key: str, run_id: str) -> str | None:
+        """Tie ``key`` to ``run_id``; the run it was tied to before, if any."""
+        try:
+            self.db["idempotency"].insert_one({"_id": key, "run_id": run_id,
+                                               "created_at": now()})
+        except DuplicateKeyError:
+            doc = self.db["idempotency"].find_one({"_id": key})
+            return str(doc["run_id"]) if doc else None
+        return None
+
+    def release_idempotency_key(self, key: str) -> None:
+        self.db["idempotency"].delete_one({"_id": key})
 
     def set_run_status(
         self, run_id: str, expect: Collection[RunStatus], status: RunStatus, **fields: Any
@@ -330,8 +371,11 @@ class MongoStore:
     def append_events(self, events: list[Event]) -> None:
         self.events_.insert_many([_plain(asdict(event)) for event in events])
 
-    def events(self, run_id: str, after: int = 0) -> list[Event]:
-        cursor = self.events_.find({"run_id": run_id}).sort([("ts", 1), ("_id", 1)])
+    def events(self, run_id: str, after: int = 0, since: float | None = None) -> list[Event]:
+        query: dict[str, Any] = {"run_id": run_id}
+        if since is not None:
+            query["ts"] = {"$gte": since}
+        cursor = self.events_.find(query).sort([("ts", 1), ("_id", 1)])
         docs = list(cursor)[after:]
         return [Event(d["run_id"], d["type"], d.get("step"), d.get("data"), d["ts"])
                 for d in docs]

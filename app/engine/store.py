@@ -127,5 +127,6 @@ class Store(Protocol):
     def append_events(self, events: list[Event]) -> None:
         """Append several events (of any runs) at once."""
 
-    def events(self, run_id: str, after: int = 0) -> list[Event]:
-        """The run's log in the order things happened (``ts``), from position ``after``."""
+    def events(self, run_id: str, after: int = 0, since: float | None = None) -> list[Event]:
+        """The run's log in the order things happened (``ts``), from position ``after``
+        (and from time ``since``)."""

@@ -1,0 +1,129 @@
+"""The FastAPI application: settings, the run service, keys, audit, routers.
+
+One ``RunService`` (MongoDB records, Celery dispatch) per API process, built in the
+lifespan so uvicorn's worker processes each get their own connections.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.api.audit import AuditLog
+from app.api.keys import ApiKeys
+from app.api.library import WorkflowDisabled, WorkflowLibrary, WorkflowMissing
+from app.config import Settings, get_settings
+from app.errors import RunNotFound, ValidationFailed
+from app.service import RunService
+
+log = logging.getLogger("chordflow.api")
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(settings: Settings | None = None, service: RunService | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = service is None
+        app.state.service = service or RunService.celery(settings)
+        db = app.state.service.engine.store.db
+        app.state.keys = ApiKeys(db)
+        app.state.audit = AuditLog(db)
+        app.state.library = WorkflowLibrary(db)
+        if not settings.api_auth:
+            log.warning("API authentication is OFF (CHORDFLOW_API_AUTH=false): anyone who "
+                        "reaches this server is an admin. For local development only.")
+        try:
+            yield
+        finally:
+            if own:
+                app.state.service.close()
+
+    from app.api.routes import compat, meta, ops, runs, workflows
+
+    app = FastAPI(
+        title="chordflow",
+        version="0.1.0",
+        summary="Submit, watch and control workflow runs on Celery workers.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes)
+    app.include_router(ops.router)
+    app.include_router(meta.router, prefix=API_PREFIX)
+    app.include_router(runs.router, prefix=API_PREFIX)
+    app.include_router(compat.router, prefix=API_PREFIX)
+    app.include_router(workflows.router, prefix=API_PREFIX)
+
+    @app.exception_handler(ValidationFailed)
+    async def invalid(request: Request, exc: ValidationFailed) -> JSONResponse:
+        return JSONResponse(status_code=422, content={
+            "detail": str(exc), "errors": [e.to_dict() for e in exc.errors]})
+
+    @app.exception_handler(RunNotFound)
+    async def no_run(request: Request, exc: RunNotFound) -> JSONResponse:
+        return JSONResponse(status_code=404, content={"detail": str(exc)})
+
+    @app.exception_handler(WorkflowMissing)
+    async def no_workflow(request: Request, exc: WorkflowMissing) -> JSONResponse:
+        return JSONResponse(status_code=404, content={"detail": str(exc)})
+
+    @app.exception_handler(WorkflowDisabled)
+    async def disabled(request: Request, exc: WorkflowDisabled) -> JSONResponse:
+        return JSONResponse(status_code=409, content={"detail": str(exc)})
+
+    return app
+
+
+class BodyLimit:
+    """Refuse request bodies over ``limit`` bytes with 413, declared or streamed."""
+
+    def __init__(self, app: ASGIApp, limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or ()).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await _too_large(self.limit, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await _too_large(self.limit, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _too_large(limit: int, send: Send) -> None:
+    response = JSONResponse(status_code=413,
+                            content={"detail": f"request body over {limit} bytes"})
+    await response({"type": "http"}, _no_receive, send)
+
+
+async def _no_receive() -> Any:  # pragma: no cover - a response never reads
+    return {"type": "http.disconnect"}

@@ -1,0 +1,260 @@
+"""Runs: submit, list, inspect, cancel, re-run, follow (SSE), logs and graph."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import PlainTextResponse, StreamingResponse
+
+from app.api.audit import audit
+from app.api.schemas import (
+    GraphEdge,
+    GraphNode,
+    Links,
+    RunAction,
+    RunCreate,
+    RunCreated,
+    RunGraph,
+    RunOut,
+    RunPage,
+    RunSummary,
+    StepOut,
+)
+from app.api.security import Operator, Principal, Viewer
+from app.engine.eventlog import LINGER_SECONDS
+from app.engine.graph import mermaid
+from app.engine.report import iso
+from app.engine.state import RUN_FINISHED, RunStatus
+from app.service import RunService
+from app.workflow.loader import load_data
+
+router = APIRouter(prefix="/runs", tags=["runs"])
+
+#: Seconds between two reads of a followed run's log.
+FOLLOW_POLL_SECONDS = 0.5
+
+
+def service_of(request: Request) -> RunService:
+    return request.app.state.service  # type: ignore[no-any-return]
+
+
+def links(request: Request, run_id: str) -> Links:
+    base = str(request.url_for("get_run", run_id=run_id))
+    return Links(self=base, events=f"{base}/events", cancel=f"{base}/cancel",
+                 graph=f"{base}/graph")
+
+
+def submit_run(request: Request, principal: Principal, body: RunCreate,
+               idempotency_key: str | None, trigger: str = "api") -> tuple[RunCreated, bool]:
+    """Record and start a run; (the run, False if an earlier one with the same key)."""
+    service = service_of(request)
+    store: Any = service.engine.store
+    if body.workflow is not None:
+        workflow = load_data(body.workflow)
+    else:
+        assert body.name is not None
+        workflow = load_data(request.app.state.library.runnable(body.name, body.version))
+    plan = service.engine.compile(workflow)
+    plan.effective_variables(body.variables)  # unknown variables: 422 before anything
+    run_id = None
+    if idempotency_key:
+        from app.engine.engine import new_run_id
+
+        run_id = new_run_id()
+        earlier = store.claim_idempotency_key(idempotency_key, run_id)
+        if earlier is not None:
+            run = store.get_run(earlier)
+            return RunCreated(run_id=earlier, status=str(run.status), workflow=run.workflow,
+                              links=links(request, earlier)), False
+    try:
+        run_id = service.submit(plan, body.variables, trigger=trigger, run_id=run_id)
+    except BaseException:
+        if idempotency_key:
+            store.release_idempotency_key(idempotency_key)
+        raise
+    audit(request, principal, "run.submit", run_id, workflow=plan.name)
+    status = service.engine.store.get_run(run_id).status
+    return RunCreated(run_id=run_id, status=str(status), workflow=plan.name,
+                      links=links(request, run_id)), True
+
+
+@router.post("", status_code=201, response_model=RunCreated,
+             responses={200: {"model": RunCreated, "description": "Replayed: a run with "
+                              "this Idempotency-Key exists."},
+                        422: {"description": "Invalid workflow: every error, by step "
+                              "and field."}})
+def create_run(
+    request: Request, response: Response, body: RunCreate, principal: Operator,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> RunCreated:
+    """Submit a run of an inline or stored workflow. With an ``Idempotency-Key`` header,
+    a repeated request returns the first run instead of starting another."""
+    created, new = submit_run(request, principal, body, idempotency_key)
+    if not new:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    return created
+
+
+def _parse_cursor(cursor: str | None) -> tuple[float, str] | None:
+    if cursor is None:
+        return None
+    ts, _, run_id = cursor.partition("~")
+    try:
+        return float(ts), run_id
+    except ValueError:
+        raise HTTPException(400, f"cursor {cursor!r} is not one this API returned") from None
+
+
+@router.get("", response_model=RunPage)
+def list_runs(
+    request: Request, _: Viewer,
+    workflow: str | None = None,
+    status: Annotated[list[RunStatus] | None, Query()] = None,
+    created_after: Annotated[float | None, Query(description="UNIX time")] = None,
+    created_before: Annotated[float | None, Query(description="UNIX time")] = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> RunPage:
+    """Runs, newest first, filtered by workflow, status and creation time."""
+    store: Any = service_of(request).engine.store
+    runs = store.find_runs(workflow=workflow, status=status, created_after=created_after,
+                           created_before=created_before, after=_parse_cursor(cursor),
+                           limit=limit)
+    next_cursor = f"{runs[-1].created_at!r}~{runs[-1].id}" if len(runs) == limit else None
+    return RunPage(runs=[RunSummary.of(r) for r in runs], next_cursor=next_cursor)
+
+
+@router.get("/{run_id}", response_model=RunOut, responses={404: {"description": "No run."}})
+def get_run(request: Request, run_id: str, _: Viewer) -> RunOut:
+    """A run with every step: status, attempts, params, outputs, error, timings, worker."""
+    service = service_of(request)
+    run = service.engine.store.get_run(run_id)
+    steps = service.engine.store.get_steps(run_id)
+    order = service.engine.plan_for(run).order
+    return RunOut(**RunSummary.of(run).model_dump(), variables=run.variables,
+                  outputs=run.outputs, steps=[StepOut.of(steps[name]) for name in order])
+
+
+@router.post("/{run_id}/cancel", response_model=RunAction,
+             responses={404: {"description": "No run."},
+                        409: {"description": "The run already finished."}})
+def cancel_run(request: Request, run_id: str, principal: Operator) -> RunAction:
+    """Cancel a pending or running run: nothing more starts, running steps are stopped."""
+    service = service_of(request)
+    if not service.cancel(run_id, f"cancelled by {principal.name}"):
+        status = service.engine.store.get_run(run_id).status
+        raise HTTPException(409, f"run {run_id} is {status}; only a pending or running "
+                                 "run can be cancelled")
+    audit(request, principal, "run.cancel", run_id)
+    return RunAction(run_id=run_id, status=str(service.engine.store.get_run(run_id).status))
+
+
+@router.post("/{run_id}/rerun", response_model=RunAction,
+             responses={404: {"description": "No run."},
+                        409: {"description": "The run is not failed or cancelled."}})
+def rerun_run(request: Request, run_id: str, principal: Operator) -> RunAction:
+    """Run a failed or cancelled run again from its failed steps, keeping what succeeded."""
+    service = service_of(request)
+    try:
+        steps = service.engine.rerun(run_id)
+    except ValueError as exc:
+        raise HTTPException(409, str(exc)) from None
+    audit(request, principal, "run.rerun", run_id, steps=steps)
+    return RunAction(run_id=run_id, status=str(service.engine.store.get_run(run_id).status),
+                     steps=steps)
+
+
+@router.get("/{run_id}/events", response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {}}}})
+async def follow_run(request: Request, run_id: str, _: Viewer) -> StreamingResponse:
+    """The run's events as Server-Sent Events, live, until the run ends (then an ``end``
+    event with its status). Each event's ``data`` is JSON: type, step, data, ts."""
+    store = service_of(request).engine.store
+    await run_in_threadpool(store.get_run, run_id)  # 404 before the stream starts
+    return StreamingResponse(_events(request, run_id), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def _events(request: Request, run_id: str) -> AsyncIterator[str]:
+    """Poll the log. Workers write events up to ``LINGER_SECONDS`` late, so each read
+    starts a little before the newest event seen, and what was sent is skipped."""
+    store = service_of(request).engine.store
+    sent: set[tuple[float, str, str | None]] = set()
+    since: float | None = None
+    finished_at: float | None = None
+    count = 0
+    while True:
+        run = await run_in_threadpool(store.get_run, run_id)
+        events = await run_in_threadpool(store.events, run_id, 0, since)
+        for event in events:
+            key = (event.ts, event.type, event.step)
+            if key in sent:
+                continue
+            sent.add(key)
+            count += 1
+            payload = {"type": event.type, "step": event.step, "data": event.data,
+                       "ts": event.ts, "time": iso(event.ts)}
+            yield f"id: {count}\nevent: {event.type}\ndata: {json.dumps(payload, default=str)}\n\n"
+        if events:
+            since = max(e.ts for e in events) - 4 * LINGER_SECONDS - 1.0
+        if run.status in RUN_FINISHED:
+            # Other workers' last events arrive within their linger: read once more.
+            finished_at = finished_at or time.monotonic()
+            if time.monotonic() - finished_at > 2 * LINGER_SECONDS:
+                yield f"event: end\ndata: {json.dumps({'status': str(run.status)})}\n\n"
+                return
+        if await request.is_disconnected():
+            return
+        await asyncio.sleep(FOLLOW_POLL_SECONDS if finished_at is None else LINGER_SECONDS)
+
+
+@router.get("/{run_id}/logs", response_class=PlainTextResponse,
+            responses={200: {"content": {"text/plain": {}}}})
+def run_logs(request: Request, run_id: str, _: Viewer,
+             step: str | None = None) -> PlainTextResponse:
+    """The run's log as text: its events, and each step's captured output and error."""
+    store = service_of(request).engine.store
+    run = store.get_run(run_id)
+    if run.finished_at is not None:  # other workers' last events arrive within a linger
+        time.sleep(max(0.0, run.finished_at + 2 * LINGER_SECONDS - time.time()))
+    lines = [f"{iso(e.ts)} {e.type}" + (f" {e.step}" if e.step else "")
+             + (f" {json.dumps(e.data, default=str)}" if e.data else "")
+             for e in store.events(run_id) if step is None or (e.step or "").split("[")[0] == step]
+    steps = store.get_steps(run_id)
+    for name in service_of(request).engine.plan_for(run).order:
+        if step is not None and name != step:
+            continue
+        rec = steps[name]
+        outputs = rec.outputs or {}
+        for stream in ("stdout", "stderr"):
+            if isinstance(outputs.get(stream), str) and outputs[stream]:
+                lines.append(f"--- {name} {stream} ---")
+                lines.append(outputs[stream].rstrip("\n"))
+        if rec.error:
+            lines.append(f"--- {name} error ---")
+            lines.append(rec.error)
+    return PlainTextResponse("\n".join(lines) + "\n")
+
+
+@router.get("/{run_id}/graph", response_model=RunGraph)
+def run_graph(request: Request, run_id: str, _: Viewer) -> RunGraph:
+    """The run's DAG with each step's status, as nodes and edges and as Mermaid text."""
+    service = service_of(request)
+    run = service.engine.store.get_run(run_id)
+    plan = service.engine.plan_for(run)
+    steps = service.engine.store.get_steps(run_id)
+    statuses = {name: str(rec.status) for name, rec in steps.items()}
+    return RunGraph(
+        nodes=[GraphNode(id=name, module=plan.steps[name].module, status=statuses[name])
+               for name in plan.order],
+        edges=[GraphEdge(source=parent, target=name)
+               for name in plan.order for parent in plan.steps[name].parents],
+        mermaid=mermaid(plan, statuses),
+    )

@@ -1,0 +1,86 @@
+"""``chordflow api`` (serve the HTTP API) and ``chordflow keys`` (manage API keys).
+
+``keys`` works on MongoDB directly, so the first admin key can be made before any
+server runs; admins can also manage keys over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+out = Console()
+
+keys_app = typer.Typer(help="Create, list and revoke API keys (directly in MongoDB).",
+                       no_args_is_help=True)
+
+
+def api(
+    host: Annotated[str | None, typer.Option(help="Address to bind.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to bind.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Uvicorn worker processes.")] = None,
+) -> None:
+    """Serve the HTTP API (docs at /docs, schema at /openapi.json)."""
+    import uvicorn
+
+    from app.config import get_settings
+
+    settings = get_settings()
+    uvicorn.run("app.api.main:app", host=host or settings.api_host,
+                port=port or settings.api_port, workers=workers or settings.api_workers,
+                log_level="info", proxy_headers=True)
+
+
+def _keys():  # type: ignore[no-untyped-def]
+    from app.api.keys import ApiKeys
+    from app.config import get_settings
+    from app.engine.mongo_store import MongoStore
+
+    settings = get_settings()
+    return ApiKeys(MongoStore(settings.mongo_url, settings.mongo_db).db)
+
+
+@keys_app.command("create")
+def create_key(
+    name: Annotated[str, typer.Option(help="Who or what uses the key.")],
+    role: Annotated[str, typer.Option(help="viewer, operator or admin.")] = "viewer",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Create a key; it is printed once and never stored in clear."""
+    from app.api.security import Role
+
+    try:
+        chosen = Role(role)
+    except ValueError:
+        out.print(f"[bold red]error:[/] --role must be viewer, operator or admin, not {role!r}")
+        raise typer.Exit(2) from None
+    key_id, token = _keys().create(name, chosen)
+    if as_json:
+        sys.stdout.write(json.dumps({"key_id": key_id, "key": token, "role": role}) + "\n")
+    else:
+        out.print(f"key {key_id} ({role}) for {name}:\n{token}\n"
+                  "Store it now: it cannot be shown again.", highlight=False)
+
+
+@keys_app.command("list")
+def list_keys() -> None:
+    """List keys (never their secrets)."""
+    table = Table("id", "name", "role", "revoked")
+    for key in _keys().list():
+        table.add_row(key["key_id"], key["name"], key["role"],
+                      "yes" if key["revoked_at"] else "")
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def revoke_key(key_id: Annotated[str, typer.Argument(help="The key's id.")]) -> None:
+    """Revoke a key (servers stop accepting it within seconds)."""
+    if not _keys().revoke(key_id):
+        out.print(f"[bold red]error:[/] no active key {key_id}")
+        raise typer.Exit(2)
+    out.print(f"key {key_id} revoked")
