@@ -11,6 +11,7 @@ fixture's teardown; none outlives the test session.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -114,6 +115,7 @@ def mongo_server() -> Iterator[str]:
 
 
 ROOT = Path(__file__).resolve().parent.parent
+TEST_SECRET = "tok-3141592653-secret"
 
 
 def worker_env(broker: str, mongo: str, db: str, workdir: Path, **extra: str) -> dict[str, str]:
@@ -130,6 +132,8 @@ def worker_env(broker: str, mongo: str, db: str, workdir: Path, **extra: str) ->
         "CHORDFLOW_VISIBILITY_TIMEOUT": "30",
         "CHORDFLOW_UNACKED_RESTORE_INTERVAL": "1",
         "C_FORCE_ROOT": "1",
+        # A configured secret, for the tests that check it is never recorded in clear.
+        "CHORDFLOW_SECRETS": json.dumps({"api_token": TEST_SECRET}),
         **extra,
     }
 

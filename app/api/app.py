@@ -47,7 +47,7 @@ def create_app(settings: Settings | None = None, service: RunService | None = No
             if own:
                 app.state.service.close()
 
-    from app.api.routes import compat, meta, ops, runs, workflows
+    from app.api.routes import admin, compat, meta, ops, runs, workflows
 
     app = FastAPI(
         title="chordflow",
@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None, service: RunService | None = No
     app.include_router(runs.router, prefix=API_PREFIX)
     app.include_router(compat.router, prefix=API_PREFIX)
     app.include_router(workflows.router, prefix=API_PREFIX)
+    app.include_router(admin.router, prefix=API_PREFIX)
 
     @app.exception_handler(ValidationFailed)
     async def invalid(request: Request, exc: ValidationFailed) -> JSONResponse:

@@ -21,7 +21,8 @@ def health() -> dict[str, str]:
 
 @router.get("/api/v1/ready", responses={503: {"description": "A dependency is down."}})
 async def ready(request: Request) -> JSONResponse:
-    """Readiness: MongoDB and the broker both answer; else 503 naming which does not."""
+    """Readiness: MongoDB and the broker both answer; else 503 naming which does not.
+    Needs no key, as load balancers and Kubernetes probes expect."""
     service: Any = request.app.state.service
     checks: dict[str, str] = {}
 

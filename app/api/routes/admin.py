@@ -1,0 +1,78 @@
+"""Admin endpoints: API keys and the audit log."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from pydantic import BaseModel, Field
+
+from app.api.audit import audit
+from app.api.security import Admin, Role
+
+router = APIRouter(tags=["admin"])
+
+
+class KeyCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=200, description="Who or what uses the key.")
+    role: Role = Role.VIEWER
+
+
+class KeyCreated(BaseModel):
+    key_id: str
+    name: str
+    role: Role
+    key: str = Field(description="The key itself: shown this once, never stored in clear.")
+
+
+class KeyOut(BaseModel):
+    key_id: str
+    name: str
+    role: Role
+    created_at: float
+    revoked_at: float | None = None
+
+
+@router.post("/keys", status_code=201, response_model=KeyCreated)
+def create_key(request: Request, body: KeyCreate, principal: Admin) -> KeyCreated:
+    """Create an API key with a role; the key is in this response only."""
+    key_id, token = request.app.state.keys.create(body.name, body.role)
+    audit(request, principal, "key.create", key_id, name=body.name, role=str(body.role))
+    return KeyCreated(key_id=key_id, name=body.name, role=body.role, key=token)
+
+
+@router.get("/keys", response_model=list[KeyOut])
+def list_keys(request: Request, _: Admin) -> list[dict[str, Any]]:
+    """Every key (never its secret or hash)."""
+    return request.app.state.keys.list()  # type: ignore[no-any-return]
+
+
+@router.delete("/keys/{key_id}", status_code=204, responses={404: {"description": "No "
+                                                                   "active key."}})
+def revoke_key(request: Request, key_id: str, principal: Admin) -> None:
+    """Revoke a key: every API process refuses it within seconds."""
+    if not request.app.state.keys.revoke(key_id):
+        raise HTTPException(404, f"no active key {key_id}")
+    audit(request, principal, "key.revoke", key_id)
+
+
+class AuditEntry(BaseModel):
+    ts: float
+    key_id: str
+    who: str
+    role: str
+    action: str
+    target: str | None = None
+    method: str
+    path: str
+    client: str | None = None
+    details: dict[str, Any] | None = None
+
+
+@router.get("/audit", response_model=list[AuditEntry])
+def read_audit(request: Request, _: Admin,
+               limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+               before: Annotated[float | None, Query(description="UNIX time")] = None,
+               ) -> list[dict[str, Any]]:
+    """Changes made through the API, newest first: who, what, when, from where."""
+    return request.app.state.audit.entries(limit, before)  # type: ignore[no-any-return]
