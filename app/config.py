@@ -76,9 +76,15 @@ class Settings(BaseSettings):
     api_auth: bool = True
     #: Largest request body accepted, in bytes (a workflow of thousands of steps fits).
     api_max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
-    #: Where the CLI's HTTP commands (submit, runs, ...) find the API, and their key.
-    api_url: str = "http://127.0.0.1:8080"
+    #: Where the CLI's HTTP commands (submit, runs, logs, workflows) find the API, and
+    #: their key. When set, ``status``, ``cancel`` and ``rerun`` go through it too;
+    #: unset, those read and write MongoDB directly (an operator on the cluster).
+    api_url: str | None = None
     api_key: str | None = None
+
+    @property
+    def api_base_url(self) -> str:
+        return self.api_url or f"http://{self.api_host}:{self.api_port}"
 
     def celery_result_backend(self) -> str:
         if self.result_backend:
