@@ -76,3 +76,11 @@ def require(role: Role) -> Callable[..., Principal]:
 Viewer = Annotated[Principal, Depends(require(Role.VIEWER))]
 Operator = Annotated[Principal, Depends(require(Role.OPERATOR))]
 Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
+
+#: Documented on every router whose endpoints take a key (so the schema covers them).
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "The request could not be read (malformed JSON, a bad cursor)."},
+    401: {"description": "No API key, or an unknown or revoked one."},
+    403: {"description": "The key's role is too low for this endpoint."},
+    413: {"description": "The request body is over the configured limit."},
+}

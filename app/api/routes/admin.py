@@ -8,9 +8,9 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
 from app.api.audit import audit
-from app.api.security import Admin, Role
+from app.api.security import AUTH_RESPONSES, Admin, Role
 
-router = APIRouter(tags=["admin"])
+router = APIRouter(tags=["admin"], responses=AUTH_RESPONSES)
 
 
 class KeyCreate(BaseModel):

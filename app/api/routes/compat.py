@@ -16,13 +16,13 @@ from pydantic import BaseModel
 from app.api.audit import audit
 from app.api.routes.runs import service_of, submit_run
 from app.api.schemas import RunCreate
-from app.api.security import Operator, Viewer
+from app.api.security import AUTH_RESPONSES, Operator, Viewer
 from app.engine.records import RunRecord, StepRecord
 from app.engine.report import iso
 from app.engine.state import RUN_FINISHED
 from app.errors import RunNotFound
 
-router = APIRouter(prefix="/workflows", tags=["compatibility"])
+router = APIRouter(prefix="/workflows", tags=["compatibility"], responses=AUTH_RESPONSES)
 
 
 class SubmitResponse(BaseModel):

@@ -6,12 +6,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request
 
-from app.api.security import Viewer
+from app.api.security import AUTH_RESPONSES, Viewer
 from app.engine.graph import mermaid
 from app.errors import ValidationFailed
 from app.workflow.loader import load_data
 
-router = APIRouter(tags=["workflows"])
+router = APIRouter(tags=["workflows"], responses=AUTH_RESPONSES)
 
 
 @router.post("/validate")

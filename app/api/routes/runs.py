@@ -26,7 +26,7 @@ from app.api.schemas import (
     RunSummary,
     StepOut,
 )
-from app.api.security import Operator, Principal, Viewer
+from app.api.security import AUTH_RESPONSES, Operator, Principal, Viewer
 from app.engine.eventlog import LINGER_SECONDS
 from app.engine.graph import mermaid
 from app.engine.report import iso
@@ -34,7 +34,8 @@ from app.engine.state import RUN_FINISHED, RunStatus
 from app.service import RunService
 from app.workflow.loader import load_data
 
-router = APIRouter(prefix="/runs", tags=["runs"])
+router = APIRouter(prefix="/runs", tags=["runs"], responses={
+    **AUTH_RESPONSES, 404: {"description": "No such run (or stored workflow)."}})
 
 #: Seconds between two reads of a followed run's log.
 FOLLOW_POLL_SECONDS = 0.5
