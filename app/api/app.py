@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None, service: RunService | None = No
         app.state.keys = ApiKeys(db)
         app.state.audit = AuditLog(db)
         app.state.library = WorkflowLibrary(db)
+        app.state.library.ensure_indexes()
         if not settings.api_auth:
             log.warning("API authentication is OFF (CHORDFLOW_API_AUTH=false): anyone who "
                         "reaches this server is an admin. For local development only.")

@@ -16,6 +16,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from app.errors import ValidationFailed
@@ -54,7 +55,7 @@ def parse_vars(pairs: list[str] | None) -> dict[str, Any]:
 
 
 def fail_invalid(message: str) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(EXIT_INVALID)
 
 
@@ -151,9 +152,10 @@ def _run_celery(plan: Any, variables: dict[str, Any],
 
 
 def _print_summary(report: dict[str, Any]) -> None:
-    out.print(f"run {report['run_id']}: [bold]{report['status']}[/]", highlight=False)
+    out.print(f"run {report['run_id']}: [bold]{escape(str(report['status']))}[/]",
+              highlight=False)
     if report["error"]:
-        out.print(f"[red]{report['error']}[/]", highlight=False)
+        out.print(f"[red]{escape(report['error'])}[/]", highlight=False)
     if report["outputs"]:
         out.print_json(data=report["outputs"], default=str)
 
@@ -247,24 +249,41 @@ def _service() -> Any:
     return RunService.celery()
 
 
+def _over_http() -> bool:
+    """True when CHORDFLOW_API_URL is set: status, cancel and rerun use the API."""
+    from app.config import get_settings
+
+    return bool(get_settings().api_url)
+
+
 @app.command()
 def status(run_id: RunIdArg,
            as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-    """Show a run recorded in MongoDB."""
-    report = _service().report(run_id)
+    """Show a run (through the API when CHORDFLOW_API_URL is set, else from MongoDB)."""
+    if _over_http():
+        from app.cli.remote import report_over_http
+
+        report = report_over_http(run_id)
+    else:
+        report = _service().report(run_id)
     if as_json:
         sys.stdout.write(json.dumps(report, default=str) + "\n")
     else:
         _print_summary(report)
         for name, step in report["steps"].items():
-            out.print(f"  {name}: {step['status']} (attempts {step['attempts']})"
-                      + (f" - {step['error']}" if step["error"] else ""), highlight=False)
+            out.print(escape(f"  {name}: {step['status']} (attempts {step['attempts']})"
+                             + (f" - {step['error']}" if step["error"] else "")),
+                      highlight=False)
 
 
 @app.command()
 def cancel(run_id: RunIdArg) -> None:
     """Cancel a running run: nothing more starts, running steps are stopped."""
-    if not _service().cancel(run_id, "cancelled by user"):
+    if _over_http():
+        from app.cli.remote import cancel_over_http
+
+        cancel_over_http(run_id)  # exits 2 with the server's reason if it cannot
+    elif not _service().cancel(run_id, "cancelled by user"):
         fail_invalid(f"run {run_id} is not pending or running")
     out.print(f"run {run_id}: cancelled")
 
@@ -282,16 +301,25 @@ def rerun(run_id: RunIdArg,
           wait: Annotated[bool, typer.Option(help="Wait for the run to finish.")] = False,
           as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Run a failed run again from its failed steps, keeping what succeeded."""
-    service = _service()
-    try:
-        steps = service.engine.rerun(run_id)
-    except ValueError as exc:
-        fail_invalid(str(exc))
+    http = _over_http()
+    if http:
+        from app.cli.remote import rerun_over_http, wait_over_http
+
+        steps = rerun_over_http(run_id)  # exits 2 with the server's reason if it cannot
+    else:
+        service = _service()
+        try:
+            steps = service.engine.rerun(run_id)
+        except ValueError as exc:
+            fail_invalid(str(exc))
     if not wait:
         out.print(f"run {run_id}: re-running {', '.join(steps)}", highlight=False)
         return
-    service.wait(run_id)
-    report = service.report(run_id)
+    if http:
+        report = wait_over_http(run_id)  # Ctrl-C cancels the run and exits 130
+    else:
+        service.wait(run_id)
+        report = service.report(run_id)
     if as_json:
         sys.stdout.write(json.dumps(report, default=str) + "\n")
     else:
@@ -318,6 +346,18 @@ def _register_server_commands() -> None:
 
 
 _register_server_commands()
+
+
+def _register_remote_commands() -> None:
+    from app.cli.remote import logs, runs, submit, workflows_app
+
+    app.command()(submit)
+    app.command()(runs)
+    app.command()(logs)
+    app.add_typer(workflows_app, name="workflows")
+
+
+_register_remote_commands()
 
 
 def main() -> None:
