@@ -128,3 +128,22 @@ def test_auth_off_only_when_asked_and_with_a_warning(api: Api, tmp_path) -> None
         assert "API authentication is OFF" in log.read_text()
     finally:
         stop_group(proc)
+
+
+def test_ready_names_what_is_down(api: Api, tmp_path) -> None:
+    from tests.servers import free_port
+
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    env = {**api.env, "CHORDFLOW_BROKER_URL": dead, "CHORDFLOW_RESULT_BACKEND": dead}
+    proc, url = start_api(env, tmp_path / "api.log")
+    try:
+        with httpx.Client(base_url=url, timeout=30) as anonymous:
+            response = anonymous.get("/api/v1/ready")
+            assert anonymous.get("/api/v1/health").status_code == 200
+    finally:
+        stop_group(proc)
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "not ready: broker unreachable"
+    assert body["checks"]["mongodb"] == "ok" and body["checks"]["broker"].startswith(
+        "unreachable")
