@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -151,7 +152,7 @@ def _run_celery(plan: Any, variables: dict[str, Any],
     return service.report(run_id), True
 
 
-def _print_summary(report: dict[str, Any]) -> None:
+def _print_summary(report: Mapping[str, Any]) -> None:
     out.print(f"run {report['run_id']}: [bold]{escape(str(report['status']))}[/]",
               highlight=False)
     if report["error"]:
@@ -269,11 +270,16 @@ def status(run_id: RunIdArg,
     if as_json:
         sys.stdout.write(json.dumps(report, default=str) + "\n")
     else:
-        _print_summary(report)
-        for name, step in report["steps"].items():
-            out.print(escape(f"  {name}: {step['status']} (attempts {step['attempts']})"
-                             + (f" - {step['error']}" if step["error"] else "")),
-                      highlight=False)
+        print_report(report)
+
+
+def print_report(report: Mapping[str, Any]) -> None:
+    """The summary, then one line per step (``status``, here or over HTTP)."""
+    _print_summary(report)
+    for name, step in report["steps"].items():
+        out.print(escape(f"  {name}: {step['status']} (attempts {step['attempts']})"
+                         + (f" - {step['error']}" if step["error"] else "")),
+                  highlight=False)
 
 
 @app.command()

@@ -386,16 +386,9 @@ def _cancel_interrupted(api: Client, run_id: str, reason: str) -> None:
 
 def print_run(report: Mapping[str, Any]) -> None:
     """What ``status`` prints: the summary, then one line per step."""
-    out.print(f"run {report['run_id']}: [bold]{escape(str(report['status']))}[/]",
-              highlight=False)
-    if report["error"]:
-        out.print(f"[red]{escape(str(report['error']))}[/]", highlight=False)
-    if report["outputs"]:
-        out.print_json(data=report["outputs"], default=str)
-    for name, step in report["steps"].items():
-        out.print(escape(f"  {name}: {step['status']} (attempts {step['attempts']})"
-                         + (f" - {step['error']}" if step["error"] else "")),
-                  highlight=False)
+    from app.cli.main import print_report
+
+    print_report(report)
 
 
 def _start(api: Client, path: str, body: dict[str, Any], wait: bool, as_json: bool,

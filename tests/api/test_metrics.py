@@ -9,7 +9,6 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 import redis
 from prometheus_client import generate_latest
@@ -18,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.api.metrics import BUCKETS, OVERLAP_SECONDS, Histogram, MetricsCollector
 from app.engine.mongo_store import MongoStore
 from tests.api.conftest import Api
+from tests.api.test_runs import wait_run
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -288,14 +288,6 @@ def metrics(api: Api) -> Samples:
     return parse(response.text)
 
 
-def wait_run(client: httpx.Client, run_id: str, timeout: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        body = client.get(f"/api/v1/runs/{run_id}").json()
-        if body["status"] in ("succeeded", "failed", "cancelled"):
-            return body
-        assert time.monotonic() < deadline, f"run {run_id} still {body['status']}"
-        time.sleep(0.1)
 
 
 def test_metrics_count_a_run_on_the_workers(api: Api) -> None:
