@@ -36,6 +36,15 @@ class StepContext:
     cancel_event: threading.Event = field(default_factory=threading.Event)
     item_index: int | None = None
     workflow: str = ""
+    #: What the attempt printed and logged, as (time, stream, text): the engine stores
+    #: it with the run when the attempt ends, so ``chordflow logs`` reads it from any
+    #: host. Modules add to it with ``capture``; ``logger`` messages land here too.
+    captured: list[tuple[float, str, str]] = field(default_factory=list)
+
+    def capture(self, stream: str, text: str) -> None:
+        """Keep a stream's output ("stdout", "stderr") or a message ("log")."""
+        if text:
+            self.captured.append((time.time(), stream, text))
 
     @property
     def workdir(self) -> Path:
@@ -58,6 +67,22 @@ class StepContext:
             raise StepTimeout(f"step '{self.step}' timed out")
         if self.cancel_event.is_set():
             raise StepCancelled(f"step '{self.step}' was cancelled")
+
+
+class CapturingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """A step's logger: each message goes to the worker's log (with run id and step)
+    and to the step's captured output."""
+
+    def __init__(self, logger: logging.Logger, ctx_extra: dict[str, Any],
+                 sink: list[tuple[float, str, str]]):
+        super().__init__(logger, ctx_extra)
+        self.sink = sink
+
+    def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
+        if self.isEnabledFor(level) or level >= logging.INFO:
+            text = str(msg) % args if args else str(msg)
+            self.sink.append((time.time(), "log", f"{logging.getLevelName(level)} {text}"))
+        super().log(level, msg, *args, **kwargs)
 
 
 def run_coroutine(coro: Any, ctx: StepContext) -> Any:

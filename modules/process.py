@@ -64,8 +64,11 @@ def run_process(
         return _wait(ctx, proc, stdin, deadline, limit)
     except BaseException:
         # Whatever stops this step (a timeout, a cancel, Celery's soft time limit or a
-        # revoke raised into the task) stops its processes too.
-        _stop(proc)
+        # revoke raised into the task) stops its processes too; what they printed so
+        # far is kept.
+        out, err = _stop(proc)
+        ctx.capture("stdout", out)
+        ctx.capture("stderr", err)
         raise
 
 
@@ -80,6 +83,8 @@ def _wait(
             wait = max(0.0, min(wait, deadline - time.monotonic()))
         try:
             out, err = proc.communicate(input=pending_input, timeout=wait)
+            ctx.capture("stdout", out)
+            ctx.capture("stderr", err)
             return Completed(proc.returncode, out, err)
         except subprocess.TimeoutExpired:
             pending_input = None
@@ -89,14 +94,18 @@ def _wait(
             raise StepCancelled("command was killed: the run was cancelled") from None
 
 
-def _stop(proc: subprocess.Popen[str]) -> None:
+def _stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """Kill the process group; what it printed, as far as it can still be read."""
     for sig, wait in ((signal.SIGTERM, GRACE_SECONDS), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
             pass
         try:
-            proc.communicate(timeout=wait)
-            return
+            out, err = proc.communicate(timeout=wait)
+            return out or "", err or ""
         except subprocess.TimeoutExpired:
             continue
+        except ValueError:  # the pipes were closed already
+            return "", ""
+    return "", ""

@@ -179,8 +179,11 @@ def test_secrets_never_reach_outputs_errors_or_events(tmp_path):
             "outputs": {"auth": "Bearer ${secrets.token}"}})), timeout=10)
         report = run_report(ex.store, run_id)
         events = ex.store.events(run_id)
-    text = str(report) + str(events) + str(ex.store.get_steps(run_id))
+        output = ex.store.logs(run_id)
+    text = str(report) + str(events) + str(ex.store.get_steps(run_id)) + str(output)
     assert "s3cr3t-value" not in text
+    assert [(ln.step, ln.stream, ln.text) for ln in output if ln.stream == "stderr"] == [
+        ("fails", "stderr", "***\n")]
     assert report["outputs"] == {"auth": "Bearer ***"}
     assert "cannot compare str '***'" in report["steps"]["bad"]["error"]
     assert report["steps"]["fails"]["error"] == "command exited with code 1: ***"
@@ -220,3 +223,18 @@ def test_small_thread_pools_still_finish(run_workflow, threads):
                   "depends_on": [f"s{i}" for i in range(20)]})
     report = run_workflow({"name": "pool", "steps": steps}, threads=threads)
     assert report["status"] == "succeeded"
+
+
+def test_step_output_is_kept_per_attempt(tmp_path):
+    """What a step prints and logs is stored with the run (``chordflow logs`` reads it)."""
+    with EmbeddedExecutor(threads=2) as ex:
+        run_id = ex.run(ex.compile(load_data({"name": "out", "steps": [
+            {"name": "say", "module": "bash", "params": {"cmd": "echo hello; echo oops >&2"}},
+            {"name": "quiet", "module": "echo", "params": {"x": 1}}]})), timeout=10)
+        lines = ex.store.logs(run_id)
+        only = ex.store.logs(run_id, "quiet")
+    assert [(ln.step, ln.attempt, ln.stream, ln.text) for ln in lines
+            if ln.stream != "log"] == [("say", 1, "stdout", "hello\n"),
+                                       ("say", 1, "stderr", "oops\n")]
+    assert any(ln.stream == "log" and "exit code 0" in ln.text for ln in lines)
+    assert only == []

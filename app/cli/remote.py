@@ -536,8 +536,8 @@ def logs(
                 continue
             sys.stdout.write(_event_line(data) + "\n")
             sys.stdout.flush()
-        run = api.call("GET", run_path(run_id))
-    sys.stdout.write("".join(_captured(run, step)))
+        params = {"events": "false", **({"step": step} if step else {})}
+        sys.stdout.write(api.text(f"{run_path(run_id)}/logs", params=params))
 
 
 def _event_line(event: Mapping[str, Any]) -> str:
@@ -551,20 +551,6 @@ def _event_line(event: Mapping[str, Any]) -> str:
     if event.get("data"):
         line += f" {json.dumps(event['data'], default=str)}"
     return line
-
-
-def _captured(run: Mapping[str, Any], only: str | None) -> Iterator[str]:
-    """Each step's captured output and error, as ``GET /runs/{id}/logs`` ends."""
-    for rec in run.get("steps") or []:
-        name = rec.get("name")
-        if only is not None and name != only:
-            continue
-        outputs = rec.get("outputs") or {}
-        for stream in ("stdout", "stderr"):
-            if isinstance(outputs.get(stream), str) and outputs[stream]:
-                yield f"--- {name} {stream} ---\n{outputs[stream].rstrip(chr(10))}\n"
-        if rec.get("error"):
-            yield f"--- {name} error ---\n{rec['error']}\n"
 
 
 # -- workflows ----------------------------------------------------------------------------

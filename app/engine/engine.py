@@ -37,7 +37,7 @@ from app.engine.dispatch import Dispatcher, TaskKey, TaskMessage
 from app.engine.eventlog import EventLog
 from app.engine.invoke import call_step
 from app.engine.plan import Plan, StepPlan, compile_plan
-from app.engine.records import Event, ItemRecord, RunRecord, StepRecord, now
+from app.engine.records import Event, ItemRecord, LogLine, RunRecord, StepRecord, now
 from app.engine.recovery import Recovery
 from app.engine.redaction import redact
 from app.engine.release import Release
@@ -58,7 +58,7 @@ from app.errors import (
 )
 from app.workflow.models import Workflow
 from app.workflow.templating import resolve_in
-from modules.context import StepContext
+from modules.context import CapturingLogger, StepContext
 from modules.registry import ParamsInvalid, Registry
 
 #: Attempts a step may take over beyond its retries after losing its worker.
@@ -298,25 +298,30 @@ class Engine(Release, Recovery):
                                        started_at=started, worker=self.worker)
         self._event(run.id, "step_started", key, {"attempt": attempt, "worker": self.worker})
 
+        captured: list[tuple[float, str, str]] = []
         ctx = StepContext(
             run_id=run.id,
             step=sp.name,
             attempt=attempt,
             workdir_root=self.workdir,
-            logger=logging.LoggerAdapter(step_log, {"run_id": run.id, "step": key.token}),
+            logger=CapturingLogger(step_log, {"run_id": run.id, "step": key.token}, captured),
             secrets=self.secrets,
             deadline=deadline or ((time.monotonic() + msg.timeout) if msg.timeout else None),
             cancel_event=cancel_event or threading.Event(),
             item_index=key.index,
             workflow=run.workflow,
+            captured=captured,
         )
         try:
-            outputs = call_step(sp, params, ctx)
-            if sp.outputs is not None:
-                declared = sp.outputs.render(
-                    resolve_in({**scope, "params": rendered, "outputs": outputs})
-                )
-                outputs = {**outputs, **declared}
+            try:
+                outputs = call_step(sp, params, ctx)
+                if sp.outputs is not None:
+                    declared = sp.outputs.render(
+                        resolve_in({**scope, "params": rendered, "outputs": outputs})
+                    )
+                    outputs = {**outputs, **declared}
+            finally:  # before the result: whoever sees the step finished finds its output
+                self._keep_output(run.id, key, attempt, captured)
         except StepCancelled:
             if self.store.get_run(run.id).status is RunStatus.CANCELLED:
                 return  # cancel() has recorded it
@@ -352,6 +357,19 @@ class Engine(Release, Recovery):
             if len(self._runs) > RUN_CACHE_SIZE:
                 self._runs.popitem(last=False)
         return run
+
+    def _keep_output(self, run_id: str, key: TaskKey, attempt: int,
+                     captured: list[tuple[float, str, str]]) -> None:
+        """Store what the attempt printed and logged (secrets masked), in one write."""
+        if not captured:
+            return
+        lines = [LogLine(run_id, key.token, attempt, stream,
+                         redact(text, self.secrets) if self.secrets else text,
+                         self.worker, ts) for ts, stream, text in captured]
+        try:
+            self.store.append_logs(lines)
+        except Exception:  # output is worth less than the step's result: never fail for it
+            log.warning("could not store the output of %s", key.token, exc_info=True)
 
     def _claim(
         self, run: RunRecord, key: TaskKey, msg: TaskMessage, started: float,

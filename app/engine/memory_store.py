@@ -13,7 +13,7 @@ from collections import defaultdict, deque
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
-from app.engine.records import Event, RunRecord, StepRecord
+from app.engine.records import Event, LogLine, RunRecord, StepRecord
 from app.engine.state import RunStatus, StepStatus, check_run, check_step
 from app.errors import RunNotFound
 
@@ -25,6 +25,7 @@ class MemoryStore:
         self._steps: dict[str, dict[str, StepRecord]] = {}
         self._workflows: dict[str, Any] = {}
         self._events: dict[str, list[Event]] = defaultdict(list)
+        self._logs: dict[str, list[LogLine]] = defaultdict(list)
         # Bookkeeping that makes the counters idempotent, and the slot queues.
         self._counted: dict[tuple[str, str], set[str]] = defaultdict(set)
         self._items_done: dict[tuple[str, str], set[int]] = defaultdict(set)
@@ -242,6 +243,18 @@ class MemoryStore:
     def append_event(self, event: Event) -> None:
         with self._lock:
             self._events[event.run_id].append(event)
+
+    def append_logs(self, lines: list[LogLine]) -> None:
+        with self._lock:
+            for line in lines:
+                self._logs[line.run_id].append(line)
+
+    def logs(self, run_id: str, step: str | None = None) -> list[LogLine]:
+        with self._lock:
+            lines = list(self._logs[run_id])
+        if step is not None:
+            lines = [ln for ln in lines if ln.step.split("[")[0] == step]
+        return sorted(lines, key=lambda ln: ln.ts)
 
     def append_events(self, events: list[Event]) -> None:
         with self._lock:

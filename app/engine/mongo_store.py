@@ -30,7 +30,7 @@ from pymongo import ReturnDocument
 from pymongo.collection import Collection as MongoCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from app.engine.records import Event, ItemRecord, RunRecord, StepRecord, now
+from app.engine.records import Event, ItemRecord, LogLine, RunRecord, StepRecord, now
 from app.engine.state import RunStatus, StepStatus, check_run, check_step
 from app.errors import RunNotFound
 
@@ -63,6 +63,7 @@ class MongoStore:
         self.items.create_index([("run_id", 1), ("step", 1)])
         self.waiting.create_index([("run_id", 1), ("seq", 1)])
         self.events_.create_index([("run_id", 1), ("ts", 1)])
+        self.db["logs"].create_index([("run_id", 1), ("ts", 1)])
         self.workflows.create_index([("name", 1), ("version", 1)])
 
     def ping(self) -> None:
@@ -367,6 +368,15 @@ class MongoStore:
 
     def append_event(self, event: Event) -> None:
         self.events_.insert_one(_plain(asdict(event)))
+
+    def append_logs(self, lines: list[LogLine]) -> None:
+        self.db["logs"].insert_many([asdict(line) for line in lines])
+
+    def logs(self, run_id: str, step: str | None = None) -> list[LogLine]:
+        docs = self.db["logs"].find({"run_id": run_id}).sort([("ts", 1), ("_id", 1)])
+        return [LogLine(d["run_id"], d["step"], d["attempt"], d["stream"], d["text"],
+                        d.get("worker"), d["ts"]) for d in docs
+                if step is None or d["step"].split("[")[0] == step]
 
     def append_events(self, events: list[Event]) -> None:
         self.events_.insert_many([_plain(asdict(event)) for event in events])

@@ -111,6 +111,19 @@ class RunRecord(_Copyable):
 
 
 @dataclass(slots=True)
+class LogLine:
+    """Output of one attempt of a step: a stream's text, or one log message."""
+
+    run_id: str
+    step: str  # the task token: "fetch" or "each[3]"
+    attempt: int
+    stream: str  # "stdout", "stderr" or "log"
+    text: str
+    worker: str | None = None
+    ts: float = field(default_factory=now)
+
+
+@dataclass(slots=True)
 class Event:
     """One line of a run's append-only log."""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any, Protocol
 
-from app.engine.records import Event, RunRecord, StepRecord
+from app.engine.records import Event, LogLine, RunRecord, StepRecord
 from app.engine.state import RunStatus, StepStatus
 
 
@@ -126,6 +126,12 @@ class Store(Protocol):
 
     def append_events(self, events: list[Event]) -> None:
         """Append several events (of any runs) at once."""
+
+    def append_logs(self, lines: list[LogLine]) -> None:
+        """Keep what an attempt printed and logged."""
+
+    def logs(self, run_id: str, step: str | None = None) -> list[LogLine]:
+        """A run's output in time order; of one step (and its elements) if ``step``."""
 
     def events(self, run_id: str, after: int = 0, since: float | None = None) -> list[Event]:
         """The run's log in the order things happened (``ts``), from position ``after``

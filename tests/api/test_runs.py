@@ -177,15 +177,22 @@ def test_logs_and_graph(api: Api) -> None:
         wait_run(client, run_id)
         logs = client.get(f"/api/v1/runs/{run_id}/logs")
         assert logs.status_code == 200 and logs.headers["content-type"].startswith("text/plain")
-        assert "--- b stdout ---\nout" in logs.text and "--- b stderr ---\nerr" in logs.text
+        worker = client.get(f"/api/v1/runs/{run_id}").json()["steps"][1]["worker"]
+        assert f"--- b stdout (attempt 1, {worker}) ---\nout" in logs.text
+        assert f"--- b stderr (attempt 1, {worker}) ---\nerr" in logs.text
         assert "step_succeeded b" in logs.text
         only_a = client.get(f"/api/v1/runs/{run_id}/logs", params={"step": "a"}).text
         assert "step_succeeded a" in only_a and "stdout" not in only_a
         failed = client.post("/api/v1/runs", json={"workflow": two_steps(
             unique("logs"), "echo bad >&2; exit 3")}).json()["run_id"]
         wait_run(client, failed)
-        assert "--- b error ---\ncommand exited with code 3: bad" in client.get(
-            f"/api/v1/runs/{failed}/logs").text
+        failed_log = client.get(f"/api/v1/runs/{failed}/logs").text
+        # A failed attempt's output is kept too, and the error follows it.
+        assert "stderr (attempt 1, " in failed_log and "\nbad\n" in failed_log
+        assert "--- b log (attempt 1, " in failed_log and "INFO exit code 3" in failed_log
+        assert "--- b error ---\ncommand exited with code 3: bad" in failed_log
+        assert "step_succeeded" not in client.get(f"/api/v1/runs/{failed}/logs", params={
+            "events": "false"}).text
         graph = client.get(f"/api/v1/runs/{failed}/graph").json()
         assert graph["nodes"] == [{"id": "a", "module": "echo", "status": "succeeded"},
                                   {"id": "b", "module": "bash", "status": "failed"}]
@@ -213,3 +220,22 @@ def test_body_size_limit(api: Api, size: int) -> None:
         response = client.post("/api/v1/runs", content=b"{" + b" " * size + b"}",
                                headers={"content-type": "application/json"})
         assert response.status_code == 413
+
+
+def test_logs_keep_every_attempt_and_the_step_logger(api: Api, tmp_path) -> None:
+    """What steps print and log is stored with the run, per attempt and host, so it is
+    readable from anywhere, including a failed attempt's output and log lines."""
+    counter = tmp_path / "n"
+    workflow = {"name": unique("attempts"), "steps": [
+        {"name": "flaky", "module": "bash", "retries": 1, "retry_delay": 0,
+         "params": {"cmd": f"echo try >> {counter}; echo out-$(wc -l < {counter}); "
+                           f"test $(wc -l < {counter}) -ge 2"}},
+        {"name": "each", "module": "echo", "foreach": [1, 2], "params": {"v": "${item}"},
+         "depends_on": ["flaky"]}]}
+    with api.client("operator") as client:
+        run_id = client.post("/api/v1/runs", json={"workflow": workflow}).json()["run_id"]
+        assert wait_run(client, run_id)["status"] == "succeeded"
+        text = client.get(f"/api/v1/runs/{run_id}/logs", params={"step": "flaky"}).text
+    assert "--- flaky stdout (attempt 1, " in text and "out-1" in text
+    assert "--- flaky stdout (attempt 2, " in text and "out-2" in text
+    assert text.index("out-1") < text.index("out-2")

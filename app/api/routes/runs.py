@@ -218,30 +218,35 @@ async def _events(request: Request, run_id: str) -> AsyncIterator[str]:
 
 @router.get("/{run_id}/logs", response_class=PlainTextResponse,
             responses={200: {"content": {"text/plain": {}}}})
-def run_logs(request: Request, run_id: str, _: Viewer,
-             step: str | None = None) -> PlainTextResponse:
-    """The run's log as text: its events, and each step's captured output and error."""
-    store = service_of(request).engine.store
+def run_logs(request: Request, run_id: str, _: Viewer, step: str | None = None,
+             events: bool = True) -> PlainTextResponse:
+    """The run's log as text: its events (unless ``events=false``), then what each step
+    printed and logged, attempt by attempt and host by host, and its error."""
+    store: Any = service_of(request).engine.store
     run = store.get_run(run_id)
     if run.finished_at is not None:  # other workers' last events arrive within a linger
         time.sleep(max(0.0, run.finished_at + 2 * LINGER_SECONDS - time.time()))
     lines = [f"{iso(e.ts)} {e.type}" + (f" {e.step}" if e.step else "")
              + (f" {json.dumps(e.data, default=str)}" if e.data else "")
-             for e in store.events(run_id) if step is None or (e.step or "").split("[")[0] == step]
+             for e in (store.events(run_id) if events else [])
+             if step is None or (e.step or "").split("[")[0] == step]
+    output: dict[str, list[Any]] = {}
+    for line in store.logs(run_id, step):
+        output.setdefault(line.step.split("[")[0], []).append(line)
     steps = store.get_steps(run_id)
     for name in service_of(request).engine.plan_for(run).order:
         if step is not None and name != step:
             continue
-        rec = steps[name]
-        outputs = rec.outputs or {}
-        for stream in ("stdout", "stderr"):
-            if isinstance(outputs.get(stream), str) and outputs[stream]:
-                lines.append(f"--- {name} {stream} ---")
-                lines.append(outputs[stream].rstrip("\n"))
-        if rec.error:
+        heading = None
+        for line in output.get(name, []):
+            this = f"--- {line.step} {line.stream} (attempt {line.attempt}, {line.worker}) ---"
+            if this != heading:
+                lines.append(heading := this)
+            lines.append(line.text.rstrip("\n"))
+        if steps[name].error:
             lines.append(f"--- {name} error ---")
-            lines.append(rec.error)
-    return PlainTextResponse("\n".join(lines) + "\n")
+            lines.append(steps[name].error)
+    return PlainTextResponse("\n".join(lines) + "\n" if lines else "")
 
 
 @router.get("/{run_id}/graph", response_model=RunGraph)
