@@ -65,6 +65,15 @@ class Settings(BaseSettings):
     reconcile_interval: float = Field(default=60.0, gt=0)
     #: A queued step older than this is assumed lost by the reconciler and sent again.
     reconcile_grace: float = Field(default=30.0, ge=0)
+    #: Serve the worker's Prometheus metrics on this port (``chordflow worker``); unset,
+    #: workers collect none.
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    #: The directory pool processes write their samples to (``*.db`` files there are
+    #: removed at start); unset, a new temporary directory per worker.
+    worker_metrics_dir: Path | None = None
+    #: Seconds between two ticks of the scheduler (``chordflow worker --beat``): each
+    #: submits the runs of the schedules that are due, so a schedule fires up to this late.
+    schedule_tick_seconds: float = Field(default=10.0, gt=0)
 
     # -- the HTTP API (``chordflow api``) and its clients ---------------------------------
     api_host: str = "127.0.0.1"

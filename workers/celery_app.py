@@ -25,7 +25,7 @@ PRIORITY_STEPS = list(range(10))
 def make_celery(settings: Settings) -> Celery:
     app = Celery("chordflow", broker=settings.broker_url,
                  backend=settings.celery_result_backend(),
-                 include=["tasks.step", "tasks.recovery"])
+                 include=["tasks.step", "tasks.recovery", "tasks.schedules"])
     transport_options: dict[str, Any] = {}
     if settings.broker_url.startswith(("redis://", "rediss://")):
         transport_options = {
@@ -65,7 +65,13 @@ def make_celery(settings: Settings) -> Celery:
                 "schedule": settings.reconcile_interval,
                 "options": {"queue": settings.default_queue, "expires":
                             settings.reconcile_interval},
-            }
+            },
+            "chordflow-schedules-tick": {
+                "task": "chordflow.schedules.tick",
+                "schedule": settings.schedule_tick_seconds,
+                "options": {"queue": settings.default_queue, "expires":
+                            settings.schedule_tick_seconds},
+            },
         },
     )
     return app

@@ -39,6 +39,7 @@ def create_app(settings: Settings | None = None, service: RunService | None = No
         app.state.audit = AuditLog(db)
         app.state.library = WorkflowLibrary(db)
         app.state.library.ensure_indexes()
+        app.state.schedules = schedules.open_store(db)
         if not settings.api_auth:
             log.warning("API authentication is OFF (CHORDFLOW_API_AUTH=false): anyone who "
                         "reaches this server is an admin. For local development only.")
@@ -48,7 +49,7 @@ def create_app(settings: Settings | None = None, service: RunService | None = No
             if own:
                 app.state.service.close()
 
-    from app.api.routes import admin, compat, meta, ops, runs, workflows
+    from app.api.routes import admin, compat, meta, ops, runs, schedules, workflows
 
     app = FastAPI(
         title="chordflow",
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None, service: RunService | None = No
     app.include_router(runs.router, prefix=API_PREFIX)
     app.include_router(compat.router, prefix=API_PREFIX)
     app.include_router(workflows.router, prefix=API_PREFIX)
+    app.include_router(schedules.router, prefix=API_PREFIX)
     app.include_router(admin.router, prefix=API_PREFIX)
 
     @app.exception_handler(ValidationFailed)

@@ -226,12 +226,22 @@ def worker(
     hostname: Annotated[str | None, typer.Option(help="Node name, e.g. w1@%h.")] = None,
     beat: Annotated[bool, typer.Option(help="Also run the periodic reconciler.")] = False,
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+    metrics_port: Annotated[int | None, typer.Option(
+        help="Serve Prometheus metrics on this port (default CHORDFLOW_WORKER_METRICS_PORT)."
+    )] = None,
 ) -> None:
     """Start a Celery worker that runs steps."""
     from app.config import get_settings
-    from workers.celery_app import app as celery_app
 
     settings = get_settings()
+    metrics = None
+    port = metrics_port or settings.worker_metrics_port
+    if port:  # before Celery (and prometheus_client) load and the pool forks
+        from workers.metrics import install
+
+        metrics = install(port, settings.worker_metrics_dir)
+    from workers.celery_app import app as celery_app
+
     argv = ["worker", "-Q", queues or settings.default_queue, "-P", pool, "-l", loglevel,
             "-E", "--without-mingle", "--without-gossip"]
     if concurrency:
@@ -241,7 +251,13 @@ def worker(
     if beat:
         argv += ["-B", "-s", str(settings.workdir / "celerybeat-schedule")]
         settings.workdir.mkdir(parents=True, exist_ok=True)
-    celery_app.worker_main(argv)
+    try:
+        celery_app.worker_main(argv)
+    finally:
+        if metrics is not None:
+            from workers.metrics import cleanup
+
+            cleanup(metrics, remove=settings.worker_metrics_dir is None)
 
 
 def _service() -> Any:
@@ -345,9 +361,10 @@ def reconcile() -> None:
 
 
 def _register_server_commands() -> None:
-    from app.cli.server import api, keys_app
+    from app.cli.server import api, flower, keys_app
 
     app.command()(api)
+    app.command()(flower)
     app.add_typer(keys_app, name="keys")
 
 
@@ -355,12 +372,13 @@ _register_server_commands()
 
 
 def _register_remote_commands() -> None:
-    from app.cli.remote import logs, runs, submit, workflows_app
+    from app.cli.remote import logs, runs, schedules_app, submit, workflows_app
 
     app.command()(submit)
     app.command()(runs)
     app.command()(logs)
     app.add_typer(workflows_app, name="workflows")
+    app.add_typer(schedules_app, name="schedules")
 
 
 _register_remote_commands()

@@ -1,6 +1,6 @@
-"""The CLI over HTTP: ``submit``, ``runs``, ``logs`` and ``workflows`` are clients of a
-chordflow API (``chordflow api``); ``status``, ``cancel`` and ``rerun`` use it too when
-``CHORDFLOW_API_URL`` is set.
+"""The CLI over HTTP: ``submit``, ``runs``, ``logs``, ``workflows`` and ``schedules`` are
+clients of a chordflow API (``chordflow api``); ``status``, ``cancel`` and ``rerun`` use it
+too when ``CHORDFLOW_API_URL`` is set.
 
 The API is at ``CHORDFLOW_API_URL`` (default ``http://CHORDFLOW_API_HOST:CHORDFLOW_API_PORT``,
 i.e. http://127.0.0.1:8080), with the key ``CHORDFLOW_API_KEY`` sent as a bearer token.
@@ -778,3 +778,148 @@ def workflows_run(
         body["version"] = version
     with client() as api:
         _start(api, f"{workflow_path(name)}/runs", body, wait, as_json, idempotency_key)
+
+
+# -- schedules ----------------------------------------------------------------------------
+
+schedules_app = typer.Typer(
+    help="Scheduled runs of stored workflows (cron or every N seconds): list, create, "
+         "show, pause, resume, delete, trigger now. Fired by 'chordflow worker --beat'.",
+    no_args_is_help=True,
+)
+
+ScheduleIdArg = Annotated[str, typer.Argument(help="The schedule's id.")]
+
+
+def schedule_path(schedule_id: str) -> str:
+    return f"/schedules/{quote(schedule_id, safe='')}"
+
+
+def _schedule_trigger(body: Mapping[str, Any]) -> str:
+    if body.get("cron"):
+        zone = body.get("timezone") or "UTC"
+        return f"cron {body['cron']}" + ("" if zone == "UTC" else f" ({zone})")
+    seconds = body.get("interval_seconds")
+    return f"every {seconds:g}s" if isinstance(seconds, int | float) else ""
+
+
+def _show_schedule(verb: str, body: Any) -> None:
+    if not isinstance(body, Mapping):
+        _fields(body)
+        return
+    state = "" if body.get("enabled", True) else ", paused"
+    out.print(escape(f"{verb} schedule {body.get('id')}: {body.get('workflow')} "
+                     f"{_schedule_trigger(body)}{state}"), highlight=False)
+
+
+@schedules_app.command("list")
+def schedules_list(
+    workflow: Annotated[str | None, typer.Option(
+        help="Only the schedules of this stored workflow.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List schedules with their trigger, state and next run."""
+    with client() as api:
+        body = api.call("GET", "/schedules",
+                        params={"workflow": workflow} if workflow else None)
+    if as_json:
+        print_json(body)
+        return
+    entries = [e for e in _entries(body, "schedules") if isinstance(e, Mapping)]
+    if not entries:
+        note("no schedules")
+        return
+    print_table(["id", "workflow", "trigger", "enabled", "next run", "last run", "last run id"],
+                [[_cell(e.get("id")), _cell(e.get("workflow")), _schedule_trigger(e),
+                  _cell(e.get("enabled")), when(e.get("next_run_at")),
+                  when(e.get("last_run_at")), _cell(e.get("last_run_id"))] for e in entries])
+
+
+@schedules_app.command("create")
+def schedules_create(
+    name: NameArg,
+    cron: Annotated[str | None, typer.Option(
+        "--cron", help="A cron expression, e.g. '*/15 * * * *', or '@hourly'.")] = None,
+    every: Annotated[float | None, typer.Option(
+        "--every", help="Run every this many seconds.")] = None,
+    var: VarOpt = None,
+    version: Annotated[int | None, typer.Option(
+        min=1, help="Run this version (default: the latest at each run).")] = None,
+    timezone: Annotated[str, typer.Option(
+        help="IANA time zone of the cron expression.")] = "UTC",
+    paused: Annotated[bool, typer.Option(
+        "--paused", help="Create it paused (resume it to start).")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Schedule runs of a stored workflow: --cron EXPR or --every SECONDS."""
+    from app.cli.main import parse_vars
+
+    if (cron is None) == (every is None):
+        fail("give exactly one of --cron and --every")
+    body: dict[str, Any] = {"workflow": name, "variables": parse_vars(var),
+                            "cron": cron, "interval_seconds": every,
+                            "timezone": timezone, "enabled": not paused}
+    if version is not None:
+        body["version"] = version
+    with client() as api:
+        created = api.call("POST", "/schedules", body=body)
+    if as_json:
+        print_json(created)
+    else:
+        _show_schedule("created", created)
+
+
+@schedules_app.command("show")
+def schedules_show(schedule_id: ScheduleIdArg, as_json: JsonOpt = False) -> None:
+    """Show a schedule: trigger, variables, next and last runs."""
+    with client() as api:
+        body = api.call("GET", schedule_path(schedule_id))
+    if as_json:
+        print_json(body)
+        return
+    _fields(body)
+    if isinstance(body, Mapping) and body.get("variables"):
+        out.print(escape(f"variables: {json.dumps(body['variables'])}"), highlight=False)
+
+
+def _set_schedule_enabled(schedule_id: str, enabled: bool, as_json: bool) -> None:
+    with client() as api:
+        body = api.call("PATCH", schedule_path(schedule_id), body={"enabled": enabled})
+    if as_json:
+        print_json(body)
+    else:
+        _show_schedule("resumed" if enabled else "paused", body)
+
+
+@schedules_app.command("pause")
+def schedules_pause(schedule_id: ScheduleIdArg, as_json: JsonOpt = False) -> None:
+    """Stop starting runs (runs under way go on) until the schedule is resumed."""
+    _set_schedule_enabled(schedule_id, False, as_json)
+
+
+@schedules_app.command("resume")
+def schedules_resume(schedule_id: ScheduleIdArg, as_json: JsonOpt = False) -> None:
+    """Start runs again; the next one is computed from now (missed ones are skipped)."""
+    _set_schedule_enabled(schedule_id, True, as_json)
+
+
+@schedules_app.command("delete")
+def schedules_delete(schedule_id: ScheduleIdArg, as_json: JsonOpt = False) -> None:
+    """Delete a schedule (the runs it started are kept)."""
+    with client() as api:
+        body = api.call("DELETE", schedule_path(schedule_id))
+    if as_json:
+        print_json(body)
+    else:
+        out.print(f"deleted schedule {escape(schedule_id)}", highlight=False)
+
+
+@schedules_app.command("trigger")
+def schedules_trigger(
+    schedule_id: ScheduleIdArg,
+    wait: WaitOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a schedule's workflow now; print the run id, or with --wait its report."""
+    with client() as api:
+        _start(api, f"{schedule_path(schedule_id)}/trigger", {}, wait, as_json, None)

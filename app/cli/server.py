@@ -1,4 +1,5 @@
-"""``chordflow api`` (serve the HTTP API) and ``chordflow keys`` (manage API keys).
+"""``chordflow api`` (serve the HTTP API), ``chordflow flower`` (serve Flower) and
+``chordflow keys`` (manage API keys).
 
 ``keys`` works on MongoDB directly, so the first admin key can be made before any
 server runs; admins can also manage keys over HTTP.
@@ -34,6 +35,21 @@ def api(
     uvicorn.run("app.api.main:app", host=host or settings.api_host,
                 port=port or settings.api_port, workers=workers or settings.api_workers,
                 log_level="info", proxy_headers=True)
+
+
+def flower(
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 5555,
+    address: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+) -> None:
+    """Serve Flower, Celery's monitor, on the workers' broker (its HTTP API at /api).
+
+    Flower reads its other options from FLOWER_* variables. Its pages need no login
+    unless FLOWER_BASIC_AUTH=user:password (or OAuth) is set, and its HTTP API answers
+    only with a login or FLOWER_UNAUTHENTICATED_API=true: keep it on a private address.
+    """
+    from workers.celery_app import app as celery_app
+
+    celery_app.start(["flower", f"--port={port}", f"--address={address}"])
 
 
 def _keys():  # type: ignore[no-untyped-def]

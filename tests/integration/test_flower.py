@@ -1,0 +1,103 @@
+"""``chordflow flower`` through real parts: Redis, a MongoDB-protocol server, a worker
+and Flower, whose HTTP API must show the worker and each step by its workflow name."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from app.config import Settings
+from app.engine.state import RunStatus
+from app.workflow.loader import load_data
+from tests.servers import (
+    ROOT,
+    START_TIMEOUT,
+    celery_worker,
+    free_port,
+    mongo_server,
+    redis_server,
+    stop_group,
+    wait_for_port,
+    worker_env,
+)
+
+CHORDFLOW = str(Path(sys.executable).parent / "chordflow")
+AUTH = ("ops", "flower-test-pw")
+EVENTS_DEADLINE = 30.0
+
+
+@contextmanager
+def flower_server(env: dict[str, str], port: int, log: Path) -> Iterator[str]:
+    """``chordflow flower`` in its own process group; yields its base URL."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen([CHORDFLOW, "flower", "--port", str(port)], env=env,
+                                stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+                                start_new_session=True)
+    try:
+        wait_for_port(port, proc, timeout=START_TIMEOUT, log=log)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_group(proc)
+
+
+def poll(url: str, found: Any, what: str, log: Path) -> Any:
+    """GET ``url`` until ``found(json)`` returns something, within a deadline."""
+    deadline = time.monotonic() + EVENTS_DEADLINE
+    last: Any = None
+    while time.monotonic() < deadline:
+        response = httpx.get(url, auth=AUTH, timeout=5)
+        if response.status_code == 200:
+            last = response.json()
+            result = found(last)
+            if result:
+                return result
+        else:
+            last = f"{response.status_code}: {response.text[:300]}"
+        time.sleep(0.5)
+    pytest.fail(f"flower never showed {what}: {last!r}\n{log.read_text()[-2000:]}")
+
+
+def test_flower_shows_the_worker_and_the_steps_by_name(tmp_path):
+    from app.service import RunService
+
+    with redis_server() as (broker, _, _), mongo_server() as mongo:
+        db = f"f{uuid.uuid4().hex[:10]}"
+        queue = f"flower-{uuid.uuid4().hex[:6]}"
+        env = worker_env(broker, mongo, db, tmp_path / "work", CHORDFLOW_DEFAULT_QUEUE=queue,
+                         FLOWER_BASIC_AUTH=":".join(AUTH))
+        settings = Settings(broker_url=broker, mongo_url=mongo, mongo_db=db,
+                            workdir=tmp_path / "work", visibility_timeout=30,
+                            default_queue=queue)
+        flower_log = tmp_path / "flower.log"
+        with celery_worker(env, "fw", "--concurrency", "1", log=tmp_path / "fw.log"), \
+                flower_server(env, free_port(), flower_log) as url:
+            assert httpx.get(f"{url}/api/workers", timeout=5).status_code == 401
+            # Flower sees a worker by its heartbeats and task events (workers run -E).
+            worker = poll(f"{url}/api/workers?refresh=1",
+                          lambda ws: next((n for n in ws if n.startswith("fw@")), None),
+                          "the worker", flower_log)
+
+            service = RunService.celery(settings)
+            try:
+                run_id = service.submit(load_data({"name": "flowertest", "steps": [
+                    {"name": "hello", "module": "echo", "params": {"greeting": "hi"}}]}))
+                assert service.wait(run_id, timeout=30) is RunStatus.SUCCEEDED
+            finally:
+                service.close()
+
+            def hello(tasks: dict[str, Any]) -> Any:
+                return next((t for t in tasks.values() if t.get("name") == "flowertest.hello"
+                             and t.get("state") == "SUCCESS"), None)
+
+            task = poll(f"{url}/api/tasks", hello, "flowertest.hello", flower_log)
+            assert task["worker"] == worker
+            assert task["uuid"].startswith(f"{run_id}:hello:")
