@@ -9,7 +9,7 @@ import os
 import tempfile
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     #: Seconds between two ticks of the scheduler (``chordflow worker --beat``): each
     #: submits the runs of the schedules that are due, so a schedule fires up to this late.
     schedule_tick_seconds: float = Field(default=10.0, gt=0)
+
+    #: ``json``: the API and workers log one JSON object per line, with the run id and
+    #: step of messages about a run (app/log_format.py); ``text``: plain lines.
+    log_format: Literal["text", "json"] = "text"
 
     # -- the HTTP API (``chordflow api``) and its clients ---------------------------------
     api_host: str = "127.0.0.1"

@@ -251,6 +251,10 @@ def worker(
     if beat:
         argv += ["-B", "-s", str(settings.workdir / "celerybeat-schedule")]
         settings.workdir.mkdir(parents=True, exist_ok=True)
+    if settings.log_format == "json":
+        from app.log_format import json_for_celery
+
+        json_for_celery()
     try:
         celery_app.worker_main(argv)
     finally:
@@ -385,8 +389,14 @@ _register_remote_commands()
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from app.config import get_settings
+    from app.log_format import configure
+
+    try:
+        log_format = get_settings().log_format
+    except ValueError:  # a bad CHORDFLOW_* variable: the command itself reports it
+        log_format = "text"
+    configure(log_format, logging.WARNING)
     app()
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -32,9 +32,17 @@ def api(
     from app.config import get_settings
 
     settings = get_settings()
+    log_config: Any = uvicorn.config.LOGGING_CONFIG
+    if settings.log_format == "json":
+        # Uvicorn's loggers go through the root logger, which writes JSON lines (in
+        # each worker process too: uvicorn configures logging again there).
+        log_config = {"version": 1, "disable_existing_loggers": False, "handlers": {
+            "json": {"class": "logging.StreamHandler", "formatter": "json"}},
+            "formatters": {"json": {"()": "app.log_format.JsonFormatter"}},
+            "root": {"handlers": ["json"], "level": "INFO"}}
     uvicorn.run("app.api.main:app", host=host or settings.api_host,
                 port=port or settings.api_port, workers=workers or settings.api_workers,
-                log_level="info", proxy_headers=True)
+                log_level="info", proxy_headers=True, log_config=log_config)
 
 
 def flower(

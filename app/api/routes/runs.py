@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -33,6 +34,8 @@ from app.engine.report import iso
 from app.engine.state import RUN_FINISHED, RunStatus
 from app.service import RunService
 from app.workflow.loader import load_data
+
+log = logging.getLogger("chordflow.api.runs")
 
 router = APIRouter(prefix="/runs", tags=["runs"], responses={
     **AUTH_RESPONSES, 404: {"description": "No such run (or stored workflow)."}})
@@ -80,6 +83,8 @@ def submit_run(request: Request, principal: Principal, body: RunCreate,
             store.release_idempotency_key(idempotency_key)
         raise
     audit(request, principal, "run.submit", run_id, workflow=plan.name)
+    log.info("run %s of %s submitted by %s", run_id, plan.name, principal.name,
+             extra={"run_id": run_id})
     status = service.engine.store.get_run(run_id).status
     return RunCreated(run_id=run_id, status=str(status), workflow=plan.name,
                       links=links(request, run_id)), True
