@@ -2,29 +2,25 @@
 
 A task only turns its arguments into a TaskMessage and hands it to the engine, which
 records everything in MongoDB and dispatches what the step unblocked. While a step
-runs, a watcher polls its run once a second, so a cancel stops the step's work on
-whichever host runs it, whatever the pool.
+runs, the process's cancel watch (tasks/cancel_watch.py) looks at its run once a
+second, so a cancel stops the step's work on whichever host runs it, whatever the pool.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 from celery import Task
 from celery.exceptions import Retry
 
 from app.engine.dispatch import TaskMessage
-from app.engine.state import RunStatus
+from tasks.cancel_watch import CancelWatch
 from tasks.dispatch import GATHER_TASK, STEP_TASK
 from tasks.runtime import worker_engine
 from workers.celery_app import app
 
 log = logging.getLogger("chordflow.tasks")
-
-CANCEL_POLL_SECONDS = 1.0
-
 
 @app.task(bind=True, name=STEP_TASK, acks_late=True)
 def run_step(
@@ -36,11 +32,7 @@ def run_step(
     engine.worker = self.request.hostname or engine.worker
     message = TaskMessage(run_id, step, index, attempt, workflow, timeout=timeout,
                           readmit=readmit, generation=generation)
-    cancel_event = threading.Event()
-    stop_watch = threading.Event()
-    watcher = threading.Thread(target=_watch_cancel, daemon=True,
-                               args=(engine, run_id, cancel_event, stop_watch))
-    watcher.start()
+    token, cancel_event = _cancel_watch(engine).watch(run_id)
     try:
         engine.execute(message, cancel_event, task_id=self.request.id)
     except Retry:
@@ -48,18 +40,18 @@ def run_step(
     except Exception as exc:  # recorded; a chord must see this element finish
         engine.fail_unexpected(message, exc, task_id=self.request.id)
     finally:
-        stop_watch.set()
+        _cancel_watch(engine).unwatch(token)
 
 
-def _watch_cancel(engine: Any, run_id: str, cancel_event: threading.Event,
-                  stop: threading.Event) -> None:
-    while not stop.wait(CANCEL_POLL_SECONDS):
-        try:
-            if engine.store.get_run(run_id).status is RunStatus.CANCELLED:
-                cancel_event.set()
-                return
-        except Exception:  # the store is briefly unreachable: look again next time
-            log.debug("cancel watch for %s failed", run_id, exc_info=True)
+_watches: dict[int, CancelWatch] = {}
+
+
+def _cancel_watch(engine: Any) -> CancelWatch:
+    """The process's watch (per engine: a forked pool process builds its own)."""
+    watch = _watches.get(id(engine))
+    if watch is None:
+        watch = _watches[id(engine)] = CancelWatch(lambda run: engine.store.get_run(run).status)
+    return watch
 
 
 @app.task(name=GATHER_TASK, acks_late=True)
