@@ -80,7 +80,12 @@ class CapturingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
 
     def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
         if self.isEnabledFor(level) or level >= logging.INFO:
-            text = str(msg) % args if args else str(msg)
+            # Formatted as logging would (a dict argument, %-style); never raises.
+            record = logging.LogRecord("step", level, "", 0, msg, args, None)
+            try:
+                text = record.getMessage()
+            except Exception:
+                text = f"{msg} {args}"
             self.sink.append((time.time(), "log", f"{logging.getLevelName(level)} {text}"))
         super().log(level, msg, *args, **kwargs)
 

@@ -9,6 +9,7 @@ second, so a cancel stops the step's work on whichever host runs it, whatever th
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from celery import Task
@@ -44,14 +45,17 @@ def run_step(
 
 
 _watches: dict[int, CancelWatch] = {}
+_watches_lock = threading.Lock()
 
 
 def _cancel_watch(engine: Any) -> CancelWatch:
     """The process's watch (per engine: a forked pool process builds its own)."""
-    watch = _watches.get(id(engine))
-    if watch is None:
-        watch = _watches[id(engine)] = CancelWatch(lambda run: engine.store.get_run(run).status)
-    return watch
+    with _watches_lock:
+        watch = _watches.get(id(engine))
+        if watch is None:
+            watch = _watches[id(engine)] = CancelWatch(
+                lambda run: engine.store.get_run(run).status)
+        return watch
 
 
 @app.task(name=GATHER_TASK, acks_late=True)

@@ -115,3 +115,42 @@ def test_rerun_starts_from_the_failed_steps(lossy, tmp_path):
     assert after["m"].outputs["items"][1]["stdout"] == "2\n"
     with pytest.raises(ValueError, match="only a failed or cancelled run"):
         lossy.rerun(run_id)
+
+
+def test_resume_counts_the_steps_it_decides(lossy):
+    """A step recorded as finished whose children were never released: resume decides
+    them, and counts those that are leaves, so the run still finishes."""
+    lossy.lose = {"a", "x"}
+    run_id = lossy.submit(lossy.compile(load_data({"name": "decide", "steps": [
+        {"name": "a", "module": "echo", "params": {"x": 1}},
+        {"name": "b", "module": "echo", "depends_on": ["a"],
+         "when": "${steps.a.outputs.x} > 5"},
+        {"name": "x", "module": "echo"}]})))
+    assert lossy.wait(run_id, timeout=1) is RunStatus.RUNNING
+    store = lossy.store
+    # a's worker recorded it and died before releasing b.
+    assert store.transition_step(run_id, "a", {StepStatus.QUEUED}, StepStatus.RUNNING,
+                                 attempts=1)
+    assert store.transition_step(run_id, "a", {StepStatus.RUNNING}, StepStatus.SUCCEEDED,
+                                 outputs={"x": 1})
+    lossy.engine.resume(run_id)
+    assert lossy.wait(run_id, timeout=10) is RunStatus.SUCCEEDED
+    assert store.get_steps(run_id)["b"].status is StepStatus.SKIPPED
+
+
+def test_a_message_of_an_earlier_generation_cannot_claim_a_rerun_step(lossy):
+    lossy.lose = {"b"}
+    run_id = lossy.submit(lossy.compile(load_data({"name": "gen", "steps": [
+        {"name": "a", "module": "echo"},
+        {"name": "b", "module": "echo", "depends_on": ["a"]},
+        {"name": "c", "module": "echo", "depends_on": ["b"]}]})))
+    assert lossy.wait(run_id, timeout=1) is RunStatus.RUNNING  # b's message was lost
+    lossy.cancel(run_id)
+    lossy.lose = {"b"}  # the re-run's message for b is lost too, for now
+    assert lossy.rerun(run_id) == ["b", "c"]
+    assert lossy.store.get_steps(run_id)["b"].status is StepStatus.QUEUED
+    # The cancelled generation's message turns up: it must not run the re-run's step.
+    lossy.engine.execute(TaskMessage(run_id, "b", None, 1, "gen", generation=0))
+    assert lossy.store.get_steps(run_id)["b"].status is StepStatus.QUEUED
+    lossy.engine.execute(TaskMessage(run_id, "b", None, 1, "gen", generation=1))
+    assert lossy.wait(run_id, timeout=10) is RunStatus.SUCCEEDED

@@ -285,7 +285,8 @@ class Engine(Release, Recovery):
         except (ReferenceResolutionError, ParamsInvalid) as exc:
             # Rendering is deterministic: retrying cannot help, so fail for good.
             self._finish_task(run, plan, sp, key, msg.attempt, QUEUED_ONLY, StepStatus.FAILED,
-                              error=f"params: {exc}", attempts=msg.attempt)
+                              error=f"params: {exc}", attempts=msg.attempt,
+                              generation=msg.generation)
             return
 
         started = now()
@@ -342,20 +343,24 @@ class Engine(Release, Recovery):
 
         A cached record may say running after the run was cancelled or finished; that
         is safe, because cancel moves every unfinished step to cancelled and a finished
-        run has no queued step, so the claim's compare-and-set refuses the message.
+        run has no queued step, so the claim's compare-and-set refuses the message; and
+        a message of an earlier generation cannot claim a step a re-run queued (the
+        claim compares the generation too).
         """
         key = (msg.run_id, msg.generation)
-        run = self._runs.get(key)
-        if run is not None:
-            self._runs.move_to_end(key)
-            return run
+        with self._plans_lock:
+            run = self._runs.get(key)
+            if run is not None:
+                self._runs.move_to_end(key)
+                return run
         run = self.store.get_run(msg.run_id)
         if run.status is not RunStatus.RUNNING:
             return None
         if run.reruns == msg.generation:
-            self._runs[key] = run
-            if len(self._runs) > RUN_CACHE_SIZE:
-                self._runs.popitem(last=False)
+            with self._plans_lock:
+                self._runs[key] = run
+                if len(self._runs) > RUN_CACHE_SIZE:
+                    self._runs.popitem(last=False)
         return run
 
     def _keep_output(self, run_id: str, key: TaskKey, attempt: int,
@@ -383,7 +388,8 @@ class Engine(Release, Recovery):
         fields = {"started_at": started, "worker": self.worker, "task_id": task_id,
                   "params": rendered}
         if self._transition(run.id, key, QUEUED_ONLY, StepStatus.RUNNING,
-                            attempt=msg.attempt - 1, attempts=msg.attempt, **fields):
+                            attempt=msg.attempt - 1, attempts=msg.attempt,
+                            expect_generation=msg.generation, **fields):
             return msg.attempt
         if self.holder_alive is None:
             return None
@@ -398,7 +404,8 @@ class Engine(Release, Recovery):
             self.attempt_failed(msg, f"its worker was lost {MAX_TAKEOVERS} times")
             return None
         if not self._transition(run.id, key, RUNNING_ONLY, StepStatus.RUNNING,
-                                attempt=msg.attempt, attempts=msg.attempt + 1, **fields):
+                                attempt=msg.attempt, attempts=msg.attempt + 1,
+                                expect_generation=msg.generation, **fields):
             return None
         self._event(run.id, "step_taken_over", key,
                     {"lost_worker": rec.worker, "attempt": msg.attempt + 1})
@@ -465,19 +472,23 @@ class Engine(Release, Recovery):
         attempt: int,
         expect: frozenset[StepStatus],
         status: StepStatus,
+        generation: int | None = None,
         **fields: Any,
     ) -> None:
-        """Record a task's final status, free its slot, and release what it unblocked."""
+        """Record a task's final status, free its slot, and release what it unblocked.
+
+        ``generation``: the re-run generation the attempt must have been queued by.
+        """
         expect_attempt = attempt - 1 if expect is QUEUED_ONLY else attempt
         rec: StepRecord | None = None
         if key.index is None:
             rec = self.store.finish_step(run.id, key.step, expect, status,
-                                         attempt=expect_attempt,
+                                         attempt=expect_attempt, expect_generation=generation,
                                          **self._clean({"finished_at": now(), **fields}))
             if rec is None:
                 return
         elif not self._transition(run.id, key, expect, status, attempt=expect_attempt,
-                                  finished_at=now(), **fields):
+                                  expect_generation=generation, finished_at=now(), **fields):
             return
         self._event(run.id, f"step_{status}", key,
                     {"error": fields["error"]} if "error" in fields else None)
@@ -509,15 +520,17 @@ class Engine(Release, Recovery):
 
     def _transition(
         self, run_id: str, key: TaskKey, expect: frozenset[StepStatus], status: StepStatus,
-        *, attempt: int | None = None, **fields: Any,
+        *, attempt: int | None = None, expect_generation: int | None = None, **fields: Any,
     ) -> bool:
         self._clean(fields)
         if key.index is None:
             return self.store.transition_step(run_id, key.step, expect, status,
-                                              attempt=attempt, **fields)
+                                              attempt=attempt,
+                                              expect_generation=expect_generation, **fields)
         fields.pop("params", None)
         return self.store.transition_item(run_id, key.step, key.index, expect, status,
-                                          attempt=attempt, **fields)
+                                          attempt=attempt,
+                                          expect_generation=expect_generation, **fields)
 
     def _finish_run(self, run_id: str, plan: Plan) -> None:
         steps = self.store.get_steps(run_id)

@@ -102,11 +102,12 @@ class MemoryStore:
         status: StepStatus,
         *,
         attempt: int | None = None,
+        expect_generation: int | None = None,
         **fields: Any,
     ) -> bool:
         with self._lock:
-            return self._transition_step(run_id, name, expect, status, attempt, fields) \
-                is not None
+            return self._transition_step(run_id, name, expect, status, attempt, fields,
+                                         expect_generation) is not None
 
     def queue_steps(self, run_id: str, names: Collection[str], queued_at: float) -> None:
         with self._lock:
@@ -122,18 +123,21 @@ class MemoryStore:
         status: StepStatus,
         *,
         attempt: int | None = None,
+        expect_generation: int | None = None,
         **fields: Any,
     ) -> StepRecord | None:
         with self._lock:
-            step = self._transition_step(run_id, name, expect, status, attempt, fields)
+            step = self._transition_step(run_id, name, expect, status, attempt, fields,
+                                         expect_generation)
             return None if step is None else self._copy(step)
 
     def _transition_step(
         self, run_id: str, name: str, expect: Collection[StepStatus], status: StepStatus,
-        attempt: int | None, fields: Mapping[str, Any],
+        attempt: int | None, fields: Mapping[str, Any], generation: int | None = None,
     ) -> StepRecord | None:
         step = self._steps[run_id][name]
-        if step.status not in expect or (attempt is not None and step.attempts != attempt):
+        if step.status not in expect or (attempt is not None and step.attempts != attempt) \
+                or (generation is not None and step.generation != generation):
             return None
         check_step(step.status, status)
         step.status = status
@@ -150,13 +154,15 @@ class MemoryStore:
         status: StepStatus,
         *,
         attempt: int | None = None,
+        expect_generation: int | None = None,
         **fields: Any,
     ) -> bool:
         with self._lock:
             step = self._steps[run_id][name]
             assert step.items is not None, f"step {name} is not a foreach step"
             item = step.items[index]
-            if item.status not in expect or (attempt is not None and item.attempts != attempt):
+            if item.status not in expect or (attempt is not None and item.attempts != attempt) \
+                    or (expect_generation is not None and item.generation != expect_generation):
                 return False
             check_step(item.status, status)
             item.status = status

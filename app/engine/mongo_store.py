@@ -182,6 +182,7 @@ class MongoStore:
         status: StepStatus,
         *,
         attempt: int | None = None,
+        expect_generation: int | None = None,
         **fields: Any,
     ) -> bool:
         for frm in expect:
@@ -193,7 +194,7 @@ class MongoStore:
             self._insert_items(run_id, name, items)
             fields["items_total"] = len(items)
         return _compare_and_set(self.steps, f"{run_id}/{name}", expect, status, attempt,
-                                fields)
+                                fields, expect_generation)
 
     def queue_steps(self, run_id: str, names: Collection[str], queued_at: float) -> None:
         check_step(StepStatus.PENDING, StepStatus.QUEUED)
@@ -211,11 +212,12 @@ class MongoStore:
         status: StepStatus,
         *,
         attempt: int | None = None,
+        expect_generation: int | None = None,
         **fields: Any,
     ) -> StepRecord | None:
         for frm in expect:
             check_step(frm, status)
-        query = _expecting(f"{run_id}/{name}", expect, attempt)
+        query = _expecting(f"{run_id}/{name}", expect, attempt, expect_generation)
         doc = self.steps.find_one_and_update(
             query, {"$set": {"status": str(status), **_plain(fields)}},
             return_document=ReturnDocument.AFTER,
@@ -231,12 +233,13 @@ class MongoStore:
         status: StepStatus,
         *,
         attempt: int | None = None,
+        expect_generation: int | None = None,
         **fields: Any,
     ) -> bool:
         for frm in expect:
             check_step(frm, status)
         if not _compare_and_set(self.items, f"{run_id}/{name}/{index}", expect, status,
-                                attempt, fields):
+                                attempt, fields, expect_generation):
             return False
         if "attempts" in fields:  # the step shows its busiest element's attempts
             self.steps.update_one(
@@ -410,21 +413,25 @@ class MongoStore:
 def _compare_and_set(
     collection: MongoCollection[Any], doc_id: str, expect: Collection[StepStatus],
     status: StepStatus, attempt: int | None, fields: Mapping[str, Any],
+    generation: int | None = None,
 ) -> bool:
     """Set ``status`` and ``fields`` if the status is in ``expect`` (and the attempts
     equal ``attempt``): one atomic update of one document."""
-    result = collection.update_one(_expecting(doc_id, expect, attempt),
+    result = collection.update_one(_expecting(doc_id, expect, attempt, generation),
                                    {"$set": {"status": str(status), **_plain(fields)}})
     return result.modified_count == 1
 
 
 def _expecting(
-    doc_id: str, expect: Collection[StepStatus], attempt: int | None
+    doc_id: str, expect: Collection[StepStatus], attempt: int | None,
+    generation: int | None = None,
 ) -> dict[str, Any]:
     """The query of a compare-and-set: this document, in one of these states."""
     query: dict[str, Any] = {"_id": doc_id, "status": {"$in": [str(s) for s in expect]}}
     if attempt is not None:
         query["attempts"] = attempt
+    if generation is not None:
+        query["generation"] = generation
     return query
 
 

@@ -34,6 +34,9 @@ class ItemRecord:
     finished_at: float | None = None
     worker: str | None = None
     task_id: str | None = None
+    #: The re-run generation that queued it: a message of another generation may not
+    #: claim it (a leftover of a cancelled run after its re-run).
+    generation: int = 0
 
 
 class _Copyable:
@@ -66,6 +69,8 @@ class StepRecord(_Copyable):
     #: Parents not yet finished; the last parent to finish releases this step. (The
     #: store also remembers which parents counted, so none counts twice.)
     waiting_on: int = 0
+    #: The re-run generation that queued it (see ItemRecord.generation).
+    generation: int = 0
     items: list[ItemRecord] | None = None
     items_left: int = 0
 

@@ -84,9 +84,11 @@ class Release:
 
         ``known`` holds records of finished steps as this task wrote them, so releasing
         their children need not read them back (a chain reads nothing). ``count_run``
-        False: the steps were counted for the run already (a resume releasing again).
+        False: the steps in ``finished`` were counted for the run already (a resume
+        releasing again); steps this call decides are counted all the same.
         """
         known = known if known is not None else {}
+        counted = set() if count_run else set(finished)
         stack = list(finished)
         while stack:
             done = stack.pop()
@@ -97,7 +99,7 @@ class Release:
                         self.store.count_parent(run.id, child, done) == 0:
                     if self._release(run, plan, child, known):
                         stack.append(child)
-            if count_run and (run.count_all or not plan.steps[done].children) and \
+            if done not in counted and (run.count_all or not plan.steps[done].children) and \
                     self.store.count_step(run.id, done) == 0:
                 self._finish_run(run.id, plan)
 
@@ -148,7 +150,8 @@ class Release:
                 return False
             if not self.store.transition_step(
                 run.id, name, PENDING_ONLY, StepStatus.READY,
-                items=[ItemRecord(status=StepStatus.READY, value=v) for v in items],
+                items=[ItemRecord(status=StepStatus.READY, value=v, generation=run.reruns)
+                       for v in items],
                 items_left=len(items),
             ):
                 return False
@@ -167,7 +170,8 @@ class Release:
         queued = now()
         if not self.store.transition_step(
             run.id, sp.name, PENDING_ONLY, StepStatus.READY,
-            items=[ItemRecord(status=StepStatus.QUEUED, value=v, queued_at=queued)
+            items=[ItemRecord(status=StepStatus.QUEUED, value=v, queued_at=queued,
+                              generation=run.reruns)
                    for v in items],
             items_left=len(items),
         ):
@@ -210,7 +214,8 @@ class Release:
         if run.max_parallel is not None or run.reruns:
             # A retry coming back through admission, or a step of a re-run: count on.
             attempt = self._attempts(run.id, key) + 1
-        if not self._transition(run.id, key, expect, StepStatus.QUEUED, queued_at=now()):
+        if not self._transition(run.id, key, expect, StepStatus.QUEUED, queued_at=now(),
+                                generation=run.reruns):
             return
         if key.index is not None:
             self.store.transition_step(run.id, sp.name, READY_ONLY, StepStatus.QUEUED,

@@ -43,9 +43,11 @@ class Store(Protocol):
         status: StepStatus,
         *,
         attempt: int | None = None,
+        expect_generation: int | None = None,
         **fields: Any,
     ) -> bool:
-        """Compare-and-set a step's status (and, if given, its ``attempts``)."""
+        """Compare-and-set a step's status (and, if given, its ``attempts`` and the
+        re-run ``generation`` that queued it)."""
 
     def finish_step(
         self,
@@ -55,6 +57,7 @@ class Store(Protocol):
         status: StepStatus,
         *,
         attempt: int | None = None,
+        expect_generation: int | None = None,
         **fields: Any,
     ) -> StepRecord | None:
         """``transition_step`` to a final status, returning the record as written.
@@ -78,9 +81,10 @@ class Store(Protocol):
         status: StepStatus,
         *,
         attempt: int | None = None,
+        expect_generation: int | None = None,
         **fields: Any,
     ) -> bool:
-        """Compare-and-set one ``foreach`` element's status."""
+        """Compare-and-set one ``foreach`` element's status (as ``transition_step``)."""
 
     def count_parent(self, run_id: str, child: str, parent: str) -> int | None:
         """Count ``parent`` as finished for ``child``: parents left, None if counted before."""

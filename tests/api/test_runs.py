@@ -239,3 +239,16 @@ def test_logs_keep_every_attempt_and_the_step_logger(api: Api, tmp_path) -> None
     assert "--- flaky stdout (attempt 1, " in text and "out-1" in text
     assert "--- flaky stdout (attempt 2, " in text and "out-2" in text
     assert text.index("out-1") < text.index("out-2")
+
+
+def test_a_chunked_body_over_the_limit_gets_413(api: Api) -> None:
+    def chunks():
+        yield b'{"workflow": "'
+        for _ in range(5 * 1024):
+            yield b"x" * 1024
+        yield b'"}'
+
+    with api.client("operator") as client:
+        response = client.post("/api/v1/runs", content=chunks(),
+                               headers={"content-type": "application/json"})
+    assert response.status_code == 413, response.text

@@ -42,6 +42,8 @@ router = APIRouter(prefix="/runs", tags=["runs"], responses={
 
 #: Seconds between two reads of a followed run's log.
 FOLLOW_POLL_SECONDS = 0.5
+#: A stream ends after this long even if the run has not (clients reconnect).
+FOLLOW_MAX_SECONDS = 3600.0
 
 
 def service_of(request: Request) -> RunService:
@@ -194,6 +196,7 @@ async def _events(request: Request, run_id: str) -> AsyncIterator[str]:
     store = service_of(request).engine.store
     sent: set[tuple[float, str, str | None]] = set()
     since: float | None = None
+    opened = time.monotonic()
     finished_at: float | None = None
     count = 0
     while True:
@@ -210,6 +213,9 @@ async def _events(request: Request, run_id: str) -> AsyncIterator[str]:
             yield f"id: {count}\nevent: {event.type}\ndata: {json.dumps(payload, default=str)}\n\n"
         if events:
             since = max(e.ts for e in events) - 4 * LINGER_SECONDS - 1.0
+            sent = {k for k in sent if k[0] >= since}  # older ones are never read again
+        if time.monotonic() - opened > FOLLOW_MAX_SECONDS:
+            return  # the client reconnects; a stream does not hold a worker forever
         if run.status in RUN_FINISHED:
             # Other workers' last events arrive within their linger: read once more.
             finished_at = finished_at or time.monotonic()
