@@ -34,6 +34,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from app.engine.dispatch import TaskKey
+from app.engine.report import event_line
+
 #: Seconds an ordinary request may take (an SSE stream has no read timeout).
 TIMEOUT = 30.0
 #: The API's path prefix; a ``CHORDFLOW_API_URL`` that already ends with it is accepted.
@@ -532,25 +535,13 @@ def logs(
             if not isinstance(data, Mapping):
                 continue
             name = data.get("step")
-            if step is not None and (name or "").split("[")[0] != step:
+            if step is not None and not (name and TaskKey.parse(name).step == step):
                 continue
-            sys.stdout.write(_event_line(data) + "\n")
+            sys.stdout.write(event_line(data["ts"], str(data.get("type")), name,
+                                        data.get("data")) + "\n")
             sys.stdout.flush()
         params = {"events": "false", **({"step": step} if step else {})}
         sys.stdout.write(api.text(f"{run_path(run_id)}/logs", params=params))
-
-
-def _event_line(event: Mapping[str, Any]) -> str:
-    """An event as ``GET /runs/{id}/logs`` writes it."""
-    when = event.get("time")
-    if when is None and isinstance(event.get("ts"), int | float):
-        when = datetime.fromtimestamp(event["ts"], UTC).isoformat()
-    line = f"{when} {event.get('type')}"
-    if event.get("step"):
-        line += f" {event['step']}"
-    if event.get("data"):
-        line += f" {json.dumps(event['data'], default=str)}"
-    return line
 
 
 # -- workflows ----------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from collections import defaultdict, deque
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
+from app.engine.dispatch import TaskKey
 from app.engine.records import Event, LogLine, RunRecord, StepRecord
 from app.engine.state import RunStatus, StepStatus, check_run, check_step
 from app.errors import RunNotFound
@@ -259,7 +260,7 @@ class MemoryStore:
         with self._lock:
             lines = list(self._logs[run_id])
         if step is not None:
-            lines = [ln for ln in lines if ln.step.split("[")[0] == step]
+            lines = [ln for ln in lines if TaskKey.parse(ln.step).step == step]
         return sorted(lines, key=lambda ln: ln.ts)
 
     def append_events(self, events: list[Event]) -> None:

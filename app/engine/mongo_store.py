@@ -30,6 +30,7 @@ from pymongo import ReturnDocument
 from pymongo.collection import Collection as MongoCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from app.engine.dispatch import TaskKey
 from app.engine.records import Event, ItemRecord, LogLine, RunRecord, StepRecord, now
 from app.engine.state import RunStatus, StepStatus, check_run, check_step
 from app.errors import RunNotFound
@@ -379,7 +380,7 @@ class MongoStore:
         docs = self.db["logs"].find({"run_id": run_id}).sort([("ts", 1), ("_id", 1)])
         return [LogLine(d["run_id"], d["step"], d["attempt"], d["stream"], d["text"],
                         d.get("worker"), d["ts"]) for d in docs
-                if step is None or d["step"].split("[")[0] == step]
+                if step is None or TaskKey.parse(d["step"]).step == step]
 
     def append_events(self, events: list[Event]) -> None:
         self.events_.insert_many([_plain(asdict(event)) for event in events])

@@ -6,6 +6,7 @@ happened.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +15,16 @@ from app.engine.store import Store
 
 def iso(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def event_line(ts: float, kind: str, step: str | None, data: Any) -> str:
+    """One event as a line of a run's text log (the API's /logs and ``chordflow logs``)."""
+    line = f"{iso(ts)} {kind}"
+    if step:
+        line += f" {step}"
+    if data:
+        line += f" {json.dumps(data, default=str)}"
+    return line
 
 
 def run_report(store: Store, run_id: str, order: list[str] | None = None) -> dict[str, Any]:

@@ -3,7 +3,6 @@ runs by name, against a real uvicorn server, real workers, Redis and MongoDB."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -21,6 +20,7 @@ from app.api.library import (
 )
 from app.engine.records import now
 from tests.api.conftest import Api
+from tests.api.test_runs import wait_run
 
 BASE = "/api/v1/workflows"
 
@@ -39,16 +39,6 @@ def create(client: httpx.Client, document: dict[str, Any]) -> dict[str, Any]:
     response = client.post(BASE, json=document)
     assert response.status_code == 201, response.text
     return response.json()  # type: ignore[no-any-return]
-
-
-def wait_run(client: httpx.Client, run_id: str, timeout: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        body: dict[str, Any] = client.get(f"/api/v1/runs/{run_id}").json()
-        if body["status"] in ("succeeded", "failed", "cancelled"):
-            return body
-        assert time.monotonic() < deadline, f"run {run_id} still {body['status']}"
-        time.sleep(0.1)
 
 
 def audit_entries(api: Api, target: str) -> list[dict[str, Any]]:

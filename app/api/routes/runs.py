@@ -28,9 +28,10 @@ from app.api.schemas import (
     StepOut,
 )
 from app.api.security import AUTH_RESPONSES, Operator, Principal, Viewer
+from app.engine.dispatch import TaskKey
 from app.engine.eventlog import LINGER_SECONDS
 from app.engine.graph import mermaid
-from app.engine.report import iso
+from app.engine.report import event_line, iso
 from app.engine.state import RUN_FINISHED, RunStatus
 from app.service import RunService
 from app.workflow.loader import load_data
@@ -237,13 +238,12 @@ def run_logs(request: Request, run_id: str, _: Viewer, step: str | None = None,
     run = store.get_run(run_id)
     if run.finished_at is not None:  # other workers' last events arrive within a linger
         time.sleep(max(0.0, run.finished_at + 2 * LINGER_SECONDS - time.time()))
-    lines = [f"{iso(e.ts)} {e.type}" + (f" {e.step}" if e.step else "")
-             + (f" {json.dumps(e.data, default=str)}" if e.data else "")
+    lines = [event_line(e.ts, e.type, e.step, e.data)
              for e in (store.events(run_id) if events else [])
-             if step is None or (e.step or "").split("[")[0] == step]
+             if step is None or (e.step and TaskKey.parse(e.step).step == step)]
     output: dict[str, list[Any]] = {}
     for line in store.logs(run_id, step):
-        output.setdefault(line.step.split("[")[0], []).append(line)
+        output.setdefault(TaskKey.parse(line.step).step, []).append(line)
     steps = store.get_steps(run_id)
     for name in service_of(request).engine.plan_for(run).order:
         if step is not None and name != step:
