@@ -28,7 +28,7 @@ derived from Celery's task signals on ``chordflow.step`` tasks (args ``(run_id, 
 index, attempt)``):
 
 - ``task_prerun``: the module comes from the run's plan, through the same cached calls
-  ``Engine.execute`` makes first (``_running_run`` and ``plan_for``): the run record and
+  ``Engine.execute`` makes first (``running_run`` and ``plan_for``): the run record and
   the plan are read once per process and run, and ``execute`` then finds them cached,
   so this costs no extra read. A message for a run that is not running does nothing in
   the engine and is not counted here either. ``readmit`` messages (a retry queueing
@@ -183,7 +183,7 @@ class WorkerMetrics:
         msg = TaskMessage(args[0], args[1], args[2], int(args[3]),
                           str(kwargs.get("workflow", "")),
                           generation=int(kwargs.get("generation", 0)))
-        run = engine._running_run(msg)  # cached: Engine.execute reuses it
+        run = engine.running_run(msg)  # cached: Engine.execute reuses it
         if run is None:
             return None
         return str(engine.plan_for(run).steps[msg.step].module)

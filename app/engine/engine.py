@@ -63,7 +63,7 @@ from modules.registry import ParamsInvalid, Registry
 
 #: Attempts a step may take over beyond its retries after losing its worker.
 MAX_TAKEOVERS = 3
-#: Running runs whose records a worker keeps (see ``Engine._running_run``).
+#: Running runs whose records a worker keeps (see ``Engine.running_run``).
 RUN_CACHE_SIZE = 256
 
 HolderAlive = Callable[[str | None, str | None], bool]
@@ -114,6 +114,7 @@ class Engine(Release, Recovery):
         #: variables, max_parallel) never changes within a generation, so a worker reads
         #: it once rather than once per step.
         self._runs: OrderedDict[tuple[str, int], RunRecord] = OrderedDict()
+        self._runs_lock = threading.Lock()
 
     # -- plans ---------------------------------------------------------------------
 
@@ -261,7 +262,7 @@ class Engine(Release, Recovery):
         deadline: float | None,
         task_id: str | None,
     ) -> None:
-        run = self._running_run(msg)
+        run = self.running_run(msg)
         if run is None:
             return
         plan = self.plan_for(run)
@@ -338,7 +339,7 @@ class Engine(Release, Recovery):
             self._finish_task(run, plan, sp, key, attempt, RUNNING_ONLY, StepStatus.SUCCEEDED,
                               outputs=outputs)
 
-    def _running_run(self, msg: TaskMessage) -> RunRecord | None:
+    def running_run(self, msg: TaskMessage) -> RunRecord | None:
         """The message's run if it is running (read once per generation and cached).
 
         A cached record may say running after the run was cancelled or finished; that
@@ -348,7 +349,7 @@ class Engine(Release, Recovery):
         claim compares the generation too).
         """
         key = (msg.run_id, msg.generation)
-        with self._plans_lock:
+        with self._runs_lock:
             run = self._runs.get(key)
             if run is not None:
                 self._runs.move_to_end(key)
@@ -357,7 +358,7 @@ class Engine(Release, Recovery):
         if run.status is not RunStatus.RUNNING:
             return None
         if run.reruns == msg.generation:
-            with self._plans_lock:
+            with self._runs_lock:
                 self._runs[key] = run
                 if len(self._runs) > RUN_CACHE_SIZE:
                     self._runs.popitem(last=False)
