@@ -128,7 +128,8 @@ def test_workers_on_two_hosts_serve_their_own_queues(tmp_path: Path) -> None:
         mongo = _start(stack, [*core_exec, str(BIN / "nx-27017"), "--db",
                                str(redis_dir / "db.sqlite"), "--host", "0.0.0.0", "-p",
                                str(mongo_port), "--threaded", "--pid-file",
-                               str(redis_dir / "nx.pid")], tmp_path / "mongo.log")
+                               str(redis_dir / "nx.pid"), "--log-file",
+                               str(redis_dir / "nx-file.log")], tmp_path / "mongo.log")
 
         def env_for(core: str) -> dict[str, str]:
             return worker_env(f"redis://{core}:{redis_port}/0", f"mongodb://{core}:{mongo_port}",
