@@ -92,6 +92,8 @@ class CeleryDispatcher:
             kwargs["readmit"] = True
         if message.generation:
             kwargs["generation"] = message.generation
+        if message.queued_at is not None:
+            kwargs["queued_at"] = message.queued_at
         return kwargs
 
     @staticmethod

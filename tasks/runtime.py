@@ -12,10 +12,12 @@ from celery import Celery
 from celery.signals import worker_process_init, worker_process_shutdown, worker_shutdown
 
 from app.config import Settings, get_settings
+from app.engine.counting import LINGER_SECONDS as COUNT_LINGER_SECONDS
 from app.engine.engine import Engine
 from app.engine.mongo_store import MongoStore
 from modules.registry import default_registry
 from tasks.dispatch import CeleryDispatcher
+from tasks.finished import FinishedSignal
 
 log = logging.getLogger("chordflow.runtime")
 
@@ -34,6 +36,8 @@ def build_engine(app: Celery, settings: Settings | None = None) -> Engine:
         secrets=settings.load_secrets(),
         workdir=settings.workdir,
         holder_alive=lambda worker, task_id: holder_alive(app, worker, task_id),
+        count_linger=COUNT_LINGER_SECONDS,
+        on_finish=FinishedSignal(app).announce,
     )
 
 
@@ -80,9 +84,11 @@ def _after_fork(**_: object) -> None:
 @worker_process_shutdown.connect  # a prefork pool process
 @worker_shutdown.connect  # the worker itself (thread and solo pools)
 def _before_exit(**_: object) -> None:
-    """Write the events still waiting for the background writer."""
+    """Write the counts and events still waiting for the background writers."""
     if _engine is not None:
-        try:
-            _engine.events.flush()
-        except Exception:
-            log.warning("could not write the last events", exc_info=True)
+        for what, flush in (("counts", _engine.counts.flush),
+                            ("events", _engine.events.flush)):
+            try:
+                flush()
+            except Exception:
+                log.warning("could not write the last %s", what, exc_info=True)

@@ -27,12 +27,12 @@ log = logging.getLogger("chordflow.tasks")
 def run_step(
     self: Task, run_id: str, step: str, index: int | None, attempt: int,
     workflow: str = "", timeout: float | None = None, readmit: bool = False,
-    generation: int = 0,
+    generation: int = 0, queued_at: float | None = None,
 ) -> None:
     engine = worker_engine()
     engine.worker = self.request.hostname or engine.worker
     message = TaskMessage(run_id, step, index, attempt, workflow, timeout=timeout,
-                          readmit=readmit, generation=generation)
+                          readmit=readmit, generation=generation, queued_at=queued_at)
     token, cancel_event = _cancel_watch(engine).watch(run_id)
     try:
         engine.execute(message, cancel_event, task_id=self.request.id)

@@ -51,6 +51,9 @@ class TaskMessage:
     #: How many times the run was re-run: part of the id, so a re-run never reuses the
     #: id of an earlier (perhaps revoked) message.
     generation: int = 0
+    #: When the step was queued, for a claim to record should it come before the
+    #: queueing's own write does (a released step is sent first, recorded after).
+    queued_at: float | None = None
 
     @property
     def key(self) -> TaskKey:

@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from app.engine.counting import RunCounts
 from app.engine.dispatch import Dispatcher, TaskKey, TaskMessage
 from app.engine.eventlog import EventLog
 from app.engine.invoke import call_step
@@ -42,6 +43,7 @@ from app.engine.recovery import Recovery
 from app.engine.redaction import redact
 from app.engine.release import Release
 from app.engine.state import (
+    CLAIMABLE,
     QUEUED_ONLY,
     RUNNING_ONLY,
     STEP_FINISHED,
@@ -93,9 +95,13 @@ class Engine(Release, Recovery):
         on_finish: FinishCallback | None = None,
         worker: str | None = None,
         holder_alive: HolderAlive | None = None,
+        count_linger: float | None = None,
     ):
         self.store = store
         self.events = EventLog(store)
+        #: Steps counted for their run; ``count_linger`` batches a task's counts (see
+        #: app/engine/counting.py), worth it where each count is a round trip.
+        self.counts = RunCounts(store, self._counted_out, count_linger)
         self.registry = registry
         self.dispatcher = dispatcher
         self.secrets = dict(secrets or {})
@@ -285,9 +291,9 @@ class Engine(Release, Recovery):
             params = sp.method.validate(rendered)
         except (ReferenceResolutionError, ParamsInvalid) as exc:
             # Rendering is deterministic: retrying cannot help, so fail for good.
-            self._finish_task(run, plan, sp, key, msg.attempt, QUEUED_ONLY, StepStatus.FAILED,
+            self._finish_task(run, plan, sp, key, msg.attempt, CLAIMABLE, StepStatus.FAILED,
                               error=f"params: {exc}", attempts=msg.attempt,
-                              generation=msg.generation)
+                              generation=msg.generation, **self._queued(msg))
             return
 
         started = now()
@@ -387,8 +393,8 @@ class Engine(Release, Recovery):
         step over as the next attempt (the holder was killed under it).
         """
         fields = {"started_at": started, "worker": self.worker, "task_id": task_id,
-                  "params": rendered}
-        if self._transition(run.id, key, QUEUED_ONLY, StepStatus.RUNNING,
+                  "params": rendered, **self._queued(msg)}
+        if self._transition(run.id, key, CLAIMABLE, StepStatus.RUNNING,
                             attempt=msg.attempt - 1, attempts=msg.attempt,
                             expect_generation=msg.generation, **fields):
             return msg.attempt
@@ -411,6 +417,12 @@ class Engine(Release, Recovery):
         self._event(run.id, "step_taken_over", key,
                     {"lost_worker": rec.worker, "attempt": msg.attempt + 1})
         return msg.attempt + 1
+
+    @staticmethod
+    def _queued(msg: TaskMessage) -> dict[str, float]:
+        """The queueing time a claim records, in case it comes before the queueing's own
+        write (which then finds the step claimed and changes nothing)."""
+        return {"queued_at": msg.queued_at} if msg.queued_at is not None else {}
 
     def _record(self, run_id: str, key: TaskKey) -> StepRecord | ItemRecord | None:
         rec = self.store.get_steps(run_id, (key.step,))[key.step]
@@ -480,7 +492,7 @@ class Engine(Release, Recovery):
 
         ``generation``: the re-run generation the attempt must have been queued by.
         """
-        expect_attempt = attempt - 1 if expect is QUEUED_ONLY else attempt
+        expect_attempt = attempt - 1 if expect is CLAIMABLE else attempt
         rec: StepRecord | None = None
         if key.index is None:
             rec = self.store.finish_step(run.id, key.step, expect, status,
@@ -505,11 +517,13 @@ class Engine(Release, Recovery):
         self._propagate(run, plan, [sp.name], {sp.name: rec})
 
     def _message(
-        self, run: RunRecord, sp: StepPlan, key: TaskKey, attempt: int, countdown: float
+        self, run: RunRecord, sp: StepPlan, key: TaskKey, attempt: int, countdown: float,
+        queued_at: float | None = None,
     ) -> TaskMessage:
         step = sp.step
         return TaskMessage(run.id, sp.name, key.index, attempt, run.workflow, step.queue,
-                           step.priority, step.timeout, countdown, generation=run.reruns)
+                           step.priority, step.timeout, countdown, generation=run.reruns,
+                           queued_at=queued_at)
 
     def _clean(self, fields: dict[str, Any]) -> dict[str, Any]:
         """Mask secrets in whatever is about to be recorded."""
@@ -533,10 +547,14 @@ class Engine(Release, Recovery):
                                           attempt=attempt,
                                           expect_generation=expect_generation, **fields)
 
+    def _counted_out(self, run_id: str) -> None:
+        """A batch of counts finished the run's count (the background writer)."""
+        self._finish_run(run_id, self.plan_for(self.store.get_run(run_id)))
+
     def _finish_run(self, run_id: str, plan: Plan) -> None:
         steps = self.store.get_steps(run_id)
         unfinished = [name for name, rec in steps.items() if rec.status not in STEP_FINISHED]
-        if unfinished:  # a miscount (see Store.count_step): a resume finishes the run
+        if unfinished:  # a miscount (see Store.count_steps): a resume finishes the run
             log.warning("run %s counted out with %d steps unfinished (%s, ...)", run_id,
                         len(unfinished), unfinished[0])
             return

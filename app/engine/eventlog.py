@@ -44,7 +44,7 @@ class EventLog:
         self._flusher: threading.Thread | None = None
 
     def append(self, event: Event) -> None:
-        if not getattr(self._local, "deferred", False):
+        if not self.deferring:
             self.store.append_event(event)
             return
         with self._lock:
@@ -53,6 +53,11 @@ class EventLog:
                 del self._pending[: len(self._pending) - MAX_PENDING]
                 log.warning("event log: store unreachable, dropped the oldest events")
         self._start_flusher()
+
+    @property
+    def deferring(self) -> bool:
+        """Is this thread in a ``deferred`` block (a task)?"""
+        return bool(getattr(self._local, "deferred", False))
 
     @contextmanager
     def deferred(self) -> Iterator[None]:

@@ -195,10 +195,10 @@ class MemoryStore:
             step.items_left -= 1
             return step.items_left
 
-    def count_step(self, run_id: str, name: str) -> int:
+    def count_steps(self, run_id: str, n: int = 1) -> int:
         with self._lock:
             run = self._run(run_id)
-            run.steps_left -= 1
+            run.steps_left -= n
             return run.steps_left
 
     # -- max_parallel slots -------------------------------------------------------------
@@ -229,7 +229,7 @@ class MemoryStore:
 
     def reset_steps(
         self, run_id: str, waiting_on: Mapping[str, int],
-        forget: Collection[tuple[str, str]],
+        forget: Collection[tuple[str, str]], generation: int,
     ) -> None:
         with self._lock:
             steps = self._steps[run_id]
@@ -237,7 +237,7 @@ class MemoryStore:
                 old = steps[name]
                 steps[name] = StepRecord(run_id=run_id, name=name, module=old.module,
                                          method=old.method, attempts=old.attempts,
-                                         waiting_on=waiting)
+                                         waiting_on=waiting, generation=generation)
                 self._items_done.pop((run_id, name), None)
             for parent, child in forget:
                 self._counted[run_id, child].discard(parent)

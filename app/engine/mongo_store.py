@@ -9,7 +9,11 @@ Collections::
     marks      idempotence marks: a counter is decremented only by whoever inserts the
                mark first (a duplicated message finds the mark and changes nothing)
     waiting    task keys queued for a ``max_parallel`` slot, oldest first
-    events     the append-only log of every run
+    events     the append-only log of every run, in pages: one document per run per
+               batch a process writes (``events``: the list; ``ts`` and ``last``: the
+               times of its first and last event), so a task's events cost no write of
+               their own and a wide fan-out writes a few documents a second, not
+               thousands
 
 Everything dispatch depends on is a single-document atomic update: a compare-and-set
 on ``status`` (and ``attempts``), an ``$inc`` on a counter, or an insert that fails on
@@ -38,6 +42,8 @@ from app.errors import RunNotFound
 _STEP_FIELDS = {f.name for f in fields(StepRecord)} - {"items"}
 _ITEM_FIELDS = {f.name for f in fields(ItemRecord)}
 _RUN_FIELDS = {f.name for f in fields(RunRecord)}
+#: Events per document of the event log (a page stays far below MongoDB's 16 MB).
+EVENTS_PER_PAGE = 500
 
 
 class MongoStore:
@@ -63,7 +69,7 @@ class MongoStore:
         self.steps.create_index([("run_id", 1), ("status", 1)])
         self.items.create_index([("run_id", 1), ("step", 1)])
         self.waiting.create_index([("run_id", 1), ("seq", 1)])
-        self.events_.create_index([("run_id", 1), ("ts", 1)])
+        self.events_.create_index([("run_id", 1), ("last", 1)])
         self.db["logs"].create_index([("run_id", 1), ("ts", 1)])
         self.workflows.create_index([("name", 1), ("version", 1)])
 
@@ -289,9 +295,9 @@ class MongoStore:
         )
         return int(_found(doc)["items_left"])
 
-    def count_step(self, run_id: str, name: str) -> int:
+    def count_steps(self, run_id: str, n: int = 1) -> int:
         doc = self.runs.find_one_and_update(
-            {"_id": run_id}, {"$inc": {"steps_left": -1}},
+            {"_id": run_id}, {"$inc": {"steps_left": -n}},
             return_document=ReturnDocument.AFTER,
         )
         return int(_found(doc)["steps_left"])
@@ -344,7 +350,7 @@ class MongoStore:
 
     def reset_steps(
         self, run_id: str, waiting_on: Mapping[str, int],
-        forget: Collection[tuple[str, str]],
+        forget: Collection[tuple[str, str]], generation: int,
     ) -> None:
         names = list(waiting_on)
         docs = {d["name"]: d for d in self.steps.find(
@@ -363,7 +369,7 @@ class MongoStore:
                 "status": str(StepStatus.PENDING), "params": None, "outputs": None,
                 "error": None, "queued_at": None, "started_at": None, "finished_at": None,
                 "worker": None, "task_id": None, "waiting_on": waiting, "items_total": None,
-                "items_left": 0,
+                "items_left": 0, "generation": generation,
             }})
         self.waiting.delete_many({"run_id": run_id})
         self.runs.update_one({"_id": run_id}, {"$set": {"active": 0}})
@@ -371,7 +377,7 @@ class MongoStore:
     # -- events ---------------------------------------------------------------------------
 
     def append_event(self, event: Event) -> None:
-        self.events_.insert_one(_plain(asdict(event)))
+        self.append_events([event])
 
     def append_logs(self, lines: list[LogLine]) -> None:
         self.db["logs"].insert_many([asdict(line) for line in lines])
@@ -383,16 +389,32 @@ class MongoStore:
                 if step is None or TaskKey.parse(d["step"]).step == step]
 
     def append_events(self, events: list[Event]) -> None:
-        self.events_.insert_many([_plain(asdict(event)) for event in events])
+        by_run: dict[str, list[Event]] = {}
+        for event in events:
+            by_run.setdefault(event.run_id, []).append(event)
+        pages = []
+        for run_id, run_events in by_run.items():
+            for start in range(0, len(run_events), EVENTS_PER_PAGE):
+                page = run_events[start:start + EVENTS_PER_PAGE]
+                pages.append({
+                    "run_id": run_id,
+                    "ts": min(e.ts for e in page), "last": max(e.ts for e in page),
+                    "events": [_plain({"type": e.type, "step": e.step, "data": e.data,
+                                       "ts": e.ts}) for e in page],
+                })
+        if pages:
+            self.events_.insert_many(pages)
 
     def events(self, run_id: str, after: int = 0, since: float | None = None) -> list[Event]:
         query: dict[str, Any] = {"run_id": run_id}
         if since is not None:
-            query["ts"] = {"$gte": since}
-        cursor = self.events_.find(query).sort([("ts", 1), ("_id", 1)])
-        docs = list(cursor)[after:]
-        return [Event(d["run_id"], d["type"], d.get("step"), d.get("data"), d["ts"])
-                for d in docs]
+            query["last"] = {"$gte": since}
+        pages = self.events_.find(query).sort([("ts", 1), ("_id", 1)])
+        found = [Event(run_id, e["type"], e.get("step"), e.get("data"), e["ts"])
+                 for page in pages for e in page["events"]
+                 if since is None or e["ts"] >= since]
+        found.sort(key=lambda e: e.ts)  # stable: a page's own order breaks ties
+        return found[after:]
 
     # -- documents ----------------------------------------------------------------------------
 

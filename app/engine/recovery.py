@@ -83,14 +83,14 @@ class Recovery:
             and any(steps[c].status is StepStatus.PENDING for c in plan.steps[name].children)
         ]
         if recount:
-            self._propagate(run, plan, recount, count_run=False)
+            self._propagate(run, plan, recount, count_run=False, again=True)
             steps = self.store.get_steps(run_id)
         for name in plan.order:  # counted, but the release itself was lost
             if steps[name].status is StepStatus.PENDING and all(
                 steps[p].status in STEP_FINISHED for p in plan.steps[name].parents
             ):
-                if self._release(run, plan, name):
-                    self._propagate(run, plan, [name])
+                if self._release(run, plan, name, again=True):
+                    self._propagate(run, plan, [name], again=True)
                 done.released.append(name)
         if done.released or recount:
             steps = self.store.get_steps(run_id)
@@ -156,7 +156,7 @@ class Recovery:
         waiting = {name: sum(1 for p in plan.steps[name].parents if p in again)
                    for name in reset}
         forget = [(parent, child) for parent in reset for child in plan.steps[parent].children]
-        self.store.reset_steps(run_id, waiting, forget)
+        self.store.reset_steps(run_id, waiting, forget, run.reruns + 1)
         if not self.store.set_run_status(
             run_id, {RunStatus.FAILED, RunStatus.CANCELLED}, RunStatus.RUNNING,
             error=None, finished_at=None, outputs=None, steps_left=len(reset),

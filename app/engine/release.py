@@ -79,13 +79,15 @@ class Release:
     def _propagate(
         self: Engine, run: RunRecord, plan: Plan, finished: list[str],
         known: dict[str, StepRecord | None] | None = None, *, count_run: bool = True,
+        again: bool = False,
     ) -> None:
         """Count finished steps for their children and the run; release what is unblocked.
 
         ``known`` holds records of finished steps as this task wrote them, so releasing
         their children need not read them back (a chain reads nothing). ``count_run``
         False: the steps in ``finished`` were counted for the run already (a resume
-        releasing again); steps this call decides are counted all the same.
+        releasing again); steps this call decides are counted all the same. ``again``:
+        a resume, so children may have been queued already (see ``_release``).
         """
         known = known if known is not None else {}
         counted = set() if count_run else set(finished)
@@ -97,18 +99,19 @@ class Release:
                 # pending, so a repeated release does nothing. Several parents count.
                 if len(plan.steps[child].parents) == 1 or \
                         self.store.count_parent(run.id, child, done) == 0:
-                    if self._release(run, plan, child, known):
+                    if self._release(run, plan, child, known, again=again):
                         stack.append(child)
             if done not in counted and (run.count_all or not plan.steps[done].children) and \
-                    self.store.count_step(run.id, done) == 0:
+                    self.counts.count(run.id, defer=self.events.deferring):
                 self._finish_run(run.id, plan)
 
     def _release(
         self: Engine, run: RunRecord, plan: Plan, name: str,
-        known: dict[str, StepRecord | None] | None = None,
+        known: dict[str, StepRecord | None] | None = None, *, again: bool = False,
     ) -> bool:
         """All parents of ``name`` are done: decide its fate. True if it finished already
-        (then its record is added to ``known``)."""
+        (then its record is added to ``known``). ``again``: it may have been released
+        before (a resume), so it is sent only if recording it queued succeeds."""
         sp = plan.steps[name]
         known = known if known is not None else {}
         parents = {p: rec for p in sp.parents if (rec := known.get(p)) is not None}
@@ -160,7 +163,7 @@ class Release:
                 self._admit(run, sp, TaskKey(name, index))
             return False
         if run.max_parallel is None:  # nothing holds it back: queue it at once
-            self._queue(run, sp, TaskKey(name), PENDING_ONLY)
+            self._queue(run, sp, TaskKey(name), PENDING_ONLY, send_first=not again)
         elif self.store.transition_step(run.id, name, PENDING_ONLY, StepStatus.READY):
             self._admit(run, sp, TaskKey(name))
         return False
@@ -207,14 +210,29 @@ class Release:
 
     def _queue(
         self: Engine, run: RunRecord, sp: StepPlan, key: TaskKey,
-        expect: frozenset[StepStatus] = READY_ONLY,
+        expect: frozenset[StepStatus] = READY_ONLY, *, send_first: bool = False,
     ) -> None:
-        """Queue a ready step (or a pending one with nothing to wait for) and send it."""
+        """Queue a ready step (or a pending one with nothing to wait for) and send it.
+
+        ``send_first``: a pending step released by the task that finished its last
+        parent is sent first and recorded as queued after, so the next step's worker
+        does not wait for that write (the one write between two steps of a chain that
+        nothing needs before the message): the claim accepts a step still pending and
+        records the queueing time the message carries. Only that task releases the step
+        (its parent's finish, or a join's last count, succeeds once), so it is sent
+        once; anyone else (a resume) records first and sends only if that succeeded.
+        """
         attempt = 1
         if run.max_parallel is not None or run.reruns:
             # A retry coming back through admission, or a step of a re-run: count on.
             attempt = self._attempts(run.id, key) + 1
-        if not self._transition(run.id, key, expect, StepStatus.QUEUED, queued_at=now(),
+        queued = now()
+        if send_first:
+            self.dispatcher.dispatch(self._message(run, sp, key, attempt, 0.0, queued))
+            self._transition(run.id, key, expect, StepStatus.QUEUED, queued_at=queued,
+                             generation=run.reruns)
+            return
+        if not self._transition(run.id, key, expect, StepStatus.QUEUED, queued_at=queued,
                                 generation=run.reruns):
             return
         if key.index is not None:

@@ -5,7 +5,10 @@ Step: pending → ready → queued → running → succeeded | failed | skipped 
       upstream_failed | cancelled
 
 A step that nothing holds back (no ``max_parallel``) goes from pending to queued in
-one write; ``ready`` is where a step waits for a slot.
+one write; ``ready`` is where a step waits for a slot. Such a step's message is sent
+before its queueing is recorded (the next step need not wait for that write), so its
+worker may claim it while it still reads pending: pending → running is allowed, and
+only ever made by a claim, which only a sent message makes.
 
 A retry goes running → queued → running again, counting ``attempts`` (running →
 ready → queued → running when it must queue for a ``max_parallel`` slot again). A step that will
@@ -63,6 +66,8 @@ PENDING_ONLY = frozenset({StepStatus.PENDING})
 READY_ONLY = frozenset({StepStatus.READY})
 QUEUED_ONLY = frozenset({StepStatus.QUEUED})
 RUNNING_ONLY = frozenset({StepStatus.RUNNING})
+#: What a task message may find its step (or element) in and claim it from.
+CLAIMABLE = frozenset({StepStatus.PENDING, StepStatus.QUEUED})
 
 #: Every allowed step transition; stores apply only these (see ``check_step``).
 STEP_TRANSITIONS: dict[StepStatus, frozenset[StepStatus]] = {
@@ -70,6 +75,7 @@ STEP_TRANSITIONS: dict[StepStatus, frozenset[StepStatus]] = {
         {
             StepStatus.READY,
             StepStatus.QUEUED,  # released with no max_parallel slot to wait for
+            StepStatus.RUNNING,  # claimed before its queueing was recorded
             StepStatus.SKIPPED,
             StepStatus.UPSTREAM_FAILED,
             StepStatus.CANCELLED,

@@ -92,10 +92,10 @@ class Store(Protocol):
     def count_item(self, run_id: str, name: str, index: int) -> int | None:
         """Count a ``foreach`` element as finished: elements left, None if counted before."""
 
-    def count_step(self, run_id: str, name: str) -> int:
-        """Count a step as finished for its run: steps left.
+    def count_steps(self, run_id: str, n: int = 1) -> int:
+        """Count ``n`` steps as finished for their run: steps left.
 
-        Not idempotent, and needs not be: the engine counts a step only right after the
+        Not idempotent, and needs not be: the engine counts a step only after the
         compare-and-set that finished it, which succeeds once. A count lost to a crash
         in between only delays the run's end until a resume, which finishes a run whose
         steps are all finished; and the run is finished only when they all are.
@@ -116,13 +116,14 @@ class Store(Protocol):
 
     def reset_steps(
         self, run_id: str, waiting_on: Mapping[str, int],
-        forget: Collection[tuple[str, str]],
+        forget: Collection[tuple[str, str]], generation: int,
     ) -> None:
         """Make steps pending again for a re-run, with fresh counters.
 
-        Each step in ``waiting_on`` loses its outputs, error, times and elements and
-        waits for that many parents; each (parent, child) in ``forget`` may be counted
-        again; the run's ``max_parallel`` slots are all freed.
+        Each step in ``waiting_on`` loses its outputs, error, times and elements, waits
+        for that many parents and belongs to the re-run's ``generation`` (so only that
+        generation's messages can claim it); each (parent, child) in ``forget`` may be
+        counted again; the run's ``max_parallel`` slots are all freed.
         """
 
     def append_event(self, event: Event) -> None:
