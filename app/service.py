@@ -2,14 +2,16 @@
 
 One engine on the MongoDB store with the Celery dispatcher: submitting compiles the
 workflow, records the run and sends its first steps; the workers do the rest. Waiting
-and reporting read the store, so they work from any host.
+and reporting read the store, so they work from any host; a waiter is woken the moment
+the run ends by the announcement its last worker makes (tasks/finished.py).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from app.config import Settings, get_settings
 from app.engine.engine import Engine
@@ -18,19 +20,29 @@ from app.engine.report import run_report
 from app.engine.state import RUN_FINISHED, RunStatus
 from app.workflow.models import Workflow
 
+#: With an announcement to wake it, a waiter still reads the store this often.
+STORE_CHECK_SECONDS = 2.0
+
+
+class EndSignal(Protocol):
+    def wait(self, run_id: str, timeout: float) -> bool:
+        """Block until the run's end is announced, or ``timeout`` seconds."""
+
 
 class RunService:
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, finished: EndSignal | None = None):
         self.engine = engine
+        self.finished = finished
 
     @classmethod
     def celery(cls, settings: Settings | None = None) -> RunService:
+        from tasks.finished import FinishedSignal
         from tasks.runtime import build_engine
         from workers.celery_app import app, make_celery
 
         settings = settings or get_settings()
         celery_app = app if settings == get_settings() else make_celery(settings)
-        return cls(build_engine(celery_app, settings))
+        return cls(build_engine(celery_app, settings), FinishedSignal(celery_app))
 
     def submit(self, workflow: Workflow | Plan, variables: Mapping[str, Any] | None = None,
                *, trigger: str = "manual", run_id: str | None = None) -> str:
@@ -40,16 +52,24 @@ class RunService:
         return run_id
 
     def wait(self, run_id: str, timeout: float | None = None, poll: float = 0.2) -> RunStatus:
-        """Poll the store until the run finishes (or ``timeout``); Ctrl-C cancels it."""
+        """Wait until the run finishes (or ``timeout``); Ctrl-C cancels it.
+
+        Woken by the run's announced end where there is one, else polling the store
+        every ``poll`` seconds.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             while True:
                 status = self.engine.store.get_run(run_id).status
                 if status in RUN_FINISHED:
                     return status
-                if deadline is not None and time.monotonic() >= deadline:
+                left = math.inf if deadline is None else deadline - time.monotonic()
+                if left <= 0:
                     return status
-                time.sleep(poll)
+                if self.finished is not None:
+                    self.finished.wait(run_id, min(left, STORE_CHECK_SECONDS))
+                else:
+                    time.sleep(min(left, poll))
         except KeyboardInterrupt as exc:
             self.engine.cancel(run_id, str(exc) or "interrupted (Ctrl-C)")
             raise

@@ -60,6 +60,32 @@ def test_worker_killed_mid_step_is_taken_over_by_another(celery_stack, tmp_path)
     assert rec.worker.startswith("rescuer@")
 
 
+def test_a_waiter_is_woken_by_the_runs_end_not_by_polling(celery_stack, monkeypatch):
+    """The last worker announces the end through the result backend, and a waiter is
+    woken by it rather than by its next look at the store."""
+    import app.service
+
+    monkeypatch.setattr(app.service, "STORE_CHECK_SECONDS", 600.0)
+    service = celery_stack.service()
+    wakes: list[bool] = []
+    real_wait = service.finished.wait
+
+    def recording_wait(run_id: str, timeout: float) -> bool:
+        woken = real_wait(run_id, timeout)
+        wakes.append(woken)
+        return woken
+
+    monkeypatch.setattr(service.finished, "wait", recording_wait)
+    run_id = service.submit(load_data({"name": "wake", "steps": [
+        {"name": "a", "module": "bash", "params": {"cmd": "sleep 1"}},
+        {"name": "b", "module": "echo", "depends_on": ["a"]},
+    ]}))
+    assert service.wait(run_id, timeout=60) is RunStatus.SUCCEEDED
+    assert wakes == [True]  # one wait, ended by the announcement (not its timeout)
+    assert real_wait(run_id, 5)  # kept for later waiters
+    assert not real_wait(uuid.uuid4().hex, 0.2)
+
+
 def test_duplicate_messages_change_nothing(celery_stack):
     from tasks.dispatch import STEP_TASK
     from workers.celery_app import make_celery
