@@ -427,9 +427,11 @@ class MongoStore:
 
     @staticmethod
     def _step_doc(step: StepRecord) -> dict[str, Any]:
-        doc = _plain({k: v for k, v in asdict(step).items() if k != "items"})
+        """A new step's document: fields still unset are left out (a run of thousands of
+        steps is written in one go; readers take a missing field as unset)."""
+        doc = _plain({k: v for k, v in asdict(step).items()
+                      if k != "items" and v is not None})
         doc["_id"] = f"{step.run_id}/{step.name}"
-        doc["items_total"] = None
         return doc
 
 
