@@ -50,6 +50,7 @@ def make_celery(settings: Settings) -> Celery:
         result_expires=settings.result_expires,
         result_extended=False,
         worker_max_tasks_per_child=settings.worker_max_tasks_per_child,
+        worker_max_memory_per_child=settings.worker_max_memory_per_child,
         broker_transport_options=transport_options,
         result_backend_transport_options=(
             {"visibility_timeout": settings.visibility_timeout} if transport_options else {}
