@@ -52,6 +52,14 @@ class CeleryDispatcher:
         self.signature(message).apply_async(countdown=message.countdown or None,
                                             ignore_result=True)
 
+    def dispatch_many(self, messages: list[TaskMessage]) -> None:
+        """One producer (one broker connection) for them all, as ``group`` sends."""
+        with self.app.producer_or_acquire() as producer:
+            for message in messages:
+                self.signature(message).apply_async(
+                    countdown=message.countdown or None, ignore_result=True,
+                    producer=producer)
+
     def dispatch_chord(self, messages: list[TaskMessage]) -> None:
         first = messages[0]
         body = self.app.signature(

@@ -33,6 +33,10 @@ class InlineDispatcher:
         self.seen.append((message.step, str(rec.status)))
         self.engine.execute(message)
 
+    def dispatch_many(self, messages: list[TaskMessage]) -> None:
+        for message in messages:
+            self.dispatch(message)
+
     def revoke(self, run_id: str, task_ids: list[str]) -> None:
         pass
 

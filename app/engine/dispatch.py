@@ -71,6 +71,9 @@ class Dispatcher(Protocol):
     def dispatch(self, message: TaskMessage) -> None:
         """Deliver ``message`` to some worker, which calls ``Engine.execute`` with it."""
 
+    def dispatch_many(self, messages: list[TaskMessage]) -> None:
+        """Deliver several messages (a run's roots), as ``dispatch`` would each."""
+
     def revoke(self, run_id: str, task_ids: list[str]) -> None:
         """Stop the run's running tasks and drop its queued ones (best effort).
 

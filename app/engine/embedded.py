@@ -155,6 +155,10 @@ class EmbeddedExecutor:
         else:
             self._submit(message)
 
+    def dispatch_many(self, messages: list[TaskMessage]) -> None:
+        for message in messages:
+            self.dispatch(message)
+
     def revoke(self, run_id: str, task_ids: list[str] | None = None) -> None:
         with self._lock:
             events = list(self._running.get(run_id, ()))

@@ -188,15 +188,18 @@ class Engine(Release, Recovery):
         self._event(run_id, "run_started")
         run = self.store.get_run(run_id)
         plan = self.plan_for(run)
-        # Roots with nothing to decide are queued in one write (a wide fan-out has
-        # thousands); a cancel meanwhile leaves theirs cancelled, and their claim fails.
+        # Roots with nothing to decide are sent at once, then recorded queued in one
+        # write (a wide fan-out has thousands), as a released step is (Release._queue):
+        # a worker may claim a root still pending. Only this call, which started the
+        # run, sends them; a cancel meanwhile leaves them cancelled, and claims fail.
         plain = [name for name in plan.roots if run.max_parallel is None
                  and plan.steps[name].when is None and plan.steps[name].foreach is None]
         if plain:
-            self.store.queue_steps(run_id, plain, now())
-            for name in plain:
-                self.dispatcher.dispatch(
-                    self._message(run, plan.steps[name], TaskKey(name), 1, 0.0))
+            at = now()
+            self.dispatcher.dispatch_many([
+                self._message(run, plan.steps[name], TaskKey(name), 1, 0.0, at)
+                for name in plain])
+            self.store.queue_steps(run_id, plain, at)
         known: dict[str, StepRecord | None] = {}
         queued = set(plain)
         finished = [name for name in plan.roots

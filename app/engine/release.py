@@ -95,8 +95,9 @@ class Release:
         while stack:
             done = stack.pop()
             for child in plan.steps[done].children:
-                # One parent needs no counter: releasing is a compare-and-set from
-                # pending, so a repeated release does nothing. Several parents count.
+                # One parent needs no counter: only the task whose compare-and-set
+                # finished that parent gets here (a resume queues by compare-and-set
+                # first, see _queue). Several parents count.
                 if len(plan.steps[child].parents) == 1 or \
                         self.store.count_parent(run.id, child, done) == 0:
                     if self._release(run, plan, child, known, again=again):
