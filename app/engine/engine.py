@@ -188,18 +188,16 @@ class Engine(Release, Recovery):
         self._event(run_id, "run_started")
         run = self.store.get_run(run_id)
         plan = self.plan_for(run)
-        # Roots with nothing to decide are sent at once, then recorded queued in one
-        # write (a wide fan-out has thousands), as a released step is (Release._queue):
-        # a worker may claim a root still pending. Only this call, which started the
-        # run, sends them; a cancel meanwhile leaves them cancelled, and claims fail.
+        # Roots with nothing to decide are queued in one write (a wide fan-out has
+        # thousands), then sent together; a cancel meanwhile leaves theirs cancelled,
+        # and their claim fails.
         plain = [name for name in plan.roots if run.max_parallel is None
                  and plan.steps[name].when is None and plan.steps[name].foreach is None]
         if plain:
-            at = now()
+            self.store.queue_steps(run_id, plain, now())
             self.dispatcher.dispatch_many([
-                self._message(run, plan.steps[name], TaskKey(name), 1, 0.0, at)
+                self._message(run, plan.steps[name], TaskKey(name), 1, 0.0)
                 for name in plain])
-            self.store.queue_steps(run_id, plain, at)
         known: dict[str, StepRecord | None] = {}
         queued = set(plain)
         finished = [name for name in plan.roots
@@ -397,10 +395,15 @@ class Engine(Release, Recovery):
         """
         fields = {"started_at": started, "worker": self.worker, "task_id": task_id,
                   "params": rendered, **self._queued(msg)}
-        if self._transition(run.id, key, CLAIMABLE, StepStatus.RUNNING,
-                            attempt=msg.attempt - 1, attempts=msg.attempt,
-                            expect_generation=msg.generation, **fields):
-            return msg.attempt
+        # Queued first: by the time a message is delivered, its queueing has almost
+        # always been written (a step still pending is the exception, see _queue), and
+        # a compare-and-set on one status is cheaper than on either of two. The second
+        # try takes either: the queueing may land between the two.
+        for expect in (QUEUED_ONLY, CLAIMABLE):
+            if self._transition(run.id, key, expect, StepStatus.RUNNING,
+                                attempt=msg.attempt - 1, attempts=msg.attempt,
+                                expect_generation=msg.generation, **fields):
+                return msg.attempt
         if self.holder_alive is None:
             return None
         rec = self._record(run.id, key)
@@ -497,7 +500,7 @@ class Engine(Release, Recovery):
         """
         expect_attempt = attempt - 1 if expect is CLAIMABLE else attempt
         rec: StepRecord | None = None
-        if key.index is None:
+        if key.index is None and sp.children:  # they are released from the record written
             rec = self.store.finish_step(run.id, key.step, expect, status,
                                          attempt=expect_attempt, expect_generation=generation,
                                          **self._clean({"finished_at": now(), **fields}))

@@ -65,6 +65,34 @@ def test_a_step_claimed_before_its_queueing_is_recorded_runs_once_with_its_times
     assert kinds.count("step_started") == 3 and kinds.count("step_succeeded") == 3
 
 
+def test_a_claim_that_misses_because_the_queueing_lands_meanwhile_still_claims():
+    """The claim tries queued, then either: the sender's queueing write may land right
+    between the two tries, and the message must not be dropped for it."""
+
+    class LateQueueing(MemoryStore):
+        def transition_step(self, run_id: str, name: str, expect: Any, status: StepStatus,
+                            **kwargs: Any) -> bool:
+            done = super().transition_step(run_id, name, expect, status, **kwargs)
+            if not done and status is StepStatus.RUNNING and set(expect) == {StepStatus.QUEUED}:
+                # The sender's write lands just after the first try missed.
+                super().transition_step(run_id, name, {StepStatus.PENDING},
+                                        StepStatus.QUEUED, queued_at=1.0)
+            return done
+
+    dispatcher = InlineDispatcher()
+    engine = Engine(LateQueueing(), default_registry(), dispatcher)
+    dispatcher.engine = engine
+    plan = engine.compile(load_data({"name": "late", "steps": [
+        {"name": "a", "module": "echo"},
+        {"name": "b", "module": "echo", "depends_on": ["a"]},
+    ]}))
+    run_id = engine.submit(plan)
+    engine.start(run_id)
+    assert ("b", "pending") in dispatcher.seen
+    assert engine.store.get_run(run_id).status is RunStatus.SUCCEEDED
+    assert engine.store.get_steps(run_id)["b"].attempts == 1
+
+
 def test_an_earlier_generations_message_cannot_claim_a_pending_rerun_step():
     store = MemoryStore()
     lost: list[TaskMessage] = []
