@@ -24,7 +24,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check app modules workers tasks tests bench
-	$(BIN)/mypy app modules
+	$(BIN)/mypy app modules workers tasks
 
 bench: $(STAMP)
 	$(BIN)/python bench/embedded.py
