@@ -7,6 +7,7 @@ fork); the CLI and the API build one to submit, inspect and control runs.
 from __future__ import annotations
 
 import logging
+import os
 
 from celery import Celery
 from celery.signals import worker_process_init, worker_process_shutdown, worker_shutdown
@@ -29,23 +30,34 @@ def build_engine(app: Celery, settings: Settings | None = None) -> Engine:
     settings = settings or get_settings()
     store = MongoStore(settings.mongo_url, settings.mongo_db)
     store.ensure_indexes()
-    return Engine(
+    engine = Engine(
         store,
         default_registry(),
         CeleryDispatcher(app, settings),
         secrets=settings.load_secrets(),
         workdir=settings.workdir,
-        holder_alive=lambda worker, task_id: holder_alive(app, worker, task_id),
         count_linger=COUNT_LINGER_SECONDS,
         on_finish=FinishedSignal(app).announce,
     )
+    # engine.worker is read at each call: a step task sets it to its node's name.
+    engine.holder_alive = lambda worker, task_id: holder_alive(app, worker, task_id,
+                                                               asker=engine.worker)
+    return engine
 
 
-def holder_alive(app: Celery, worker: str | None, task_id: str | None) -> bool:
+def holder_alive(app: Celery, worker: str | None, task_id: str | None,
+                 asker: str | None = None) -> bool:
     """Is ``worker`` (a Celery node name) up and still running ``task_id``?
 
     A node that does not answer is gone; a node that answers without the task lost it
     (its pool process was killed). Both mean the attempt will never finish by itself.
+
+    ``asker`` is the node asking. When a pool process is killed, Celery gives its
+    message back to the broker with the same task id, and that redelivery often lands
+    on the same node, which then lists the task as active because the asker itself is
+    running it. So on its own node the asker's entry (the one in this process) does not
+    count; another entry with the id (a duplicate delivery being worked on by another
+    pool process, or another thread of this one) does.
     """
     if not worker or "@" not in worker:
         return False
@@ -53,7 +65,12 @@ def holder_alive(app: Celery, worker: str | None, task_id: str | None) -> bool:
     active = (replies or {}).get(worker)
     if active is None:
         return False
-    return any(task.get("id") == task_id for task in active)
+    holding = [task for task in active if task.get("id") == task_id]
+    if worker == asker:
+        mine = next((task for task in holding if task.get("worker_pid") == os.getpid()), None)
+        if mine is not None:
+            holding.remove(mine)
+    return bool(holding)
 
 
 def active_task_ids(app: Celery) -> tuple[set[str], set[str]]:

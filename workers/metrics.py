@@ -7,7 +7,8 @@ new temporary directory) *before* ``prometheus_client`` is imported, so every po
 process forked afterwards writes its samples to its own files there. The main worker
 process serves ``/metrics`` on the port once the worker is ready, aggregating the files
 with ``MultiProcessCollector``; a pool process that exits calls ``mark_process_dead`` so
-its ``livesum`` gauge stops counting. Without a port nothing is installed: no signal is
+its ``livesum`` gauge stops counting, and one killed without a word (SIGKILL) has its
+live gauges dropped at the next scrape. Without a port nothing is installed: no signal is
 connected, no file is written and no extra read is made.
 
 Metrics (``module`` is the step's module, e.g. ``bash``; ``status`` the outcome of one
@@ -156,10 +157,10 @@ class WorkerMetrics:
 
     def on_ready(self, **_: Any) -> None:
         """Serve /metrics from the main worker process (the pool is forked by now)."""
-        from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+        from prometheus_client import CollectorRegistry, start_http_server
 
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry, path=str(self.directory))
+        registry.register(_LiveCollector(self.directory))
         self.server, _thread = start_http_server(self.port, addr=self.address,
                                                  registry=registry)
         log.info("worker metrics on http://%s:%s/metrics", self.address, self.port)
@@ -215,6 +216,47 @@ class WorkerMetrics:
         if after_start and rec.attempts > attempt:
             return "retried"  # the next attempt has already started (another process)
         return None
+
+
+def _reap_dead(directory: Path) -> None:
+    """Drop the live gauges of pool processes that died without saying so.
+
+    A process killed by SIGKILL (or by the OOM killer) never runs
+    ``worker_process_shutdown``, so its ``steps_running`` file would keep counting the
+    step it died in for as long as the worker lives. The files carry the pid of the
+    process that wrote them; the pool's processes are this process's children, on this
+    host, so a pid that no longer exists is one of them gone.
+    """
+    from prometheus_client import multiprocess
+
+    for live in directory.glob("gauge_live*_*.db"):
+        try:
+            pid = int(live.stem.rsplit("_", 1)[1])
+        except ValueError:
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            multiprocess.mark_process_dead(pid, str(directory))
+        except PermissionError:  # exists, someone else's: not one of ours
+            continue
+
+
+class _LiveCollector:
+    """The processes' files aggregated, after dropping the live gauges of dead ones."""
+
+    def __init__(self, directory: Path):
+        from prometheus_client import multiprocess
+
+        self.directory = directory
+        self.files = multiprocess.MultiProcessCollector(None, path=str(directory))
+
+    def collect(self) -> Any:
+        try:
+            _reap_dead(self.directory)
+        except OSError:
+            log.debug("dropping dead processes' gauges", exc_info=True)
+        return self.files.collect()
 
 
 _installed: WorkerMetrics | None = None

@@ -60,6 +60,65 @@ def test_worker_killed_mid_step_is_taken_over_by_another(celery_stack, tmp_path)
     assert rec.worker.startswith("rescuer@")
 
 
+def _one_step_worker(celery_stack, tmp_path, name: str, concurrency: int):
+    """A worker of its own on its own queue, so the test knows which node runs what."""
+    queue = f"{name}-{uuid.uuid4().hex[:6]}"
+    worker = celery_worker(celery_stack.env(), name, "--queues", queue, "--pool", "prefork",
+                           "--concurrency", str(concurrency), log=tmp_path / f"{name}.log")
+    return queue, worker
+
+
+def test_pool_process_killed_mid_step_runs_again_on_the_same_worker(celery_stack, tmp_path):
+    """The OOM killer's case: one pool process dies, its worker lives. Celery gives the
+    message back with the same task id and the same node takes it again; the node lists
+    that task as active (the new delivery), which must not pass for the dead holder."""
+    marker, pidfile = tmp_path / "ran-once", tmp_path / "pool.pid"
+    queue, worker = _one_step_worker(celery_stack, tmp_path, "oom", concurrency=1)
+    service = celery_stack.service()
+    with worker:
+        run_id = service.submit(load_data({"name": "oom", "steps": [
+            {"name": "big", "module": "bash", "queue": queue, "params": {"cmd": (
+                f"if [ -e {marker} ]; then echo again; exit 0; fi; touch {marker}; "
+                f"echo $PPID > {pidfile}; sleep 60")}}]}))
+        os.kill(int(wait_for_file(pidfile, timeout=30)), signal.SIGKILL)
+        assert service.wait(run_id, timeout=60) is RunStatus.SUCCEEDED, \
+            (tmp_path / "oom.log").read_text()[-3000:]
+    big = service.report(run_id)["steps"]["big"]
+    assert big["attempts"] == 2 and big["outputs"]["stdout"] == "again\n"
+    events = [e.type for e in service.engine.store.events(run_id)]
+    assert "step_taken_over" in events
+
+
+def test_duplicate_of_a_running_step_on_the_same_worker_is_dropped(celery_stack, tmp_path):
+    """The other side of the rule above: a second delivery of a message whose step
+    another pool process of the same node is still running changes nothing."""
+    from tasks.dispatch import STEP_TASK
+    from workers.celery_app import make_celery
+
+    count = tmp_path / "count"
+    queue, worker = _one_step_worker(celery_stack, tmp_path, "twin", concurrency=2)
+    service = celery_stack.service()
+    with worker:
+        run_id = service.submit(load_data({"name": "twin", "steps": [
+            {"name": "slow", "module": "bash", "queue": queue,
+             "params": {"cmd": f"echo x >> {count}; sleep 4"}}]}))
+        wait_for_file(count, timeout=30)
+        rec = service.engine.store.get_steps(run_id)["slow"]
+        assert rec.status is StepStatus.RUNNING and rec.task_id
+        app = make_celery(celery_stack.settings())
+        try:
+            app.signature(STEP_TASK, args=[run_id, "slow", None, 1],
+                          kwargs={"workflow": "twin"}).apply_async(
+                queue=queue, task_id=rec.task_id, ignore_result=True)
+            assert service.wait(run_id, timeout=60) is RunStatus.SUCCEEDED
+        finally:
+            app.close()
+        log = (tmp_path / "twin.log").read_text()
+    assert log.count(f"[{rec.task_id}] received") == 2, log[-3000:]  # both were delivered
+    assert count.read_text() == "x\n"  # and the step ran once
+    assert service.report(run_id)["steps"]["slow"]["attempts"] == 1
+
+
 def test_a_waiter_is_woken_by_the_runs_end_not_by_polling(celery_stack, monkeypatch):
     """The last worker announces the end through the result backend, and a waiter is
     woken by it rather than by its next look at the store."""

@@ -3,6 +3,8 @@ Prometheus metrics summed over its processes, exactly."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 import uuid
 from collections import defaultdict
@@ -93,3 +95,40 @@ def test_prefork_worker_counts_every_attempt_once(metrics_worker):
     # are sums over the files of more than one process.
     pids = {f.stem.rsplit("_", 1)[1] for f in (log.parent / "prom").glob("counter_*.db")}
     assert len(pids) >= 2, pids
+
+
+def test_a_pool_process_killed_mid_step_stops_counting_as_running(metrics_worker, tmp_path):
+    """SIGKILL skips the process's own goodbye (worker_process_shutdown): its live
+    gauge must still stop counting, or steps_running reads 1 for as long as the worker
+    lives."""
+    from app.service import RunService
+
+    settings, port, log = metrics_worker
+    marker, pidfile = tmp_path / "ran-once", tmp_path / "pool.pid"
+    # The first attempt records its pool process ($PPID: the shell's parent) and
+    # hangs; the attempt after the kill finds the marker and succeeds at once.
+    cmd = (f"if [ -e {marker} ]; then exit 0; fi; touch {marker}; "
+           f"echo $PPID > {pidfile}; sleep 60")
+    service = RunService.celery(settings)
+    try:
+        run_id = service.submit(load_data({"name": "killed", "steps": [
+            {"name": "hang", "module": "bash", "params": {"cmd": cmd}}]}))
+        deadline = time.monotonic() + SCRAPE_DEADLINE
+        while not (pidfile.exists() and pidfile.read_text().strip()):
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.1)
+        running = scrape(port)["chordflow_worker_steps_running"]
+        assert sum(running.values()) == 1, running
+        os.kill(int(pidfile.read_text()), signal.SIGKILL)
+        assert service.wait(run_id, timeout=60) is RunStatus.SUCCEEDED, log.read_text()[-3000:]
+        assert service.report(run_id)["steps"]["hang"]["attempts"] == 2
+    finally:
+        service.close()
+
+    deadline = time.monotonic() + SCRAPE_DEADLINE
+    while True:  # the second attempt's postrun may come just after the run finished
+        running = scrape(port).get("chordflow_worker_steps_running", {})
+        if sum(running.values()) == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert sum(running.values()) == 0, running
