@@ -176,7 +176,9 @@ class MongoStore:
         records = {doc["name"]: _step_record(doc) for doc in self.steps.find(query)}
         with_items = [name for name, rec in records.items() if rec.items is not None]
         if with_items:
-            for doc in self.items.find({"run_id": run_id, "step": {"$in": with_items}}):
+            ids = [f"{run_id}/{name}/{i}" for name in with_items  # by id: see Engine.steps_of
+                   for i in range(len(records[name].items or ()))]
+            for doc in self.items.find({"_id": {"$in": ids}}):
                 rec = records[doc["step"]]
                 assert rec.items is not None
                 rec.items[doc["index"]] = _item_record(doc)

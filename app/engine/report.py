@@ -29,7 +29,7 @@ def event_line(ts: float, kind: str, step: str | None, data: Any) -> str:
 
 def run_report(store: Store, run_id: str, order: list[str] | None = None) -> dict[str, Any]:
     run = store.get_run(run_id)
-    steps = store.get_steps(run_id)
+    steps = store.get_steps(run_id, order)  # by id when the order is known (Engine.steps_of)
     names = order or list(steps)
     return {
         "run_id": run.id,

@@ -80,8 +80,8 @@ def status(request: Request, workflow_id: str, _: Viewer) -> StatusResponse:
     """The run's status and each step's."""
     service = service_of(request)
     run = service.engine.store.get_run(workflow_id)
-    steps = service.engine.store.get_steps(workflow_id)
-    order = service.engine.plan_for(run).order
+    steps = service.engine.steps_of(run)
+    order = steps
     return StatusResponse(
         workflow_id=run.id, workflow_name=run.workflow, status=str(run.status),
         created_at=iso(run.created_at), updated_at=_updated(run, steps),
@@ -94,8 +94,8 @@ def run_document(request: Request, run_id: str) -> dict[str, Any]:
     """The run in the original's workflow-document shape (RunNotFound if none)."""
     service = service_of(request)
     run = service.engine.store.get_run(run_id)
-    steps = service.engine.store.get_steps(run_id)
     plan = service.engine.plan_for(run)
+    steps = service.engine.steps_of(run)
     out = []
     for name in plan.order:
         rec, sp = steps[name], plan.steps[name]

@@ -145,10 +145,9 @@ def get_run(request: Request, run_id: str, _: Viewer) -> RunOut:
     """A run with every step: status, attempts, params, outputs, error, timings, worker."""
     service = service_of(request)
     run = service.engine.store.get_run(run_id)
-    steps = service.engine.store.get_steps(run_id)
-    order = service.engine.plan_for(run).order
+    steps = service.engine.steps_of(run)
     return RunOut(**RunSummary.of(run).model_dump(), variables=run.variables,
-                  outputs=run.outputs, steps=[StepOut.of(steps[name]) for name in order])
+                  outputs=run.outputs, steps=[StepOut.of(rec) for rec in steps.values()])
 
 
 @router.post("/{run_id}/cancel", response_model=RunAction,
@@ -244,8 +243,8 @@ def run_logs(request: Request, run_id: str, _: Viewer, step: str | None = None,
     output: dict[str, list[Any]] = {}
     for line in store.logs(run_id, step):
         output.setdefault(TaskKey.parse(line.step).step, []).append(line)
-    steps = store.get_steps(run_id)
-    for name in service_of(request).engine.plan_for(run).order:
+    steps = service_of(request).engine.steps_of(run)
+    for name, rec in steps.items():
         if step is not None and name != step:
             continue
         heading = None
@@ -254,9 +253,9 @@ def run_logs(request: Request, run_id: str, _: Viewer, step: str | None = None,
             if this != heading:
                 lines.append(heading := this)
             lines.append(line.text.rstrip("\n"))
-        if steps[name].error:
+        if rec.error:
             lines.append(f"--- {name} error ---")
-            lines.append(steps[name].error)
+            lines.append(rec.error)
     return PlainTextResponse("\n".join(lines) + "\n" if lines else "")
 
 
@@ -266,7 +265,7 @@ def run_graph(request: Request, run_id: str, _: Viewer) -> RunGraph:
     service = service_of(request)
     run = service.engine.store.get_run(run_id)
     plan = service.engine.plan_for(run)
-    steps = service.engine.store.get_steps(run_id)
+    steps = service.engine.steps_of(run)
     statuses = {name: str(rec.status) for name, rec in steps.items()}
     return RunGraph(
         nodes=[GraphNode(id=name, module=plan.steps[name].module, status=statuses[name])
