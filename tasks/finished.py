@@ -43,19 +43,19 @@ class FinishedSignal:
         result = self.app.AsyncResult(finished_id(run_id))
         try:
             result.get(timeout=timeout, propagate=False, disable_sync_subtasks=False)
-            return True
+            woken = True
         except CeleryTimeout:
-            return False
+            woken = False
         except Exception:  # the backend is unreachable: wait as a poll would
             log.debug("waiting for run %s's end", run_id, exc_info=True)
             time.sleep(timeout)
             return False
-        finally:
-            # Unsubscribe now, while the backend answers: left to AsyncResult.__del__,
-            # a result kept alive by a timeout's traceback is collected whenever the
-            # garbage collector gets to it (at exit, when the Redis may be gone and
-            # Celery prints a reconnect traceback).
-            try:
-                result.backend.remove_pending_result(result)
-            except Exception:
-                log.debug("unsubscribing from run %s's end", run_id, exc_info=True)
+        # Unsubscribe now, while the backend answers: left to AsyncResult.__del__, a
+        # result kept alive by a timeout's traceback is collected whenever the garbage
+        # collector gets to it (at exit, when the Redis may be gone and Celery prints a
+        # reconnect traceback).
+        try:
+            result.backend.remove_pending_result(result)
+        except Exception:
+            log.debug("unsubscribing from run %s's end", run_id, exc_info=True)
+        return woken

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 
-from celery import Celery
+from celery import Celery, current_task
 from celery.signals import worker_process_init, worker_process_shutdown, worker_shutdown
 
 from app.config import Settings, get_settings
@@ -39,25 +39,29 @@ def build_engine(app: Celery, settings: Settings | None = None) -> Engine:
         count_linger=COUNT_LINGER_SECONDS,
         on_finish=FinishedSignal(app).announce,
     )
-    # engine.worker is read at each call: a step task sets it to its node's name.
-    engine.holder_alive = lambda worker, task_id: holder_alive(app, worker, task_id,
-                                                               asker=engine.worker)
+    # Read at each call: a step task sets engine.worker to its node's name, and Celery's
+    # current task (thread-local) is the delivery asking.
+    engine.holder_alive = lambda worker, task_id: holder_alive(
+        app, worker, task_id, asker=engine.worker,
+        asking_task=getattr(getattr(current_task, "request", None), "id", None))
     return engine
 
 
 def holder_alive(app: Celery, worker: str | None, task_id: str | None,
-                 asker: str | None = None) -> bool:
+                 asker: str | None = None, asking_task: str | None = None) -> bool:
     """Is ``worker`` (a Celery node name) up and still running ``task_id``?
 
     A node that does not answer is gone; a node that answers without the task lost it
     (its pool process was killed). Both mean the attempt will never finish by itself.
 
-    ``asker`` is the node asking. When a pool process is killed, Celery gives its
-    message back to the broker with the same task id, and that redelivery often lands
-    on the same node, which then lists the task as active because the asker itself is
-    running it. So on its own node the asker's entry (the one in this process) does not
-    count; another entry with the id (a duplicate delivery being worked on by another
-    pool process, or another thread of this one) does.
+    ``asker`` is the node asking and ``asking_task`` the task it runs. When a pool
+    process is killed, Celery gives its message back to the broker with the same task
+    id, and that redelivery often lands on the same node, which then lists the task as
+    active because the asker itself is running it. So when the asker is that very task
+    on that very node, one entry with this process's pid is its own and does not count
+    (on the threads pool every entry has the process's pid, and the asker's own is
+    always listed: Celery lists a task before a thread runs it); any other entry (a
+    duplicate being worked on by another pool process or thread) does.
     """
     if not worker or "@" not in worker:
         return False
@@ -66,7 +70,7 @@ def holder_alive(app: Celery, worker: str | None, task_id: str | None,
     if active is None:
         return False
     holding = [task for task in active if task.get("id") == task_id]
-    if worker == asker:
+    if worker == asker and asking_task == task_id:
         mine = next((task for task in holding if task.get("worker_pid") == os.getpid()), None)
         if mine is not None:
             holding.remove(mine)

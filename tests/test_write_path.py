@@ -219,3 +219,27 @@ def test_a_fan_out_on_a_batching_engine_finishes_with_every_step_counted():
             rec.status for rec in ex.store.get_steps(run_id).values())
         assert statuses == {StepStatus.SUCCEEDED: 300}
         assert ex.store.get_run(run_id).steps_left == 0
+
+
+def test_foreach_elements_are_read_by_id_in_slices(mongo_url: str, monkeypatch) -> None:
+    """A step's elements are looked up by id, a slice of ids per query, so a command
+    stays small at any foreach size; every element comes back, in place."""
+    import uuid
+
+    from app.engine import mongo_store
+    from app.engine.embedded import EmbeddedExecutor
+
+    monkeypatch.setattr(mongo_store, "IDS_PER_QUERY", 3)
+    ex = EmbeddedExecutor(store=mongo_store.MongoStore(mongo_url, f"t{uuid.uuid4().hex[:12]}"))
+    try:
+        plan = ex.compile(load_data({"name": "slices", "steps": [
+            {"name": "each", "module": "echo", "foreach": list(range(8)),
+             "params": {"v": "${item}"}},
+            {"name": "two", "module": "echo", "foreach": ["a", "b"], "params": {"v": "${item}"}},
+        ]}))
+        run_id = ex.run(plan, timeout=60)
+        steps = ex.engine.steps_of(ex.store.get_run(run_id))
+        assert [i.outputs for i in steps["each"].items or []] == [{"v": n} for n in range(8)]
+        assert [i.outputs for i in steps["two"].items or []] == [{"v": "a"}, {"v": "b"}]
+    finally:
+        ex.close()

@@ -227,12 +227,12 @@ class Engine(Release, Recovery):
             error=reason,
         ):
             return False
-        run = self.store.get_run(run_id)
-        reruns = run.reruns
+        reruns = self.store.get_run(run_id).reruns
         task_ids: list[str] = []
-        # Twice: a step released while the first sweep ran is caught by the second.
+        # Twice: a step released while the first sweep ran is caught by the second. By
+        # run_id, not steps_of: a cancel must not depend on the plan still compiling.
         for _ in range(2):
-            for name, rec in self.steps_of(run).items():
+            for name, rec in self.store.get_steps(run_id).items():
                 task_ids += _live_task_ids(run_id, name, rec, reruns)
                 self._cancel_step(run_id, name, rec, reason)
         self.dispatcher.revoke(run_id, task_ids)

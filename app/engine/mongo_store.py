@@ -43,6 +43,8 @@ _STEP_FIELDS = {f.name for f in fields(StepRecord)} - {"items"}
 _ITEM_FIELDS = {f.name for f in fields(ItemRecord)}
 _RUN_FIELDS = {f.name for f in fields(RunRecord)}
 StatusT = TypeVar("StatusT", RunStatus, StepStatus)
+#: Ids per ``$in`` query (about 60 bytes each).
+IDS_PER_QUERY = 10_000
 #: Events per document of the event log (a page stays far below MongoDB's 16 MB).
 EVENTS_PER_PAGE = 500
 
@@ -178,7 +180,10 @@ class MongoStore:
         if with_items:
             ids = [f"{run_id}/{name}/{i}" for name in with_items  # by id: see Engine.steps_of
                    for i in range(len(records[name].items or ()))]
-            for doc in self.items.find({"_id": {"$in": ids}}):
+            # In slices: a command stays far below MongoDB's 16 MB at any foreach size.
+            docs = (doc for start in range(0, len(ids), IDS_PER_QUERY)
+                    for doc in self.items.find({"_id": {"$in": ids[start:start + IDS_PER_QUERY]}}))
+            for doc in docs:
                 rec = records[doc["step"]]
                 assert rec.items is not None
                 rec.items[doc["index"]] = _item_record(doc)
@@ -467,7 +472,7 @@ def _status_in(expect: Collection[StatusT]) -> Any:
     """A status condition: equality for one status (MongoDB-protocol servers answer it
     faster than ``$in``: nx-27017 takes half the time), ``$in`` for several."""
     statuses = [str(s) for s in expect]
-    return statuses[0] if len(statuses) == 1 else {"$in": statuses}
+    return statuses[0] if len(statuses) == 1 else {"$in": statuses}  # [] matches nothing
 
 
 def _found(doc: Mapping[str, Any] | None) -> Mapping[str, Any]:
