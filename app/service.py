@@ -47,8 +47,9 @@ class RunService:
     def submit(self, workflow: Workflow | Plan, variables: Mapping[str, Any] | None = None,
                *, trigger: str = "manual", run_id: str | None = None) -> str:
         plan = workflow if isinstance(workflow, Plan) else self.engine.compile(workflow)
-        run_id = self.engine.submit(plan, variables, trigger=trigger, run_id=run_id)
-        self.engine.start(run_id)
+        with self.engine.events.gathered():
+            run_id = self.engine.submit(plan, variables, trigger=trigger, run_id=run_id)
+            self.engine.start(run_id)
         return run_id
 
     def wait(self, run_id: str, timeout: float | None = None, poll: float = 0.2) -> RunStatus:

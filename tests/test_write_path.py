@@ -243,3 +243,52 @@ def test_foreach_elements_are_read_by_id_in_slices(mongo_url: str, monkeypatch) 
         assert [i.outputs for i in steps["two"].items or []] == [{"v": "a"}, {"v": "b"}]
     finally:
         ex.close()
+
+
+def test_a_submission_writes_its_events_in_one_insert(monkeypatch) -> None:
+    """run_created and run_started reach the store together (one round trip of a POST
+    /runs), and an error in between still writes what happened before it."""
+    from app.engine.records import Event
+    from app.service import RunService
+
+    class CountingStore(MemoryStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.writes: list[list[str]] = []
+
+        def append_event(self, event: Event) -> None:
+            self.writes.append([event.type])
+            super().append_event(event)
+
+        def append_events(self, events: list[Event]) -> None:
+            self.writes.append([e.type for e in events])
+            super().append_events(events)
+
+    sent: list[TaskMessage] = []
+
+    class Holding:
+        def dispatch(self, message: TaskMessage) -> None:
+            sent.append(message)
+
+        def dispatch_many(self, messages: list[TaskMessage]) -> None:
+            sent.extend(messages)
+
+        def revoke(self, run_id: str, task_ids: list[str]) -> None:
+            pass
+
+    store = CountingStore()
+    service = RunService(Engine(store, default_registry(), Holding()))
+    run_id = service.submit(load_data({"name": "one", "steps": [
+        {"name": "a", "module": "echo"}, {"name": "b", "module": "echo"}]}))
+    assert store.writes == [["run_created", "run_started"]]
+    assert [m.step for m in sent] == ["a", "b"]
+    assert [e.type for e in store.events(run_id)] == ["run_created", "run_started"]
+
+    store.writes.clear()
+    def broken_start(run_id: str) -> None:
+        raise RuntimeError("broker down")
+
+    monkeypatch.setattr(service.engine, "start", broken_start)
+    with pytest.raises(RuntimeError):
+        service.submit(load_data({"name": "two", "steps": [{"name": "a", "module": "echo"}]}))
+    assert store.writes == [["run_created"]]
