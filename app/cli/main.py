@@ -224,7 +224,8 @@ def worker(
     concurrency: Annotated[int | None, typer.Option(help="Parallel steps.")] = None,
     pool: Annotated[str, typer.Option(help="prefork, threads or solo.")] = "prefork",
     hostname: Annotated[str | None, typer.Option(help="Node name, e.g. w1@%h.")] = None,
-    beat: Annotated[bool, typer.Option(help="Also run the periodic reconciler.")] = False,
+    beat: Annotated[bool, typer.Option(
+        help="Also run the beat: the periodic reconciler and the schedules.")] = False,
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
     metrics_port: Annotated[int | None, typer.Option(
         help="Serve Prometheus metrics on this port (default CHORDFLOW_WORKER_METRICS_PORT)."
