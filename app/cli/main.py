@@ -129,7 +129,7 @@ def _run_embedded(plan: Any, variables: dict[str, Any], as_json: bool,
     if not out.is_terminal and not as_json:
         from app.cli.progress import step_table
 
-        out.print(step_table(plan, executor.store.get_steps(run_id)))
+        out.print(step_table(plan, executor.store.get_steps(run_id, plan.order)))
     return run_report(executor.store, run_id, list(plan.order)), clean
 
 
@@ -148,7 +148,7 @@ def _run_celery(plan: Any, variables: dict[str, Any],
     except KeyboardInterrupt as exc:
         service.cancel(run_id, str(exc) or "interrupted (Ctrl-C)")
     if not out.is_terminal and not as_json:
-        out.print(step_table(plan, service.engine.store.get_steps(run_id)))
+        out.print(step_table(plan, service.engine.store.get_steps(run_id, plan.order)))
     return service.report(run_id), True
 
 

@@ -81,6 +81,6 @@ def watch(store: Store, wait: Callable[[str, float], RunStatus], plan: Plan, run
     with Live(console=console, refresh_per_second=8, transient=False) as live:
         while True:
             status = wait(run_id, 0.2)
-            live.update(view(plan, store.get_steps(run_id), str(status)))
+            live.update(view(plan, store.get_steps(run_id, plan.order), str(status)))
             if status in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED):
                 return

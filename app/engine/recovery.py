@@ -72,7 +72,7 @@ class Recovery:
             return done
         plan = self.plan_for(run)
         alive = holder_alive or self.holder_alive or (lambda worker, task: True)
-        steps = self.store.get_steps(run_id)
+        steps = self.store.get_steps(run_id, plan.order)  # by id: see Engine.steps_of
         cutoff = time.time() - grace
 
         # A step recorded as finished whose children were never released: count it for
@@ -84,7 +84,7 @@ class Recovery:
         ]
         if recount:
             self._propagate(run, plan, recount, count_run=False, again=True)
-            steps = self.store.get_steps(run_id)
+            steps = self.store.get_steps(run_id, plan.order)
         for name in plan.order:  # counted, but the release itself was lost
             if steps[name].status is StepStatus.PENDING and all(
                 steps[p].status in STEP_FINISHED for p in plan.steps[name].parents
@@ -93,7 +93,7 @@ class Recovery:
                     self._propagate(run, plan, [name], again=True)
                 done.released.append(name)
         if done.released or recount:
-            steps = self.store.get_steps(run_id)
+            steps = self.store.get_steps(run_id, plan.order)
 
         for name in plan.order:
             rec, sp = steps[name], plan.steps[name]
@@ -121,7 +121,7 @@ class Recovery:
                     self.dispatcher.dispatch(
                         self._message(run, sp, key, unit.attempts, 0.0))
                     done.taken_over.append(key.token)
-        steps = self.store.get_steps(run_id)
+        steps = self.store.get_steps(run_id, plan.order)
         if all(rec.status in STEP_FINISHED for rec in steps.values()):
             self._finish_run(run_id, plan)  # the count that would have finished it was lost
         elif run.max_parallel is not None:  # free slots, waiting keys: admit them
@@ -147,7 +147,7 @@ class Recovery:
             raise ValueError(f"run {run_id} is {run.status}; only a failed or cancelled "
                              "run can be re-run")
         plan = self.plan_for(run)
-        steps = self.store.get_steps(run_id)
+        steps = self.store.get_steps(run_id, plan.order)
         reset = [name for name in plan.order if steps[name].status in RERUN_STATUSES
                  or steps[name].status not in STEP_FINISHED]
         if not reset:
