@@ -41,17 +41,27 @@ class InlineDispatcher:
         pass
 
 
+def run_inline(store: MemoryStore, dispatcher: InlineDispatcher,
+               doc: dict[str, Any]) -> tuple[Engine, str]:
+    """Start a run of ``doc`` on an engine whose messages ``dispatcher`` delivers."""
+    engine = Engine(store, default_registry(), dispatcher)
+    dispatcher.engine = engine
+    run_id = engine.submit(engine.compile(load_data(doc)))
+    engine.start(run_id)
+    return engine, run_id
+
+
+A_THEN_B = {"steps": [{"name": "a", "module": "echo"},
+                      {"name": "b", "module": "echo", "depends_on": ["a"]}]}
+
+
 def test_a_step_claimed_before_its_queueing_is_recorded_runs_once_with_its_times():
     dispatcher = InlineDispatcher()
-    engine = Engine(MemoryStore(), default_registry(), dispatcher)
-    dispatcher.engine = engine
-    plan = engine.compile(load_data({"name": "fast", "steps": [
+    engine, run_id = run_inline(MemoryStore(), dispatcher, {"name": "fast", "steps": [
         {"name": "a", "module": "echo", "params": {"x": 1}},
         {"name": "b", "module": "echo", "params": {"y": "${steps.a.outputs.x}"}},
         {"name": "c", "module": "echo", "depends_on": ["b"]},
-    ]}))
-    run_id = engine.submit(plan)
-    engine.start(run_id)
+    ]})
     assert engine.store.get_run(run_id).status is RunStatus.SUCCEEDED
     # b and c were sent while still pending, and claimed from there.
     assert ("b", "pending") in dispatcher.seen and ("c", "pending") in dispatcher.seen
@@ -80,14 +90,7 @@ def test_a_claim_that_misses_because_the_queueing_lands_meanwhile_still_claims()
             return done
 
     dispatcher = InlineDispatcher()
-    engine = Engine(LateQueueing(), default_registry(), dispatcher)
-    dispatcher.engine = engine
-    plan = engine.compile(load_data({"name": "late", "steps": [
-        {"name": "a", "module": "echo"},
-        {"name": "b", "module": "echo", "depends_on": ["a"]},
-    ]}))
-    run_id = engine.submit(plan)
-    engine.start(run_id)
+    engine, run_id = run_inline(LateQueueing(), dispatcher, {"name": "late", **A_THEN_B})
     assert ("b", "pending") in dispatcher.seen
     assert engine.store.get_run(run_id).status is RunStatus.SUCCEEDED
     assert engine.store.get_steps(run_id)["b"].attempts == 1
@@ -105,14 +108,7 @@ def test_an_earlier_generations_message_cannot_claim_a_pending_rerun_step():
             super().dispatch(message)
 
     dispatcher = Losing()
-    engine = Engine(store, default_registry(), dispatcher)
-    dispatcher.engine = engine
-    plan = engine.compile(load_data({"name": "gen", "steps": [
-        {"name": "a", "module": "echo"},
-        {"name": "b", "module": "echo", "depends_on": ["a"]},
-    ]}))
-    run_id = engine.submit(plan)
-    engine.start(run_id)
+    engine, run_id = run_inline(store, dispatcher, {"name": "gen", **A_THEN_B})
     engine.cancel(run_id)
     held: list[TaskMessage] = []
     pending_then: list[tuple[str, int, int]] = []
@@ -266,15 +262,9 @@ def test_a_submission_writes_its_events_in_one_insert(monkeypatch) -> None:
 
     sent: list[TaskMessage] = []
 
-    class Holding:
+    class Holding(InlineDispatcher):
         def dispatch(self, message: TaskMessage) -> None:
-            sent.append(message)
-
-        def dispatch_many(self, messages: list[TaskMessage]) -> None:
-            sent.extend(messages)
-
-        def revoke(self, run_id: str, task_ids: list[str]) -> None:
-            pass
+            sent.append(message)  # kept, not run
 
     store = CountingStore()
     service = RunService(Engine(store, default_registry(), Holding()))

@@ -80,13 +80,12 @@ def status(request: Request, workflow_id: str, _: Viewer) -> StatusResponse:
     """The run's status and each step's."""
     service = service_of(request)
     run = service.engine.store.get_run(workflow_id)
-    steps = service.engine.steps_of(run)
-    order = steps
+    steps = service.engine.steps_of(run)  # in the plan's order
     return StatusResponse(
         workflow_id=run.id, workflow_name=run.workflow, status=str(run.status),
         created_at=iso(run.created_at), updated_at=_updated(run, steps),
-        steps=[StepStatusOut(step_id=name, step_name=name, status=str(steps[name].status),
-                             app=steps[name].module) for name in order],
+        steps=[StepStatusOut(step_id=name, step_name=name, status=str(rec.status),
+                             app=rec.module) for name, rec in steps.items()],
     )
 
 
