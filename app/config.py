@@ -66,6 +66,16 @@ class Settings(BaseSettings):
     worker_max_memory_per_child: int = Field(default=512 * 1024, ge=1024)
     #: Replace a worker process after this many tasks.
     worker_max_tasks_per_child: int = Field(default=10_000, ge=1)
+    #: Seconds a worker's store call waits out an unreachable MongoDB (retrying with
+    #: backoff) before its message goes back to the broker for later. A step whose
+    #: module returned is recorded once the store answers, never failed for it.
+    store_outage_seconds: float = Field(default=300.0, ge=0)
+    #: Seconds a running attempt's lease lasts; its worker renews it every third of
+    #: that. A step is taken over only once its lease has run out (and stayed so for a
+    #: few seconds more), and a worker that cannot renew stops the attempt itself.
+    #: Shorter: a lost worker's steps are taken over sooner; the hosts' clocks must
+    #: agree to well within it.
+    lease_seconds: float = Field(default=30.0, ge=1)
     #: Seconds between two passes of the reconciler (``chordflow worker --beat``).
     reconcile_interval: float = Field(default=60.0, gt=0)
     #: A queued step older than this is assumed lost by the reconciler and sent again.

@@ -67,6 +67,9 @@ class ConditionError(ChordflowError):
 class StepFailed(ChordflowError):
     """Raised by a step module to fail its step with a clean message (no traceback)."""
 
+    #: Retrying cannot help (the step fails at once, whatever its ``retries``).
+    final: bool = False
+
 
 class StepTimeout(StepFailed):
     """A step ran longer than its ``timeout``."""
@@ -78,3 +81,28 @@ class StepCancelled(ChordflowError):
 
 class RunNotFound(ChordflowError):
     """No run with that id is recorded."""
+
+
+class StoreUnavailable(ChordflowError):
+    """The store (MongoDB) did not answer within the configured patience.
+
+    Nothing was lost: a worker sends its message back to the broker for later, the API
+    answers 503 with Retry-After, the CLI says so in one line and exits 2.
+    """
+
+    #: Set by the engine when the attempt had run: the message (a TaskMessage) that
+    #: records its outcome later, instead of running the step again.
+    pending: object | None = None
+
+
+class DispatchFailed(ChordflowError):
+    """The broker refused (or could not be reached for) a run's messages."""
+
+
+class ModuleUnavailable(StepFailed):
+    """The step's module or method is not installed on the worker that received it.
+
+    Retrying on the same worker cannot help, so the step fails at once.
+    """
+
+    final = True

@@ -15,9 +15,11 @@ from typing import Any, Protocol
 
 from app.config import Settings, get_settings
 from app.engine.engine import Engine
+from app.engine.mongo_store import CLIENT_PATIENCE
 from app.engine.plan import Plan
 from app.engine.report import run_report
 from app.engine.state import RUN_FINISHED, RunStatus
+from app.errors import StoreUnavailable
 from app.workflow.models import Workflow
 
 #: With an announcement to wake it, a waiter still reads the store this often.
@@ -35,14 +37,19 @@ class RunService:
         self.finished = finished
 
     @classmethod
-    def celery(cls, settings: Settings | None = None) -> RunService:
+    def celery(cls, settings: Settings | None = None, *,
+               patience: float = CLIENT_PATIENCE) -> RunService:
+        """On MongoDB and Celery. ``patience``: seconds a store call waits for an
+        unreachable MongoDB before StoreUnavailable (someone is waiting for the answer:
+        a person at the CLI, an HTTP client)."""
         from tasks.finished import FinishedSignal
         from tasks.runtime import build_engine
         from workers.celery_app import app, make_celery
 
         settings = settings or get_settings()
         celery_app = app if settings == get_settings() else make_celery(settings)
-        return cls(build_engine(celery_app, settings), FinishedSignal(celery_app))
+        return cls(build_engine(celery_app, settings, patience=patience),
+                   FinishedSignal(celery_app))
 
     def submit(self, workflow: Workflow | Plan, variables: Mapping[str, Any] | None = None,
                *, trigger: str = "manual", run_id: str | None = None) -> str:
@@ -56,12 +63,16 @@ class RunService:
         """Wait until the run finishes (or ``timeout``); Ctrl-C cancels it.
 
         Woken by the run's announced end where there is one, else polling the store
-        every ``poll`` seconds.
+        every ``poll`` seconds. A store outage is waited out: the run goes on meanwhile.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        status = RunStatus.RUNNING
         try:
             while True:
-                status = self.engine.store.get_run(run_id).status
+                try:
+                    status = self.engine.store.get_run(run_id).status
+                except StoreUnavailable:
+                    pass  # the run goes on without us: keep waiting for the store
                 if status in RUN_FINISHED:
                     return status
                 left = math.inf if deadline is None else deadline - time.monotonic()

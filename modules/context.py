@@ -40,6 +40,16 @@ class StepContext:
     #: it with the run when the attempt ends, so ``chordflow logs`` reads it from any
     #: host. Modules add to it with ``capture``; ``logger`` messages land here too.
     captured: list[tuple[float, str, str]] = field(default_factory=list)
+    #: Who runs the attempt (a Celery worker's node name, or host:pid).
+    worker: str = ""
+    #: Set when the attempt lost its lease (app/engine/lease.py): another attempt may
+    #: run the step now, so this one must stop at once, without a grace period.
+    lease_lost: threading.Event | None = None
+
+    @property
+    def abandoned(self) -> bool:
+        """Has the attempt lost its lease (stop now, nothing it does counts)?"""
+        return self.lease_lost is not None and self.lease_lost.is_set()
 
     def capture(self, stream: str, text: str) -> None:
         """Keep a stream's output ("stdout", "stderr") or a message ("log")."""

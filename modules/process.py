@@ -2,7 +2,9 @@
 
 The process gets its own session (process group), so stopping it stops everything it
 started too (``sh -c "sleep 30"`` leaves no orphaned ``sleep``). It is sent SIGTERM,
-then SIGKILL after a short grace period.
+then SIGKILL after a short grace period; at once SIGKILL if the attempt lost its lease
+(another attempt may be running the step already). The group is registered with the
+process's reaper (modules/reaper.py), which kills it if the worker itself dies.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 
 from app.errors import StepCancelled, StepTimeout
 from modules.context import StepContext
+from modules.reaper import reaper
 
 #: How often a waiting step looks at its cancel event: the latency of a cancel.
 POLL_SECONDS = 0.1
@@ -60,16 +63,19 @@ def run_process(
         errors="replace",
         start_new_session=True,
     )
+    reaper.register(proc.pid)
     try:
         return _wait(ctx, proc, stdin, deadline, limit)
     except BaseException:
-        # Whatever stops this step (a timeout, a cancel, Celery's soft time limit or a
-        # revoke raised into the task) stops its processes too; what they printed so
-        # far is kept.
-        out, err = _stop(proc)
+        # Whatever stops this step (a timeout, a cancel, a lost lease, Celery's soft
+        # time limit or a revoke raised into the task) stops its processes too; what
+        # they printed so far is kept.
+        out, err = _stop(proc, at_once=ctx.abandoned)
         ctx.capture("stdout", out)
         ctx.capture("stderr", err)
         raise
+    finally:
+        reaper.forget(proc.pid)
 
 
 def _wait(
@@ -88,15 +94,20 @@ def _wait(
             return Completed(proc.returncode, out, err)
         except subprocess.TimeoutExpired:
             pending_input = None
+        if ctx.abandoned:
+            raise StepCancelled("command was killed: the attempt lost its lease") from None
         if deadline is not None and time.monotonic() >= deadline:
             raise StepTimeout(f"command timed out after {limit} and was killed") from None
         if ctx.cancel_event.is_set():
             raise StepCancelled("command was killed: the run was cancelled") from None
 
 
-def _stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
-    """Kill the process group; what it printed, as far as it can still be read."""
-    for sig, wait in ((signal.SIGTERM, GRACE_SECONDS), (signal.SIGKILL, 5.0)):
+def _stop(proc: subprocess.Popen[str], *, at_once: bool = False) -> tuple[str, str]:
+    """Kill the process group (SIGTERM, then SIGKILL; ``at_once``: SIGKILL); what it
+    printed, as far as it can still be read."""
+    signals = ((signal.SIGKILL, 5.0),) if at_once else \
+        ((signal.SIGTERM, GRACE_SECONDS), (signal.SIGKILL, 5.0))
+    for sig, wait in signals:
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:

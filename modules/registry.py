@@ -18,6 +18,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import inspect
+import socket
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from app.errors import ChordflowError
+from app.errors import ChordflowError, ModuleUnavailable
 
 MethodFn = Callable[..., Any]
 
@@ -233,6 +234,15 @@ class Registry:
     def method(self, module: str, method: str | None) -> MethodSpec:
         return self.module(module).get(method)
 
+    def tolerant(self) -> Registry:
+        """This registry, where an unknown module or method compiles to a stand-in
+        that fails its step at once, naming the module and the worker.
+
+        For runs that were validated where they were submitted: a worker that lacks a
+        module fails the steps that need it, and runs everything else.
+        """
+        return _TolerantRegistry(self)
+
     def describe(self) -> list[dict[str, Any]]:
         """The JSON listing used by ``chordflow modules --json`` and the API."""
         return [
@@ -260,6 +270,51 @@ class Registry:
             }
             for m in self.modules()
         ]
+
+
+class _TolerantRegistry(Registry):
+    def __init__(self, strict: Registry):
+        super().__init__()
+        self._modules = strict._modules  # the same modules, seen through this view
+        self._missing: dict[str, StepModule] = {}
+
+    def module(self, name: str) -> StepModule:
+        found = self._modules.get(name)
+        if found is not None:
+            return _TolerantModule(found)
+        if name not in self._missing:
+            self._missing[name] = _TolerantModule(StepModule(name))
+        return self._missing[name]
+
+    def tolerant(self) -> Registry:
+        return self
+
+
+class _TolerantModule(StepModule):
+    """A module whose unknown methods are stand-ins (see ``Registry.tolerant``)."""
+
+    def __init__(self, real: StepModule):
+        super().__init__(real.name, real.description, real.default_method, real.methods)
+        self._installed = bool(real.methods)
+
+    def get(self, method: str | None) -> MethodSpec:
+        try:
+            return super().get(method)
+        except ModuleError:
+            what = (f"method '{method}' of module '{self.name}'" if self._installed
+                    else f"module '{self.name}'")
+            return _unavailable(what)
+
+
+def _unavailable(what: str) -> MethodSpec:
+    def unavailable(ctx: Any, **params: Any) -> Any:
+        raise ModuleUnavailable(f"{what} is not installed on worker {ctx.worker} "
+                                f"(host {socket.gethostname()}); install it there, or "
+                                "route the step to a queue whose workers have it")
+
+    spec = _method_spec("unavailable", unavailable)
+    spec.description = f"{what}: not installed here"
+    return spec
 
 
 def load_registry(module_paths: Iterable[Path] = ()) -> Registry:

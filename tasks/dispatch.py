@@ -11,13 +11,17 @@ task id, so a chord counts each element once, when it is final.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from celery import Celery, chord, current_task
 from celery.canvas import Signature
+from kombu.exceptions import OperationalError
 
 from app.config import Settings
 from app.engine.dispatch import TaskMessage
+from app.errors import DispatchFailed
 
 log = logging.getLogger("chordflow.dispatch")
 
@@ -44,17 +48,19 @@ class CeleryDispatcher:
         if (message.retry and task and task.name == STEP_TASK
                 and list(task.request.args or [])[:3] ==
                 [message.run_id, message.step, message.index]):
-            raise task.retry(args=self._args(message), kwargs=self._kwargs(message),
-                             countdown=message.countdown, max_retries=None,
-                             **self._limits(message))
+            with _broker_errors(self.settings):
+                raise task.retry(args=self._args(message), kwargs=self._kwargs(message),
+                                 countdown=message.countdown, max_retries=None,
+                                 **self._limits(message))
         # Only chord elements need a stored result; for the rest, not asking for one
         # also spares the sender a result subscription per message.
-        self.signature(message).apply_async(countdown=message.countdown or None,
-                                            ignore_result=True)
+        with _broker_errors(self.settings):
+            self.signature(message).apply_async(countdown=message.countdown or None,
+                                                ignore_result=True)
 
     def dispatch_many(self, messages: list[TaskMessage]) -> None:
         """One producer (one broker connection) for them all, as ``group`` sends."""
-        with self.app.producer_or_acquire() as producer:
+        with _broker_errors(self.settings), self.app.producer_or_acquire() as producer:
             for message in messages:
                 self.signature(message).apply_async(
                     countdown=message.countdown or None, ignore_result=True,
@@ -67,7 +73,8 @@ class CeleryDispatcher:
             queue=first.queue or self.settings.default_queue,
             shadow=f"{first.workflow}.{first.step}.gather", ignore_result=True,
         )
-        chord([self.signature(m) for m in messages])(body)
+        with _broker_errors(self.settings):
+            chord([self.signature(m) for m in messages])(body)
 
     def revoke(self, run_id: str, task_ids: list[str]) -> None:
         if task_ids:
@@ -102,6 +109,10 @@ class CeleryDispatcher:
             kwargs["generation"] = message.generation
         if message.queued_at is not None:
             kwargs["queued_at"] = message.queued_at
+        if message.suspect is not None:
+            kwargs["suspect"] = message.suspect
+        if message.outcome is not None:
+            kwargs["outcome"] = message.outcome
         return kwargs
 
     @staticmethod
@@ -117,3 +128,18 @@ class CeleryDispatcher:
         lower numbers first, so its numbers are flipped."""
         priority = priority or 0
         return 9 - priority if self.redis_priorities else priority
+
+
+@contextmanager
+def _broker_errors(settings: Settings) -> Iterator[None]:
+    """A broker that cannot be reached becomes DispatchFailed, naming it (no password)."""
+    try:
+        yield
+    except (OperationalError, ConnectionError, OSError) as exc:
+        raise DispatchFailed(f"the broker at {_safe_url(settings.broker_url)} is "
+                             f"unreachable ({type(exc).__name__}: {exc})") from exc
+
+
+def _safe_url(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}{sep}{rest.rsplit('@', 1)[-1]}" if sep else url

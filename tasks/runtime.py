@@ -1,15 +1,16 @@
 """The engine wired for Celery: MongoDB records, Celery messages.
 
 Workers build one engine per process, after the fork (pymongo clients must not cross a
-fork); the CLI and the API build one to submit, inspect and control runs.
+fork); the CLI and the API build one to submit, inspect and control runs. The indexes
+are made on a worker's first task that finds the store answering; a worker starts (and
+waits, task by task) while the store is unreachable.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 
-from celery import Celery, current_task
+from celery import Celery
 from celery.signals import worker_process_init, worker_process_shutdown, worker_shutdown
 
 from app.config import Settings, get_settings
@@ -22,15 +23,19 @@ from tasks.finished import FinishedSignal
 
 log = logging.getLogger("chordflow.runtime")
 
-#: Seconds a node gets to answer "what are you running?".
+#: Seconds workers get to answer "which queues do you consume?".
 INSPECT_TIMEOUT = 2.0
 
 
-def build_engine(app: Celery, settings: Settings | None = None) -> Engine:
+def build_engine(app: Celery, settings: Settings | None = None, *,
+                 patience: float | None = None) -> Engine:
+    """The engine on MongoDB and Celery. ``patience``: seconds a store call waits for an
+    unreachable MongoDB (default: the workers' ``store_outage_seconds``; the API and the
+    CLI pass a few seconds, someone is waiting for their answer)."""
     settings = settings or get_settings()
-    store = MongoStore(settings.mongo_url, settings.mongo_db)
-    store.ensure_indexes()
-    engine = Engine(
+    store = MongoStore(settings.mongo_url, settings.mongo_db,
+                       patience=settings.store_outage_seconds if patience is None else patience)
+    return Engine(
         store,
         default_registry(),
         CeleryDispatcher(app, settings),
@@ -38,49 +43,16 @@ def build_engine(app: Celery, settings: Settings | None = None) -> Engine:
         workdir=settings.workdir,
         count_linger=COUNT_LINGER_SECONDS,
         on_finish=FinishedSignal(app).announce,
+        lease_seconds=settings.lease_seconds,
     )
-    # Read at each call: a step task sets engine.worker to its node's name, and Celery's
-    # current task (thread-local) is the delivery asking.
-    engine.holder_alive = lambda worker, task_id: holder_alive(
-        app, worker, task_id, asker=engine.worker,
-        asking_task=getattr(getattr(current_task, "request", None), "id", None))
-    return engine
 
 
-def holder_alive(app: Celery, worker: str | None, task_id: str | None,
-                 asker: str | None = None, asking_task: str | None = None) -> bool:
-    """Is ``worker`` (a Celery node name) up and still running ``task_id``?
-
-    A node that does not answer is gone; a node that answers without the task lost it
-    (its pool process was killed). Both mean the attempt will never finish by itself.
-
-    ``asker`` is the node asking and ``asking_task`` the task it runs. When a pool
-    process is killed, Celery gives its message back to the broker with the same task
-    id, and that redelivery often lands on the same node, which then lists the task as
-    active because the asker itself is running it. So when the asker is that very task
-    on that very node, one entry with this process's pid is its own and does not count
-    (on the threads pool every entry has the process's pid, and the asker's own is
-    always listed: Celery lists a task before a thread runs it); any other entry (a
-    duplicate being worked on by another pool process or thread) does.
-    """
-    if not worker or "@" not in worker:
-        return False
-    replies = app.control.inspect(destination=[worker], timeout=INSPECT_TIMEOUT).active()
-    active = (replies or {}).get(worker)
-    if active is None:
-        return False
-    holding = [task for task in active if task.get("id") == task_id]
-    if worker == asker and asking_task == task_id:
-        mine = next((task for task in holding if task.get("worker_pid") == os.getpid()), None)
-        if mine is not None:
-            holding.remove(mine)
-    return bool(holding)
-
-
-def active_task_ids(app: Celery) -> tuple[set[str], set[str]]:
-    """(node names that answered, ids of the tasks they run): one broadcast for all."""
-    replies = app.control.inspect(timeout=INSPECT_TIMEOUT).active() or {}
-    return set(replies), {task["id"] for tasks in replies.values() for task in tasks}
+def served_queues(app: Celery) -> set[str] | None:
+    """The queues live workers consume (one broadcast); None if none answered."""
+    replies = app.control.inspect(timeout=INSPECT_TIMEOUT).active_queues() or {}
+    if not replies:
+        return None
+    return {queue["name"] for queues in replies.values() for queue in queues or ()}
 
 
 _engine: Engine | None = None
@@ -94,6 +66,17 @@ def worker_engine() -> Engine:
 
         _engine = build_engine(app)
     return _engine
+
+
+_indexed: set[int] = set()
+
+
+def ensure_indexes(engine: Engine) -> None:
+    """Make the store's indexes once per process, on the first task that can (a task
+    that meets an unreachable store waits, and comes back later if it must)."""
+    if id(engine) not in _indexed:
+        engine.store.ensure_indexes()  # type: ignore[attr-defined]
+        _indexed.add(id(engine))
 
 
 @worker_process_init.connect

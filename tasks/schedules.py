@@ -18,7 +18,10 @@ from tasks.runtime import worker_engine
 from workers.celery_app import app
 
 
-@app.task(name="chordflow.schedules.tick", acks_late=False, ignore_result=True)
+#: No task events (``send_events``), and the beat sends no ``task-sent`` event
+#: (workers/celery_app.py): a tick every few seconds would bury the steps in Flower.
+@app.task(name="chordflow.schedules.tick", acks_late=False, ignore_result=True,
+          send_events=False)
 def schedules_tick() -> list[dict[str, Any]]:
     fired = tick(RunService(worker_engine()), time.time())
     return [{"schedule_id": f.schedule_id, "run_id": f.run_id, "error": f.error}

@@ -4,44 +4,76 @@ A task only turns its arguments into a TaskMessage and hands it to the engine, w
 records everything in MongoDB and dispatches what the step unblocked. While a step
 runs, the process's cancel watch (tasks/cancel_watch.py) looks at its run once a
 second, so a cancel stops the step's work on whichever host runs it, whatever the pool.
+
+What Flower shows is the truth about the step: a task whose attempt failed raises
+:class:`StepAttemptFailed` once the failure is recorded (Flower: FAILURE, with the
+step's error), a retry goes through Celery's own ``Task.retry`` (RETRY). A store that
+stays unreachable past its patience sends the message back for later (RETRY too),
+carrying the attempt's outcome if the module had run, so nothing is lost and nothing
+runs twice.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import replace
 from typing import Any
 
 from celery import Task
 from celery.exceptions import Retry
 
 from app.engine.dispatch import TaskMessage
+from app.errors import StoreUnavailable
 from tasks.cancel_watch import CancelWatch
 from tasks.dispatch import GATHER_TASK, STEP_TASK
-from tasks.runtime import worker_engine
+from tasks.runtime import ensure_indexes, worker_engine
 from workers.celery_app import app
 
 log = logging.getLogger("chordflow.tasks")
 
-@app.task(bind=True, name=STEP_TASK, acks_late=True)
+#: Seconds before a message that met an unreachable store (past its patience) comes back.
+STORE_RETRY_SECONDS = 30.0
+
+
+class StepAttemptFailed(Exception):
+    """Raised by a step task after recording that its attempt failed, so that Celery
+    (and Flower) see a failed task. The step's own error is the message."""
+
+
+#: ``throws``: an expected failure, logged by the worker as one line, not a traceback.
+@app.task(bind=True, name=STEP_TASK, acks_late=True, throws=(StepAttemptFailed,))
 def run_step(
     self: Task, run_id: str, step: str, index: int | None, attempt: int,
     workflow: str = "", timeout: float | None = None, readmit: bool = False,
-    generation: int = 0, queued_at: float | None = None,
+    generation: int = 0, queued_at: float | None = None, suspect: float | None = None,
+    outcome: dict[str, Any] | None = None,
 ) -> None:
     engine = worker_engine()
     engine.worker = self.request.hostname or engine.worker
     message = TaskMessage(run_id, step, index, attempt, workflow, timeout=timeout,
-                          readmit=readmit, generation=generation, queued_at=queued_at)
+                          readmit=readmit, generation=generation, queued_at=queued_at,
+                          suspect=suspect, outcome=outcome)
     token, cancel_event = _cancel_watch(engine).watch(run_id)
     try:
-        engine.execute(message, cancel_event, task_id=self.request.id)
+        ensure_indexes(engine)
+        failure = engine.execute(message, cancel_event, task_id=self.request.id)
     except Retry:
         raise
+    except StoreUnavailable as exc:
+        log.warning("run %s step %s: %s; the message comes back in %gs", run_id, step, exc,
+                    STORE_RETRY_SECONDS, extra={"run_id": run_id, "step": step})
+        pending = exc.pending if isinstance(exc.pending, TaskMessage) else message
+        engine.dispatcher.dispatch(replace(pending, retry=True,
+                                           countdown=STORE_RETRY_SECONDS))
+        raise  # not reached: the dispatch raises Celery's Retry
     except Exception as exc:  # recorded; a chord must see this element finish
         engine.fail_unexpected(message, exc, task_id=self.request.id)
+        raise
     finally:
         _cancel_watch(engine).unwatch(token)
+    if failure is not None:
+        raise StepAttemptFailed(failure)
 
 
 _watches: dict[int, CancelWatch] = {}

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 import uuid
+from pathlib import Path
 
 import pytest
 
+import app.engine.recovery
 from app.engine.dispatch import TaskMessage
 from app.engine.embedded import EmbeddedExecutor
+from app.engine.lease import TAKEOVER_GRACE, LeaseKeeper
 from app.engine.mongo_store import MongoStore
 from app.engine.state import RunStatus, StepStatus
 from app.workflow.loader import load_data
@@ -63,28 +69,84 @@ def test_resume_resends_lost_messages(lossy):
     assert not lossy.engine.resume(run_id)  # nothing left to do
 
 
-def test_resume_takes_over_an_attempt_whose_worker_is_gone(lossy):
+def _held(lossy, run_id: str, step: str, holder: str, until: float) -> None:
+    """Record ``step`` as picked up by ``holder``, with a lease until ``until``."""
+    assert lossy.store.transition_step(run_id, step, {StepStatus.QUEUED}, StepStatus.RUNNING,
+                                       attempt=0, attempts=1, worker="ghost@gone",
+                                       holder=holder, lease_until=until)
+
+
+def _dead_process_identity() -> str:
+    """The lease-holder identity of a process of this machine that has exited."""
+    done = subprocess.run([sys.executable, "-c",
+                           "from app.engine.lease import process_identity as p; print(p())"],
+                          capture_output=True, text=True, timeout=30, check=True,
+                          cwd=Path(__file__).resolve().parent.parent)
+    return done.stdout.strip()
+
+
+def test_resume_takes_over_at_once_an_attempt_whose_holder_is_gone(lossy):
+    lossy.engine.leases = LeaseKeeper(lossy.store, 30.0)
     lossy.lose = {"b"}
     run_id = lossy.submit(lossy.compile(load_data(DOC)))
     lossy.wait(run_id, timeout=2)
-    # b was picked up by a worker that then died: recorded running, never finished.
-    assert lossy.store.transition_step(run_id, "b", {StepStatus.QUEUED}, StepStatus.RUNNING,
-                                       attempt=0, attempts=1, worker="ghost@gone")
-    lossy.engine.holder_alive = lambda worker, task: worker != "ghost@gone"
+    # b was picked up by a process of this machine that then died: its lease is still
+    # live for a minute, but its holder is gone for sure.
+    _held(lossy, run_id, "b", _dead_process_identity(), time.time() + 60)
     assert lossy.engine.resume(run_id).taken_over == ["b"]
     assert lossy.wait(run_id, timeout=10) is RunStatus.SUCCEEDED
     b = lossy.store.get_steps(run_id)["b"]
     assert b.attempts == 2 and b.worker != "ghost@gone"
-    assert any(e.type == "step_taken_over" for e in lossy.store.events(run_id))
+    taken = [e for e in lossy.store.events(run_id) if e.type == "step_taken_over"]
+    assert taken and taken[0].data["lease"] == "released"
 
 
-def test_a_duplicate_of_a_live_attempt_is_dropped(lossy):
+def test_an_expired_lease_is_taken_over_only_after_the_grace(lossy, monkeypatch):
+    monkeypatch.setattr(app.engine.recovery, "TAKEOVER_GRACE", 1.0)
+    lossy.engine.leases = LeaseKeeper(lossy.store, 30.0)
+    lossy.lose = {"b"}
+    run_id = lossy.submit(lossy.compile(load_data(DOC)))
+    lossy.wait(run_id, timeout=2)
+    _held(lossy, run_id, "b", "elsewhere/-/1", time.time() - 1)  # another host's, run out
+    started = time.monotonic()
+    assert lossy.engine.resume(run_id).taken_over == ["b"]
+    assert lossy.store.get_steps(run_id)["b"].attempts == 1  # not yet: the grace first
+    assert lossy.wait(run_id, timeout=10) is RunStatus.SUCCEEDED
+    assert time.monotonic() - started >= 1.0
+    assert lossy.store.get_steps(run_id)["b"].attempts == 2
+
+
+def test_a_live_lease_is_never_taken_over_its_message_comes_back(lossy):
+    lossy.engine.leases = LeaseKeeper(lossy.store, 30.0)
+    lossy.lose = {"b"}
+    run_id = lossy.submit(lossy.compile(load_data(DOC)))
+    lossy.wait(run_id, timeout=2)
+    _held(lossy, run_id, "b", "busy/-/1", time.time() + 3)
+    sent: list[TaskMessage] = []
+    lossy.dispatch = sent.append  # type: ignore[method-assign]
+    assert not lossy.engine.resume(run_id).taken_over  # live: left alone
+    lossy.engine.execute(TaskMessage(run_id, "b", None, 1, "recover"))  # a duplicate
+    assert lossy.store.get_steps(run_id)["b"].status is StepStatus.RUNNING
+    assert len(sent) == 1 and sent[0].attempt == 1 and sent[0].suspect is None
+    assert 3 + TAKEOVER_GRACE - 1 < sent[0].countdown <= 3 + TAKEOVER_GRACE  # after it ran out
+    # It comes back once the lease has run out: now it is suspected, not yet taken over.
+    lossy.store.transition_step(run_id, "b", {StepStatus.RUNNING}, StepStatus.RUNNING,
+                                lease_until=time.time() - 1)
+    lossy.engine.execute(sent[0])
+    assert sent[1].suspect is not None and sent[1].countdown == TAKEOVER_GRACE
+    # Meanwhile the holder renewed: the suspicion is void, it comes back again later.
+    lossy.store.transition_step(run_id, "b", {StepStatus.RUNNING}, StepStatus.RUNNING,
+                                lease_until=time.time() + 3)
+    lossy.engine.execute(sent[1])
+    assert lossy.store.get_steps(run_id)["b"].attempts == 1 and sent[2].suspect is None
+
+
+def test_without_leases_a_duplicate_of_a_running_attempt_is_dropped(lossy):
     lossy.lose = {"b"}
     run_id = lossy.submit(lossy.compile(load_data(DOC)))
     lossy.wait(run_id, timeout=2)
     lossy.store.transition_step(run_id, "b", {StepStatus.QUEUED}, StepStatus.RUNNING,
                                 attempt=0, attempts=1, worker="busy@host")
-    lossy.engine.holder_alive = lambda worker, task: True
     lossy.engine.execute(TaskMessage(run_id, "b", None, 1, "recover"))
     assert lossy.store.get_steps(run_id)["b"].status is StepStatus.RUNNING
 

@@ -6,6 +6,13 @@ experienced Celery operators use for long, side-effecting tasks (DESIGN.md, "Cel
 facts"): late acknowledgement with redelivery on worker loss, one message prefetched at
 a time, events on for Flower, a broker visibility timeout longer than any step, JSON
 only, and explicit result expiry (results exist only to count ``foreach`` chords).
+
+One departure: running tasks are *not* cancelled when the worker loses its broker
+connection (``worker_cancel_long_running_tasks_on_connection_loss`` off). Celery
+cancels them so that a redelivered copy cannot run beside them; here a step's lease
+already makes that impossible (app/engine/lease.py), and cancelling would throw away
+the work of every running step at each broker restart, or stop a task between two of
+its writes.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
+from celery.signals import beat_init
 from kombu import Queue
 
 from app.config import Settings, get_settings
@@ -43,7 +51,7 @@ def make_celery(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        worker_cancel_long_running_tasks_on_connection_loss=True,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         task_track_started=True,
         worker_send_task_events=True,
         task_send_sent_event=True,
@@ -79,3 +87,11 @@ def make_celery(settings: Settings) -> Celery:
 
 
 app = make_celery(get_settings())
+
+
+@beat_init.connect
+def _quiet_beat(sender: Any = None, **_: Any) -> None:
+    """The beat sends only the periodic ticks (reconcile, schedules): no ``task-sent``
+    events for them, so Flower's task list shows steps, not ticks."""
+    if sender is not None:
+        sender.app.conf.task_send_sent_event = False

@@ -7,19 +7,23 @@ lifespan so uvicorn's worker processes each get their own connections.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
+from pymongo.errors import ConnectionFailure
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.audit import AuditLog
 from app.api.keys import ApiKeys
 from app.api.library import WorkflowDisabled, WorkflowLibrary, WorkflowMissing
 from app.config import Settings, get_settings
-from app.errors import RunNotFound, ValidationFailed
+from app.errors import DispatchFailed, RunNotFound, StoreUnavailable, ValidationFailed
+from app.schedules import Schedules
 from app.service import RunService
 
 log = logging.getLogger("chordflow.api")
@@ -38,8 +42,8 @@ def create_app(settings: Settings | None = None, service: RunService | None = No
         app.state.keys = ApiKeys(db)
         app.state.audit = AuditLog(db)
         app.state.library = WorkflowLibrary(db)
-        app.state.library.ensure_indexes()
-        app.state.schedules = schedules.open_store(db)
+        app.state.schedules = Schedules(db)
+        _make_indexes(app)
         if not settings.api_auth:
             log.warning("API authentication is OFF (CHORDFLOW_API_AUTH=false): anyone who "
                         "reaches this server is an admin. For local development only.")
@@ -67,6 +71,19 @@ def create_app(settings: Settings | None = None, service: RunService | None = No
     app.include_router(schedules.router, prefix=API_PREFIX)
     app.include_router(admin.router, prefix=API_PREFIX)
 
+    @app.exception_handler(StoreUnavailable)
+    @app.exception_handler(ConnectionFailure)
+    async def store_down(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("%s %s: the store is unreachable: %s", request.method,
+                    request.url.path, exc)
+        return _unavailable("store_unavailable",
+                            "MongoDB, where chordflow records runs, is unreachable; "
+                            "nothing was changed, try again shortly")
+
+    @app.exception_handler(DispatchFailed)
+    async def broker_down(request: Request, exc: DispatchFailed) -> JSONResponse:
+        return _unavailable("broker_unavailable", str(exc))
+
     @app.exception_handler(ValidationFailed)
     async def invalid(request: Request, exc: ValidationFailed) -> JSONResponse:
         return JSONResponse(status_code=422, content={
@@ -85,6 +102,44 @@ def create_app(settings: Settings | None = None, service: RunService | None = No
         return JSONResponse(status_code=409, content={"detail": str(exc)})
 
     return app
+
+
+#: Seconds a client is told to wait (``Retry-After``) when the store or broker is down.
+RETRY_AFTER_SECONDS = 5
+#: Seconds between two tries at making the indexes when the store was down at start.
+INDEX_RETRY_SECONDS = 5.0
+
+
+def _unavailable(code: str, detail: str) -> JSONResponse:
+    return JSONResponse(status_code=503, content={"detail": detail, "code": code},
+                        headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+def _make_indexes(app: FastAPI) -> None:
+    """The indexes, now or (the store is down: the API starts anyway, answering 503
+    until it is back) by a background thread that keeps trying."""
+
+    def make() -> None:
+        app.state.service.engine.store.ensure_indexes()
+        app.state.library.ensure_indexes()
+        app.state.schedules.ensure_indexes()
+
+    def keep_trying() -> None:
+        while True:
+            time.sleep(INDEX_RETRY_SECONDS)
+            try:
+                make()
+            except (StoreUnavailable, ConnectionFailure):
+                continue
+            log.warning("MongoDB answers: indexes made")
+            return
+
+    try:
+        make()
+    except (StoreUnavailable, ConnectionFailure) as exc:
+        log.warning("MongoDB is unreachable at start (%s); serving anyway, answering 503 "
+                    "until it is back", exc)
+        threading.Thread(target=keep_trying, daemon=True, name="chordflow-indexes").start()
 
 
 class BodyLimit:

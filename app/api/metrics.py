@@ -19,6 +19,10 @@
                                                              queue
     chordflow_metrics_up{source}                  gauge      1 if this scrape could read
                                                              ``mongodb`` / ``broker``
+    chordflow_reconcile_errors_total              counter    runs whose recovery raised
+                                                             in a reconciler pass
+    chordflow_queue_unserved{queue}               gauge      steps queued where no live
+                                                             worker consumes
 
 Why from the records: steps run in Celery workers on other hosts, and an API
 deployment may run several processes, none of which sees a step finish. Every one of
@@ -368,6 +372,7 @@ class MetricsCollector:
                                           "Workflow runs pending or running.")
                 gauge.add_metric([], len(active))
                 out.append(gauge)
+                out += self._reconciler()
             queues = self._queue_names(active or [])
         if self.queue_lengths is not None:  # not under the lock: the broker may be slow
             try:
@@ -386,6 +391,27 @@ class MetricsCollector:
                 out.append(gauge)
         out.append(up)
         return iter(out)
+
+    def _reconciler(self) -> list[Metric]:
+        """What the reconciler's last pass noted (whichever worker or CLI made it)."""
+        reader = getattr(self.records.store, "reconcile_state", None)
+        if reader is None:
+            return []
+        try:
+            state = reader()
+        except Exception as exc:
+            log.warning("metrics: cannot read the reconciler's state: %s", exc)
+            return []
+        errors = CounterMetricFamily(
+            "chordflow_reconcile_errors", "Runs whose recovery raised in a reconciler pass "
+            "(logged with the run id, skipped; the other runs were recovered).")
+        errors.add_metric([], float(state.get("errors_total") or 0))
+        unserved = GaugeMetricFamily(
+            "chordflow_queue_unserved", "Steps queued on a queue that no live worker "
+            "consumes, as the reconciler last found them.", labels=["queue"])
+        for queue, n in sorted((state.get("unserved_queues") or {}).items()):
+            unserved.add_metric([queue], n)
+        return [errors, unserved]
 
     def _queue_names(self, active: list[Mapping[str, Any]]) -> list[str]:
         """The default queue, the queues of active runs' plans, and those named lately

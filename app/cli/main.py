@@ -361,7 +361,9 @@ def reconcile() -> None:
     from tasks.recovery import reconcile as reconcile_all
     from workers.celery_app import app as celery_app
 
-    report = reconcile_all(_service().engine, celery_app, get_settings().reconcile_grace)
+    settings = get_settings()
+    report = reconcile_all(_service().engine, celery_app, settings.reconcile_grace,
+                           settings.default_queue)
     sys.stdout.write(json.dumps(report) + "\n")
 
 
@@ -398,7 +400,36 @@ def main() -> None:
     except ValueError:  # a bad CHORDFLOW_* variable: the command itself reports it
         log_format = "text"
     configure(log_format, logging.WARNING)
-    app()
+    try:
+        app()
+    except Exception as exc:
+        message = refusal(exc)
+        if message is None:
+            raise
+        err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+        sys.exit(EXIT_INVALID)
+
+
+def refusal(exc: BaseException) -> str | None:
+    """The one line to print for an error that is the world's, not a bug: an unknown
+    run, an unreachable store or broker. None for anything else (a traceback, then)."""
+    from app.errors import DispatchFailed, RunNotFound, StoreUnavailable
+
+    if isinstance(exc, RunNotFound | StoreUnavailable | DispatchFailed):
+        return str(exc)
+    # The libraries' own "cannot connect" errors, where a command used them directly;
+    # looked up only if loaded (an embedded run never imports them).
+    for module, names, what in (
+        ("pymongo.errors", ("ConnectionFailure",), "MongoDB"),
+        ("kombu.exceptions", ("OperationalError",), "the broker"),
+        ("redis.exceptions", ("ConnectionError", "TimeoutError"), "Redis"),
+    ):
+        loaded = sys.modules.get(module)
+        kinds = tuple(getattr(loaded, n) for n in names) if loaded else ()
+        if kinds and isinstance(exc, kinds):
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            return f"{what} is unreachable ({type(exc).__name__}: {first[:300]})"
+    return None
 
 
 if __name__ == "__main__":

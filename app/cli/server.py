@@ -17,6 +17,9 @@ from rich.table import Table
 
 out = Console()
 
+#: Seconds the API's open requests (event streams) get to end after SIGTERM.
+SHUTDOWN_GRACE = 2
+
 keys_app = typer.Typer(help="Create, list and revoke API keys (directly in MongoDB).",
                        no_args_is_help=True)
 
@@ -40,9 +43,12 @@ def api(
             "json": {"class": "logging.StreamHandler", "formatter": "json"}},
             "formatters": {"json": {"()": "app.log_format.JsonFormatter"}},
             "root": {"handlers": ["json"], "level": "INFO"}}
+    # On SIGTERM, open event streams get SHUTDOWN_GRACE seconds, then are closed (their
+    # clients reconnect with Last-Event-ID): a restart never waits for a stream's hour.
     uvicorn.run("app.api.main:app", host=host or settings.api_host,
                 port=port or settings.api_port, workers=workers or settings.api_workers,
-                log_level="info", proxy_headers=True, log_config=log_config)
+                log_level="info", proxy_headers=True, log_config=log_config,
+                timeout_graceful_shutdown=SHUTDOWN_GRACE)
 
 
 def flower(

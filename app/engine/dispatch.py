@@ -8,7 +8,7 @@ executor (a thread pool, or Celery) only has to deliver it to ``Engine.execute``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +54,12 @@ class TaskMessage:
     #: When the step was queued, for a claim to record should it come before the
     #: queueing's own write does (a released step is sent first, recorded after).
     queued_at: float | None = None
+    #: The expired lease this message found on its step's running attempt, a grace
+    #: ago: unchanged, the step is taken over (app/engine/lease.py).
+    suspect: float | None = None
+    #: An attempt's outcome still to be recorded (app/engine/outcome.py): the step is
+    #: not run again. Only when the store was unreachable for longer than its patience.
+    outcome: dict[str, Any] | None = None
 
     @property
     def key(self) -> TaskKey:

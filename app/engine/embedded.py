@@ -15,6 +15,7 @@ import time
 from collections import defaultdict
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 from app.config import Settings, get_settings
@@ -24,6 +25,7 @@ from app.engine.memory_store import MemoryStore
 from app.engine.plan import Plan
 from app.engine.state import RunStatus
 from app.engine.store import Store
+from app.errors import StoreUnavailable
 from app.workflow.models import Workflow
 from modules.registry import Registry, default_registry
 
@@ -31,6 +33,9 @@ log = logging.getLogger("chordflow.embedded")
 
 #: How long a timed-out step gets to stop by itself before it is failed regardless.
 TIMEOUT_GRACE_SECONDS = 5.0
+#: When a store stayed unreachable past its patience, how long until its task is tried
+#: again (only with a store that can be unreachable: MongoDB).
+STORE_RETRY_SECONDS = 10.0
 
 
 class EmbeddedExecutor:
@@ -199,6 +204,9 @@ class EmbeddedExecutor:
             watchdog.start()
         try:
             self.engine.execute(message, cancel_event, deadline)
+        except StoreUnavailable as exc:  # its store (MongoDB) stayed away: try again later
+            pending = exc.pending if isinstance(exc.pending, TaskMessage) else message
+            self.dispatch(replace(pending, countdown=STORE_RETRY_SECONDS))
         except BaseException as exc:  # noqa: BLE001 - recorded, never lost
             self.engine.fail_unexpected(message, exc)
         finally:

@@ -11,9 +11,11 @@ deep recursion.
 
 Every write is a compare-and-set on the state the caller expects, so duplicated or
 late messages (a redelivery, a timed-out attempt that returns after all) change
-nothing. The one exception is deliberate: a message for an attempt that is recorded
-as running, whose worker is gone (the executor's ``holder_alive`` says so), takes the
-step over as a new attempt; that is how a step survives a worker killed mid-step.
+nothing. The one exception is deliberate: where workers can be lost under a running
+step (Celery), each running attempt holds a lease that its process renews, and a
+message for an attempt whose lease was given up or has run out takes the step over as
+a new attempt (app/engine/lease.py); that is how a step survives a worker killed
+mid-step, without ever running twice at once.
 
 Executors differ only in how a :class:`TaskMessage` reaches :meth:`Engine.execute`: a
 thread pool for the embedded executor, Celery for workers.
@@ -37,6 +39,15 @@ from app.engine.counting import RunCounts
 from app.engine.dispatch import Dispatcher, TaskKey, TaskMessage
 from app.engine.eventlog import EventLog
 from app.engine.invoke import call_step
+from app.engine.lease import (
+    TAKEOVER_GRACE,
+    Lease,
+    LeaseKeeper,
+    LeaseState,
+    lease_state,
+    process_identity,
+)
+from app.engine.outcome import Outcome
 from app.engine.plan import Plan, StepPlan, compile_plan
 from app.engine.records import Event, ItemRecord, LogLine, RunRecord, StepRecord, now
 from app.engine.recovery import Recovery
@@ -54,9 +65,11 @@ from app.engine.state import (
 from app.engine.store import Store
 from app.errors import (
     ChordflowError,
+    DispatchFailed,
     ReferenceResolutionError,
     StepCancelled,
     StepFailed,
+    StoreUnavailable,
 )
 from app.workflow.models import Workflow
 from app.workflow.templating import resolve_in
@@ -67,8 +80,6 @@ from modules.registry import ParamsInvalid, Registry
 MAX_TAKEOVERS = 3
 #: Running runs whose records a worker keeps (see ``Engine.running_run``).
 RUN_CACHE_SIZE = 256
-
-HolderAlive = Callable[[str | None, str | None], bool]
 
 log = logging.getLogger("chordflow.engine")
 step_log = logging.getLogger("chordflow.step")
@@ -94,7 +105,7 @@ class Engine(Release, Recovery):
         workdir: os.PathLike[str] | str | None = None,
         on_finish: FinishCallback | None = None,
         worker: str | None = None,
-        holder_alive: HolderAlive | None = None,
+        lease_seconds: float | None = None,
         count_linger: float | None = None,
     ):
         self.store = store
@@ -109,9 +120,13 @@ class Engine(Release, Recovery):
         self.on_finish = on_finish
         #: Who runs the attempts this engine executes (Celery: the worker's node name).
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}"
-        #: Is the worker (and task) recorded on a running attempt still at it? Only an
-        #: executor whose workers can die under a running step answers; None: always.
-        self.holder_alive = holder_alive
+        #: Leases on running attempts, where a worker can be lost under one (Celery);
+        #: None in one process, where nothing is lost without the whole run.
+        self.leases = LeaseKeeper(store, lease_seconds) if lease_seconds else None
+        #: What recorded runs' plans compile against: a worker compiles a run that
+        #: another host validated, and a module missing here must fail only its own
+        #: steps, at once, naming this worker (Registry.tolerant).
+        self.plan_registry = registry.tolerant()
         #: A ``foreach`` becomes a Celery chord where the dispatcher can send one.
         self.chords = bool(getattr(dispatcher, "supports_chords", False))
         self._plans: dict[str, Plan] = {}
@@ -140,7 +155,9 @@ class Engine(Release, Recovery):
                 if isinstance(definition, Workflow)
                 else Workflow.model_validate(definition)
             )
-            plan = self.compile(workflow)
+            plan = compile_plan(workflow, self.plan_registry)
+            with self._plans_lock:
+                self._plans.setdefault(plan.digest, plan)
         return plan
 
     def steps_of(self, run: RunRecord) -> dict[str, StepRecord]:
@@ -193,6 +210,12 @@ class Engine(Release, Recovery):
         return run.id
 
     def start(self, run_id: str) -> None:
+        """Set a pending run going: its roots are queued and sent.
+
+        If the dispatcher cannot send them (the broker is down), the run is recorded
+        failed with the reason, so that nothing starts it later (a retried submission
+        then starts exactly one run), and DispatchFailed is raised.
+        """
         if not self.store.set_run_status(
             run_id, {RunStatus.PENDING}, RunStatus.RUNNING, started_at=now()
         ):
@@ -200,13 +223,25 @@ class Engine(Release, Recovery):
         self._event(run_id, "run_started")
         run = self.store.get_run(run_id)
         plan = self.plan_for(run)
+        try:
+            self._start_roots(run, plan)
+        except DispatchFailed as exc:
+            error = f"the run could not start: {exc}"
+            if self.store.set_run_status(run_id, {RunStatus.RUNNING}, RunStatus.FAILED,
+                                         finished_at=now(), error=error):
+                self._event(run_id, "run_failed", data={"error": error})
+                if self.on_finish:
+                    self.on_finish(run_id, RunStatus.FAILED)
+            raise
+
+    def _start_roots(self, run: RunRecord, plan: Plan) -> None:
         # Roots with nothing to decide are queued in one write (a wide fan-out has
         # thousands), then sent together; a cancel meanwhile leaves theirs cancelled,
         # and their claim fails.
         plain = [name for name in plan.roots if run.max_parallel is None
                  and plan.steps[name].when is None and plan.steps[name].foreach is None]
         if plain:
-            self.store.queue_steps(run_id, plain, now())
+            self.store.queue_steps(run.id, plain, now())
             self.dispatcher.dispatch_many([
                 self._message(run, plan.steps[name], TaskKey(name), 1, 0.0)
                 for name in plain])
@@ -261,7 +296,7 @@ class Engine(Release, Recovery):
         cancel_event: threading.Event | None = None,
         deadline: float | None = None,
         task_id: str | None = None,
-    ) -> None:
+    ) -> str | None:
         """Run one attempt of one step (or ``foreach`` element), then release its children.
 
         ``deadline`` (a ``time.monotonic()`` value) is when the attempt must stop; by
@@ -269,11 +304,14 @@ class Engine(Release, Recovery):
         itself passes the one it watches, so both agree on when time is up. ``task_id``
         is the executor's id for this delivery, recorded so a cancel can revoke it.
 
-        Never raises for a step's own failure: that is recorded. A message for a step that
-        is not queued for exactly this attempt is a duplicate and does nothing.
+        Never raises for a step's own failure: that is recorded, and its error returned
+        if the step failed for good (an executor may show the task as failed). A
+        message for a step that is not queued for exactly this attempt is a duplicate
+        and does nothing. StoreUnavailable if the store stays unreachable past its
+        patience (with ``pending`` set if the attempt ran: its outcome, to record later).
         """
         with self.events.deferred():
-            self._execute(msg, cancel_event, deadline, task_id)
+            return self._execute(msg, cancel_event, deadline, task_id)
 
     def _execute(
         self,
@@ -281,22 +319,24 @@ class Engine(Release, Recovery):
         cancel_event: threading.Event | None,
         deadline: float | None,
         task_id: str | None,
-    ) -> None:
+    ) -> str | None:
         run = self.running_run(msg)
         if run is None:
-            return
+            return None
         plan = self.plan_for(run)
         sp = plan.steps[msg.step]
         key = msg.key
         if msg.readmit:  # a retry's delay is over: queue again for a max_parallel slot
             self._admit(run, sp, key)
-            return
+            return None
+        if msg.outcome is not None:  # an attempt whose recording had to wait for the store
+            return self._record(run, plan, sp, msg, Outcome.from_message(msg.outcome))
         records = self.store.get_steps(run.id, sp.reads) if sp.reads else {}
         scope = self._scope(run, records)
         if key.index is not None:
             step_rec = self.store.get_steps(run.id, (sp.name,))[sp.name]
             if step_rec.items is None or key.index >= len(step_rec.items):
-                return
+                return None
             scope["item"] = step_rec.items[key.index].value
             scope["item_index"] = key.index
 
@@ -305,59 +345,116 @@ class Engine(Release, Recovery):
             params = sp.method.validate(rendered)
         except (ReferenceResolutionError, ParamsInvalid) as exc:
             # Rendering is deterministic: retrying cannot help, so fail for good.
-            self._finish_task(run, plan, sp, key, msg.attempt, CLAIMABLE, StepStatus.FAILED,
-                              error=f"params: {exc}", attempts=msg.attempt,
-                              generation=msg.generation, **self._queued(msg))
-            return
+            error = f"params: {exc}"
+            if self._finish_task(run, plan, sp, key, msg.attempt, CLAIMABLE,
+                                 StepStatus.FAILED, error=error, attempts=msg.attempt,
+                                 generation=msg.generation, **self._queued(msg)):
+                return error
+            return None
 
         started = now()
         attempt = self._claim(run, key, msg, started, task_id, rendered)
         if attempt is None:
-            return
+            return None
         msg = replace(msg, attempt=attempt)
-        if key.index is not None:
-            self.store.transition_step(run.id, sp.name, QUEUED_ONLY, StepStatus.RUNNING,
-                                       started_at=started, worker=self.worker)
-        self._event(run.id, "step_started", key, {"attempt": attempt, "worker": self.worker})
+        cancel_event = cancel_event or threading.Event()
+        lease = None
+        if self.leases is not None:
+            lease = self.leases.hold(Lease(run.id, sp.name, key.index, attempt,
+                                           process_identity(), stop=cancel_event))
+        try:
+            if key.index is not None:
+                self.store.transition_step(run.id, sp.name, QUEUED_ONLY, StepStatus.RUNNING,
+                                           started_at=started, worker=self.worker)
+            self._event(run.id, "step_started", key,
+                        {"attempt": attempt, "worker": self.worker})
+            outcome = self._attempt(run, sp, key, msg, params, rendered, scope, cancel_event,
+                                    deadline, lease)
+        except BaseException:
+            if lease is not None:  # stopped without an outcome: let it be taken over now
+                self.leases.give_up(lease)  # type: ignore[union-attr]
+            raise
+        if lease is not None:
+            self.leases.drop(lease)  # type: ignore[union-attr]
+            if lease.lost.is_set():
+                self._abandon(msg, lease)
+                return None
+        return self._record(run, plan, sp, msg, outcome)
 
+    def _attempt(
+        self, run: RunRecord, sp: StepPlan, key: TaskKey, msg: TaskMessage,
+        params: dict[str, Any], rendered: dict[str, Any], scope: dict[str, Any],
+        cancel_event: threading.Event, deadline: float | None, lease: Lease | None,
+    ) -> Outcome:
+        """Run the step's module once: what it returned, or how it failed."""
         captured: list[tuple[float, str, str]] = []
         ctx = StepContext(
             run_id=run.id,
             step=sp.name,
-            attempt=attempt,
+            attempt=msg.attempt,
             workdir_root=self.workdir,
             logger=CapturingLogger(step_log, {"run_id": run.id, "step": key.token}, captured),
             secrets=self.secrets,
             deadline=deadline or ((time.monotonic() + msg.timeout) if msg.timeout else None),
-            cancel_event=cancel_event or threading.Event(),
+            cancel_event=cancel_event,
             item_index=key.index,
             workflow=run.workflow,
             captured=captured,
+            worker=self.worker,
+            lease_lost=lease.lost if lease is not None else None,
         )
         try:
-            try:
-                outputs = call_step(sp, params, ctx)
-                if sp.outputs is not None:
-                    declared = sp.outputs.render(
-                        resolve_in({**scope, "params": rendered, "outputs": outputs})
-                    )
-                    outputs = {**outputs, **declared}
-            finally:  # before the result: whoever sees the step finished finds its output
-                self._keep_output(run.id, key, attempt, captured)
+            outputs = call_step(sp, params, ctx)
+            if sp.outputs is not None:
+                declared = sp.outputs.render(
+                    resolve_in({**scope, "params": rendered, "outputs": outputs})
+                )
+                outputs = {**outputs, **declared}
         except StepCancelled:
-            if self.store.get_run(run.id).status is RunStatus.CANCELLED:
-                return  # cancel() has recorded it
-            self.attempt_failed(msg, "cancelled")
+            return Outcome("cancelled", error="cancelled", captured=captured)
         except StepFailed as exc:
-            self.attempt_failed(msg, str(exc))
+            return Outcome("failed", error=str(exc), final=exc.final, captured=captured)
         except Exception as exc:  # a step module's own failure, whatever its type
-            if self.store.get_run(run.id).status is RunStatus.CANCELLED:
-                return  # stopped by the cancel (a revoke raised into the task)
             step_log.debug("step %s failed", key.token, exc_info=True)
-            self.attempt_failed(msg, f"{type(exc).__name__}: {exc}")
-        else:
-            self._finish_task(run, plan, sp, key, attempt, RUNNING_ONLY, StepStatus.SUCCEEDED,
-                              outputs=outputs)
+            return Outcome("crashed", error=f"{type(exc).__name__}: {exc}", captured=captured)
+        return Outcome("succeeded", outputs=outputs, captured=captured)
+
+    def _record(self, run: RunRecord, plan: Plan, sp: StepPlan, msg: TaskMessage,
+                outcome: Outcome) -> str | None:
+        """Record an attempt's outcome: its output first (whoever sees the step finished
+        finds it), then its result, then release what it unblocked. The error, if that
+        failed the step for good.
+
+        Waits out a store outage (the store's patience); past it, StoreUnavailable
+        carries the outcome, for the executor to send back to be recorded later.
+        """
+        key = msg.key
+        try:
+            self._keep_output(run.id, key, msg.attempt, outcome.captured)
+            outcome.captured = []  # kept: a later try of this recording does not repeat it
+            if outcome.status == "succeeded":
+                self._finish_task(run, plan, sp, key, msg.attempt, RUNNING_ONLY,
+                                  StepStatus.SUCCEEDED, outputs=outcome.outputs)
+                return None
+            if outcome.status in ("cancelled", "crashed") and \
+                    self.store.get_run(run.id).status is RunStatus.CANCELLED:
+                return None  # stopped by the cancel, which has recorded it
+            error = outcome.error or "failed"
+            return error if self.attempt_failed(msg, error, final=outcome.final) else None
+        except StoreUnavailable as exc:
+            exc.pending = replace(msg, outcome=outcome.to_message(), countdown=0.0)
+            raise
+
+    def _abandon(self, msg: TaskMessage, lease: Lease) -> None:
+        """An attempt that lost its lease records nothing. If nobody took it over (the
+        store was unreachable), its message goes back to the broker, so that the step
+        is taken over once the store answers."""
+        log.warning("run %s step %s: attempt %d lost its lease (%s); nothing recorded",
+                    msg.run_id, msg.key.token, msg.attempt, lease.reason,
+                    extra={"run_id": msg.run_id, "step": msg.key.token})
+        if not lease.refused:
+            assert self.leases is not None
+            self.dispatcher.dispatch(replace(msg, countdown=self.leases.seconds, retry=False))
 
     def running_run(self, msg: TaskMessage) -> RunRecord | None:
         """The message's run if it is running (read once per generation and cached).
@@ -394,6 +491,8 @@ class Engine(Release, Recovery):
                          self.worker, ts) for ts, stream, text in captured]
         try:
             self.store.append_logs(lines)
+        except StoreUnavailable:
+            raise  # waited out by the caller, like the result
         except Exception:  # output is worth less than the step's result: never fail for it
             log.warning("could not store the output of %s", key.token, exc_info=True)
 
@@ -403,11 +502,15 @@ class Engine(Release, Recovery):
     ) -> int | None:
         """Mark the attempt running; return its number, or None if the message is stale.
 
-        A message for an attempt recorded as running, whose holder is gone, takes the
-        step over as the next attempt (the holder was killed under it).
+        With leases (app/engine/lease.py), a message for an attempt recorded as running
+        takes the step over as the next attempt once that attempt's lease is given up,
+        or has expired and stayed so for the grace; until then the message comes back
+        later to look again.
         """
-        fields = {"started_at": started, "worker": self.worker, "task_id": task_id,
-                  "params": rendered, **self._queued(msg)}
+        fields: dict[str, Any] = {"started_at": started, "worker": self.worker,
+                                  "task_id": task_id, "params": rendered, **self._queued(msg)}
+        if self.leases is not None:
+            fields.update(lease_until=self.leases.until(), holder=process_identity())
         # Queued first: by the time a message is delivered, its queueing has almost
         # always been written (a step still pending is the exception, see _queue), and
         # a compare-and-set on one status is cheaper than on either of two. The second
@@ -417,25 +520,47 @@ class Engine(Release, Recovery):
                                 attempt=msg.attempt - 1, attempts=msg.attempt,
                                 expect_generation=msg.generation, **fields):
                 return msg.attempt
-        if self.holder_alive is None:
-            return None
-        rec = self._record(run.id, key)
+        if self.leases is None:
+            return None  # one process: nothing is ever lost under a running attempt
+        rec = self._unit(run.id, key)
         if rec is None or rec.status is not StepStatus.RUNNING or rec.attempts != msg.attempt:
             return None
-        if self.holder_alive(rec.worker, rec.task_id):
-            return None  # a duplicate of a message still being worked on
+        state = lease_state(rec.lease_until, rec.holder)
+        if state is LeaseState.LIVE:
+            # Held: come back once it would have run out (the holder may die meanwhile).
+            wait = (rec.lease_until or 0) - time.time() + TAKEOVER_GRACE
+            self.dispatcher.dispatch(replace(msg, countdown=max(1.0, wait), suspect=None,
+                                             retry=False))
+            return None
+        if state is LeaseState.EXPIRED and msg.suspect != rec.lease_until:
+            self.dispatcher.dispatch(replace(msg, countdown=TAKEOVER_GRACE,
+                                             suspect=rec.lease_until, retry=False))
+            return None
         if msg.attempt >= self.plan_for(run).steps[key.step].step.retries + 1 + MAX_TAKEOVERS:
             # Lost worker after lost worker: the step itself kills them (memory, a hard
             # time limit). Stop taking it over.
-            self.attempt_failed(msg, f"its worker was lost {MAX_TAKEOVERS} times")
+            self._give_up_on(run, key, msg, rec)
             return None
         if not self._transition(run.id, key, RUNNING_ONLY, StepStatus.RUNNING,
                                 attempt=msg.attempt, attempts=msg.attempt + 1,
-                                expect_generation=msg.generation, **fields):
+                                expect_generation=msg.generation,
+                                expect_lease=rec.lease_until, **fields):
             return None
         self._event(run.id, "step_taken_over", key,
-                    {"lost_worker": rec.worker, "attempt": msg.attempt + 1})
+                    {"lost_worker": rec.worker, "attempt": msg.attempt + 1,
+                     "lease": str(state)})
         return msg.attempt + 1
+
+    def _give_up_on(self, run: RunRecord, key: TaskKey, msg: TaskMessage,
+                    rec: StepRecord | ItemRecord) -> bool:
+        """Fail a step whose workers keep being lost under it (compare-and-set on the
+        lease too: a holder that came back meanwhile keeps its attempt)."""
+        plan = self.plan_for(run)
+        sp = plan.steps[key.step]
+        return self._finish_task(run, plan, sp, key, msg.attempt, RUNNING_ONLY,
+                                 StepStatus.FAILED,
+                                 error=f"its worker was lost {MAX_TAKEOVERS} times",
+                                 expect_lease=rec.lease_until)
 
     @staticmethod
     def _queued(msg: TaskMessage) -> dict[str, float]:
@@ -443,14 +568,16 @@ class Engine(Release, Recovery):
         write (which then finds the step claimed and changes nothing)."""
         return {"queued_at": msg.queued_at} if msg.queued_at is not None else {}
 
-    def _record(self, run_id: str, key: TaskKey) -> StepRecord | ItemRecord | None:
+    def _unit(self, run_id: str, key: TaskKey) -> StepRecord | ItemRecord | None:
+        """The record of a task: a step's, or a ``foreach`` element's."""
         rec = self.store.get_steps(run_id, (key.step,))[key.step]
         if key.index is None:
             return rec
         return rec.items[key.index] if rec.items and key.index < len(rec.items) else None
 
-    def attempt_failed(self, msg: TaskMessage, error: str) -> None:
-        """Retry the attempt if retries are left, else fail the task for good.
+    def attempt_failed(self, msg: TaskMessage, error: str, *, final: bool = False) -> bool:
+        """Retry the attempt if retries are left (and the failure is not ``final``),
+        else fail the task for good; True if this call failed it for good.
 
         Also called by an executor's watchdog when an attempt exceeds its timeout; the
         compare-and-set on (status, attempt) makes a second call for the same attempt a
@@ -460,7 +587,7 @@ class Engine(Release, Recovery):
         plan = self.plan_for(run)
         sp = plan.steps[msg.step]
         key = msg.key
-        if run.status is RunStatus.RUNNING and msg.attempt <= sp.step.retries:
+        if run.status is RunStatus.RUNNING and msg.attempt <= sp.step.retries and not final:
             delay = sp.step.retry_delay * sp.step.retry_backoff ** (msg.attempt - 1)
             if run.max_parallel is None:
                 if self._transition(run.id, key, RUNNING_ONLY, StepStatus.QUEUED,
@@ -478,9 +605,9 @@ class Engine(Release, Recovery):
                 self._release_slot(run, plan, key)
                 self.dispatcher.dispatch(replace(
                     self._message(run, sp, key, msg.attempt + 1, delay), readmit=True))
-            return
-        self._finish_task(run, plan, sp, key, msg.attempt, RUNNING_ONLY, StepStatus.FAILED,
-                          error=error)
+            return False
+        return self._finish_task(run, plan, sp, key, msg.attempt, RUNNING_ONLY,
+                                 StepStatus.FAILED, error=error)
 
     def gather(self, run_id: str, step: str) -> None:
         """A ``foreach`` chord's body: every element is final; finish the step."""
@@ -506,22 +633,26 @@ class Engine(Release, Recovery):
         status: StepStatus,
         generation: int | None = None,
         **fields: Any,
-    ) -> None:
-        """Record a task's final status, free its slot, and release what it unblocked.
+    ) -> bool:
+        """Record a task's final status, free its slot, and release what it unblocked;
+        False if the record was not as expected (nothing done).
 
         ``generation``: the re-run generation the attempt must have been queued by.
         """
         expect_attempt = attempt - 1 if expect is CLAIMABLE else attempt
+        lease = fields.pop("expect_lease", None)
         rec: StepRecord | None = None
         if key.index is None and sp.children:  # they are released from the record written
             rec = self.store.finish_step(run.id, key.step, expect, status,
                                          attempt=expect_attempt, expect_generation=generation,
+                                         expect_lease=lease,
                                          **self._clean({"finished_at": now(), **fields}))
             if rec is None:
-                return
+                return False
         elif not self._transition(run.id, key, expect, status, attempt=expect_attempt,
-                                  expect_generation=generation, finished_at=now(), **fields):
-            return
+                                  expect_generation=generation, expect_lease=lease,
+                                  finished_at=now(), **fields):
+            return False
         self._event(run.id, f"step_{status}", key,
                     {"error": fields["error"]} if "error" in fields else None)
         self._release_slot(run, plan, key)
@@ -529,11 +660,12 @@ class Engine(Release, Recovery):
             # With a chord its body gathers too; counting as well makes the gather happen
             # even if the chord fired early (a duplicate element counted as a part).
             if self.store.count_item(run.id, sp.name, key.index) != 0:
-                return
+                return True
             rec = self._gather(run, sp)
             if rec is None:
-                return
+                return True
         self._propagate(run, plan, [sp.name], {sp.name: rec})
+        return True
 
     def _message(
         self, run: RunRecord, sp: StepPlan, key: TaskKey, attempt: int, countdown: float,
@@ -554,17 +686,20 @@ class Engine(Release, Recovery):
 
     def _transition(
         self, run_id: str, key: TaskKey, expect: frozenset[StepStatus], status: StepStatus,
-        *, attempt: int | None = None, expect_generation: int | None = None, **fields: Any,
+        *, attempt: int | None = None, expect_generation: int | None = None,
+        expect_lease: float | None = None, **fields: Any,
     ) -> bool:
         self._clean(fields)
         if key.index is None:
             return self.store.transition_step(run_id, key.step, expect, status,
                                               attempt=attempt,
-                                              expect_generation=expect_generation, **fields)
+                                              expect_generation=expect_generation,
+                                              expect_lease=expect_lease, **fields)
         fields.pop("params", None)
         return self.store.transition_item(run_id, key.step, key.index, expect, status,
                                           attempt=attempt,
-                                          expect_generation=expect_generation, **fields)
+                                          expect_generation=expect_generation,
+                                          expect_lease=expect_lease, **fields)
 
     def _counted_out(self, run_id: str) -> None:
         """A batch of counts finished the run's count (the background writer)."""
@@ -631,7 +766,7 @@ class Engine(Release, Recovery):
         log.error("task %s crashed: %s", msg.task_id,
                   "".join(traceback.format_exception(exc)))
         try:
-            rec = self._record(msg.run_id, msg.key)
+            rec = self._unit(msg.run_id, msg.key)
             if rec is None or rec.status is not StepStatus.RUNNING or \
                     rec.attempts != msg.attempt or rec.worker != self.worker or \
                     (task_id is not None and rec.task_id != task_id):

@@ -14,7 +14,7 @@ from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from app.engine.dispatch import TaskKey
-from app.engine.records import Event, LogLine, RunRecord, StepRecord
+from app.engine.records import Event, ItemRecord, LogLine, RunRecord, StepRecord
 from app.engine.state import RunStatus, StepStatus, check_run, check_step
 from app.errors import RunNotFound
 
@@ -104,11 +104,12 @@ class MemoryStore:
         *,
         attempt: int | None = None,
         expect_generation: int | None = None,
+        expect_lease: float | None = None,
         **fields: Any,
     ) -> bool:
         with self._lock:
             return self._transition_step(run_id, name, expect, status, attempt, fields,
-                                         expect_generation) is not None
+                                         expect_generation, expect_lease) is not None
 
     def queue_steps(self, run_id: str, names: Collection[str], queued_at: float) -> None:
         with self._lock:
@@ -125,20 +126,21 @@ class MemoryStore:
         *,
         attempt: int | None = None,
         expect_generation: int | None = None,
+        expect_lease: float | None = None,
         **fields: Any,
     ) -> StepRecord | None:
         with self._lock:
             step = self._transition_step(run_id, name, expect, status, attempt, fields,
-                                         expect_generation)
+                                         expect_generation, expect_lease)
             return None if step is None else self._copy(step)
 
     def _transition_step(
         self, run_id: str, name: str, expect: Collection[StepStatus], status: StepStatus,
         attempt: int | None, fields: Mapping[str, Any], generation: int | None = None,
+        lease: float | None = None,
     ) -> StepRecord | None:
         step = self._steps[run_id][name]
-        if step.status not in expect or (attempt is not None and step.attempts != attempt) \
-                or (generation is not None and step.generation != generation):
+        if not _expected(step, expect, attempt, generation, lease):
             return None
         check_step(step.status, status)
         step.status = status
@@ -156,14 +158,14 @@ class MemoryStore:
         *,
         attempt: int | None = None,
         expect_generation: int | None = None,
+        expect_lease: float | None = None,
         **fields: Any,
     ) -> bool:
         with self._lock:
             step = self._steps[run_id][name]
             assert step.items is not None, f"step {name} is not a foreach step"
             item = step.items[index]
-            if item.status not in expect or (attempt is not None and item.attempts != attempt) \
-                    or (expect_generation is not None and item.generation != expect_generation):
+            if not _expected(item, expect, attempt, expect_generation, expect_lease):
                 return False
             check_step(item.status, status)
             item.status = status
@@ -172,6 +174,32 @@ class MemoryStore:
             if item.attempts > step.attempts:
                 step.attempts = item.attempts
             return True
+
+    def set_lease(self, run_id: str, name: str, index: int | None, attempt: int,
+                  holder: str, until: float) -> bool:
+        with self._lock:
+            unit = self._unit(run_id, name, index)
+            if unit is None or unit.status is not StepStatus.RUNNING or \
+                    unit.attempts != attempt or unit.holder != holder:
+                return False
+            unit.lease_until = until
+            return True
+
+    def record_resend(self, run_id: str, name: str, index: int | None,
+                      queued_at: float | None, resends: int) -> bool:
+        with self._lock:
+            unit = self._unit(run_id, name, index)
+            if unit is None or unit.status is not StepStatus.QUEUED or \
+                    unit.queued_at != queued_at or unit.resends != resends:
+                return False
+            unit.resends = resends + 1
+            return True
+
+    def _unit(self, run_id: str, name: str, index: int | None) -> StepRecord | ItemRecord | None:
+        step = self._steps[run_id][name]
+        if index is None:
+            return step
+        return step.items[index] if step.items and index < len(step.items) else None
 
     # -- idempotent counters ----------------------------------------------------------
 
@@ -272,3 +300,11 @@ class MemoryStore:
         with self._lock:
             events = sorted(self._events[run_id], key=lambda e: e.ts)[after:]
         return events if since is None else [e for e in events if e.ts >= since]
+
+
+def _expected(unit: StepRecord | ItemRecord, expect: Collection[StepStatus],
+              attempt: int | None, generation: int | None, lease: float | None) -> bool:
+    """Is the step (or element) in the state a compare-and-set expects?"""
+    return unit.status in expect and (attempt is None or unit.attempts == attempt) \
+        and (generation is None or unit.generation == generation) \
+        and (lease is None or unit.lease_until == lease)

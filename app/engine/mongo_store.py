@@ -4,7 +4,8 @@ Collections::
 
     workflows  every definition ever run, by content digest (name, version, definition)
     runs       one document per run; ``steps_left`` and ``active`` are its counters
-    steps      one document per step of a run, ``_id`` = "<run>/<step>"
+    steps      one document per step of a run, ``_id`` = "<run>/<step>"; ``joined``
+               holds the parents counted for it (see ``count_parent``)
     items      one document per ``foreach`` element, ``_id`` = "<run>/<step>/<index>"
     marks      idempotence marks: a counter is decremented only by whoever inserts the
                mark first (a duplicated message finds the mark and changes nothing)
@@ -14,30 +15,38 @@ Collections::
                times of its first and last event), so a task's events cost no write of
                their own and a wide fan-out writes a few documents a second, not
                thousands
+    logs       what each attempt printed and logged
 
 Everything dispatch depends on is a single-document atomic update: a compare-and-set
-on ``status`` (and ``attempts``), an ``$inc`` on a counter, or an insert that fails on
-a duplicate ``_id``. The store uses nothing beyond plain field queries and ``$set``,
+on ``status`` (and ``attempts``, the lease), an ``$inc`` on a counter together with the
+mark that makes it idempotent, or an insert that fails on a duplicate ``_id``. The
+store uses nothing beyond plain field queries, ``$exists`` and ``$set``, ``$unset``,
 ``$inc`` and ``$in``, so it also runs on MongoDB-protocol servers that implement only
 those (``nx-27017``, used by the tests when no MongoDB is at hand).
+
+Every operation waits out an outage of the server (``patience``: retries with backoff
+up to a tolerance, then StoreUnavailable) and can be repeated safely; see
+app/engine/patience.py and app/engine/patient_collection.py.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import asdict, fields
 from typing import Any, TypeVar
 
 import pymongo
-from pymongo import ReturnDocument
 from pymongo.collection import Collection as MongoCollection
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
 from app.engine.dispatch import TaskKey
+from app.engine.patience import UNREACHABLE, Patience
+from app.engine.patient_collection import PatientCollection
 from app.engine.records import Event, ItemRecord, LogLine, RunRecord, StepRecord, now
 from app.engine.state import RunStatus, StepStatus, check_run, check_step
-from app.errors import RunNotFound
+from app.errors import RunNotFound, StoreUnavailable
 
 _STEP_FIELDS = {f.name for f in fields(StepRecord)} - {"items"}
 _ITEM_FIELDS = {f.name for f in fields(ItemRecord)}
@@ -47,15 +56,28 @@ StatusT = TypeVar("StatusT", RunStatus, StepStatus)
 IDS_PER_QUERY = 10_000
 #: Events per document of the event log (a page stays far below MongoDB's 16 MB).
 EVENTS_PER_PAGE = 500
+#: Seconds pymongo looks for the server on one try (a patient call tries again), and
+#: waits for one reply (a step's module may return a list of 100,000 elements).
+SERVER_SELECTION_SECONDS = 2.0
+SOCKET_SECONDS = 120.0
+#: Seconds a store made without a patience waits for an unreachable server: someone is
+#: waiting for an answer (the CLI, an HTTP client), and retrying is theirs to decide.
+CLIENT_PATIENCE = 5.0
 
 
 class MongoStore:
-    def __init__(self, url: str, database: str, *, client: pymongo.MongoClient[Any] | None = None):
+    def __init__(self, url: str, database: str, *, client: pymongo.MongoClient[Any] | None = None,
+                 patience: Patience | float = CLIENT_PATIENCE):
         self.client: pymongo.MongoClient[Any] = client or pymongo.MongoClient(
-            url, serverSelectionTimeoutMS=5000, connectTimeoutMS=5000, tz_aware=False,
+            url, serverSelectionTimeoutMS=int(SERVER_SELECTION_SECONDS * 1000),
+            connectTimeoutMS=int(SERVER_SELECTION_SECONDS * 1000),
+            socketTimeoutMS=int(SOCKET_SECONDS * 1000), tz_aware=False,
         )
+        self.patience = patience if isinstance(patience, Patience) else \
+            Patience(patience, what=f"MongoDB ({_host_of(url)})")
         db = self.client[database]
         self.db = db
+        # The raw collections, for readers that page through them themselves (metrics).
         self.workflows: MongoCollection[Any] = db["workflows"]
         self.runs: MongoCollection[Any] = db["runs"]
         self.steps: MongoCollection[Any] = db["steps"]
@@ -63,21 +85,36 @@ class MongoStore:
         self.marks: MongoCollection[Any] = db["marks"]
         self.waiting: MongoCollection[Any] = db["waiting"]
         self.events_: MongoCollection[Any] = db["events"]
+        # What the engine uses: each operation patient and repeatable.
+        patient = self.patience
+        self._workflows = PatientCollection(self.workflows, patient)
+        self._runs = PatientCollection(self.runs, patient)
+        self._steps = PatientCollection(self.steps, patient)
+        self._items = PatientCollection(self.items, patient)
+        self._marks = PatientCollection(self.marks, patient)
+        self._waiting = PatientCollection(self.waiting, patient)
+        self._events = PatientCollection(self.events_, patient)
+        self._logs = PatientCollection(db["logs"], patient)
+        self._ops = PatientCollection(db["ops"], patient)
 
     def ensure_indexes(self) -> None:
         """Indexes for the queries the engine, the reconciler and the API make."""
-        self.runs.create_index([("status", 1), ("created_at", -1)])
-        self.runs.create_index([("workflow", 1), ("created_at", -1)])
-        self.runs.create_index([("created_at", -1)])
-        self.steps.create_index([("run_id", 1), ("status", 1)])
-        self.items.create_index([("run_id", 1), ("step", 1)])
-        self.waiting.create_index([("run_id", 1), ("seq", 1)])
-        self.events_.create_index([("run_id", 1), ("last", 1)])
-        self.db["logs"].create_index([("run_id", 1), ("ts", 1)])
-        self.workflows.create_index([("name", 1), ("version", 1)])
+        self._runs.create_index([("status", 1), ("created_at", -1)])
+        self._runs.create_index([("workflow", 1), ("created_at", -1)])
+        self._runs.create_index([("created_at", -1)])
+        self._steps.create_index([("run_id", 1), ("status", 1)])
+        self._items.create_index([("run_id", 1), ("step", 1)])
+        self._waiting.create_index([("run_id", 1), ("seq", 1)])
+        self._events.create_index([("run_id", 1), ("last", 1)])
+        self._logs.create_index([("run_id", 1), ("ts", 1)])
+        self._workflows.create_index([("name", 1), ("version", 1)])
 
     def ping(self) -> None:
-        self.client.admin.command("ping")
+        """One try: raise StoreUnavailable if the server does not answer."""
+        try:
+            self.client.admin.command("ping")
+        except UNREACHABLE as exc:
+            raise StoreUnavailable(f"{self.patience.what} is unreachable: {exc}") from exc
 
     def close(self) -> None:
         self.client.close()
@@ -87,33 +124,37 @@ class MongoStore:
     def create_run(self, run: RunRecord, steps: Iterable[StepRecord], workflow: Any) -> None:
         definition = workflow.model_dump(mode="json") if hasattr(workflow, "model_dump") \
             else dict(workflow)
-        self.workflows.update_one(
+        self.patience.call(lambda: self.workflows.update_one(
             {"_id": run.digest},
             {"$setOnInsert": {"name": run.workflow, "version": run.version,
                               "definition": definition, "created_at": now()}},
             upsert=True,
-        )
-        docs = [self._step_doc(step) for step in steps]
-        if docs:
-            self.steps.insert_many(docs, ordered=False)
-        self.runs.insert_one(self._run_doc(run))
+        ))
+        # Steps first: a run is never seen without them.
+        self._steps.insert_many([self._step_doc(step) for step in steps])
+        self._runs.insert_one(self._run_doc(run))
 
     def get_run(self, run_id: str) -> RunRecord:
-        doc = self.runs.find_one({"_id": run_id})
+        doc = self._runs.find_one({"_id": run_id})
         if doc is None:
             raise RunNotFound(f"no run '{run_id}'")
         return _run_record(doc)
 
     def get_workflow(self, run_id: str) -> Any:
         run = self.get_run(run_id)
-        doc = self.workflows.find_one({"_id": run.digest})
+        doc = self._workflows.find_one({"_id": run.digest})
         if doc is None:
             raise RunNotFound(f"run '{run_id}' names workflow {run.digest}, which is missing")
         return doc["definition"]
 
-    def list_runs(self, status: Collection[RunStatus] | None = None) -> list[RunRecord]:
-        query = {} if status is None else {"status": {"$in": [str(s) for s in status]}}
-        return [_run_record(doc) for doc in self.runs.find(query)]
+    def list_runs(self, status: Collection[RunStatus] | None = None, *,
+                  after: str | None = None, limit: int = 0) -> list[RunRecord]:
+        """Runs (in a status), by id; ``after`` an id and ``limit`` page through them."""
+        query: dict[str, Any] = {} if status is None else {"status": _status_in(status)}
+        if after is not None:
+            query["_id"] = {"$gt": after}
+        sort = [("_id", 1)] if after is not None or limit else None
+        return [_run_record(doc) for doc in self._runs.find(query, sort=sort, limit=limit)]
 
     def find_runs(
         self, *, workflow: str | None = None, status: Collection[RunStatus] | None = None,
@@ -139,32 +180,31 @@ class MongoStore:
                 {"created_at": {"$lt": after[0]}},
                 {"created_at": after[0], "_id": {"$lt": after[1]}},
             ]}]}
-        docs = self.runs.find(query).sort([("created_at", -1), ("_id", -1)]).limit(limit)
+        docs = self._runs.find(query, sort=[("created_at", -1), ("_id", -1)], limit=limit)
         return [_run_record(doc) for doc in docs]
 
     def claim_idempotency_key(self, key: str, run_id: str) -> str | None:
         """Tie ``key`` to ``run_id``; the run it was tied to before, if any."""
+        keys = PatientCollection(self.db["idempotency"], self.patience)
         try:
-            self.db["idempotency"].insert_one({"_id": key, "run_id": run_id,
-                                               "created_at": now()})
+            keys.insert_one({"_id": key, "run_id": run_id, "created_at": now()})
         except DuplicateKeyError:
-            doc = self.db["idempotency"].find_one({"_id": key})
+            doc = keys.find_one({"_id": key})
             return str(doc["run_id"]) if doc else None
         return None
 
     def release_idempotency_key(self, key: str) -> None:
-        self.db["idempotency"].delete_one({"_id": key})
+        PatientCollection(self.db["idempotency"], self.patience).delete_one({"_id": key})
 
     def set_run_status(
         self, run_id: str, expect: Collection[RunStatus], status: RunStatus, **fields: Any
     ) -> bool:
         for frm in expect:
             check_run(frm, status)
-        result = self.runs.update_one(
+        return self._runs.update_one(
             {"_id": run_id, "status": _status_in(expect)},
             {"$set": {"status": str(status), **fields}},
         )
-        return result.modified_count == 1
 
     # -- steps ------------------------------------------------------------------------
 
@@ -172,21 +212,22 @@ class MongoStore:
         self, run_id: str, names: Collection[str] | None = None
     ) -> dict[str, StepRecord]:
         if names is None:
-            query: dict[str, Any] = {"run_id": run_id}
+            docs = self._steps.find({"run_id": run_id})
         else:
-            query = {"_id": {"$in": [f"{run_id}/{n}" for n in names]}}
-        records = {doc["name"]: _step_record(doc) for doc in self.steps.find(query)}
+            ids = [f"{run_id}/{n}" for n in names]
+            docs = [doc for start in range(0, len(ids), IDS_PER_QUERY)
+                    for doc in self._steps.find({"_id": {"$in": ids[start:start + IDS_PER_QUERY]}})]
+        records = {doc["name"]: _step_record(doc) for doc in docs}
         with_items = [name for name, rec in records.items() if rec.items is not None]
         if with_items:
             ids = [f"{run_id}/{name}/{i}" for name in with_items  # by id: see Engine.steps_of
                    for i in range(len(records[name].items or ()))]
             # In slices: a command stays far below MongoDB's 16 MB at any foreach size.
-            docs = (doc for start in range(0, len(ids), IDS_PER_QUERY)
-                    for doc in self.items.find({"_id": {"$in": ids[start:start + IDS_PER_QUERY]}}))
-            for doc in docs:
-                rec = records[doc["step"]]
-                assert rec.items is not None
-                rec.items[doc["index"]] = _item_record(doc)
+            for start in range(0, len(ids), IDS_PER_QUERY):
+                for doc in self._items.find({"_id": {"$in": ids[start:start + IDS_PER_QUERY]}}):
+                    rec = records[doc["step"]]
+                    assert rec.items is not None
+                    rec.items[doc["index"]] = _item_record(doc)
         return records
 
     def transition_step(
@@ -198,6 +239,7 @@ class MongoStore:
         *,
         attempt: int | None = None,
         expect_generation: int | None = None,
+        expect_lease: float | None = None,
         **fields: Any,
     ) -> bool:
         for frm in expect:
@@ -208,12 +250,12 @@ class MongoStore:
             # release writes the same documents again and loses nothing.
             self._insert_items(run_id, name, items)
             fields["items_total"] = len(items)
-        return _compare_and_set(self.steps, f"{run_id}/{name}", expect, status, attempt,
-                                fields, expect_generation)
+        return _compare_and_set(self._steps, f"{run_id}/{name}", expect, status, attempt,
+                                fields, expect_generation, expect_lease)
 
     def queue_steps(self, run_id: str, names: Collection[str], queued_at: float) -> None:
         check_step(StepStatus.PENDING, StepStatus.QUEUED)
-        self.steps.update_many(
+        self._steps.update_many(
             {"_id": {"$in": [f"{run_id}/{n}" for n in names]},
              "status": str(StepStatus.PENDING)},
             {"$set": {"status": str(StepStatus.QUEUED), "queued_at": queued_at}},
@@ -228,15 +270,16 @@ class MongoStore:
         *,
         attempt: int | None = None,
         expect_generation: int | None = None,
+        expect_lease: float | None = None,
         **fields: Any,
     ) -> StepRecord | None:
         for frm in expect:
             check_step(frm, status)
         query = _expecting(f"{run_id}/{name}", expect, attempt, expect_generation)
-        doc = self.steps.find_one_and_update(
-            query, {"$set": {"status": str(status), **_plain(fields)}},
-            return_document=ReturnDocument.AFTER,
-        )
+        if expect_lease is not None:
+            query["lease_until"] = expect_lease
+        doc = self._steps.find_one_and_update(
+            query, {"$set": {"status": str(status), **_plain(fields)}})
         return None if doc is None else _step_record(doc)
 
     def transition_item(
@@ -249,81 +292,107 @@ class MongoStore:
         *,
         attempt: int | None = None,
         expect_generation: int | None = None,
+        expect_lease: float | None = None,
         **fields: Any,
     ) -> bool:
         for frm in expect:
             check_step(frm, status)
-        if not _compare_and_set(self.items, f"{run_id}/{name}/{index}", expect, status,
-                                attempt, fields, expect_generation):
+        if not _compare_and_set(self._items, f"{run_id}/{name}/{index}", expect, status,
+                                attempt, fields, expect_generation, expect_lease):
             return False
         if "attempts" in fields:  # the step shows its busiest element's attempts
-            self.steps.update_one(
+            self._steps.update_one(
                 {"_id": f"{run_id}/{name}", "attempts": {"$lt": fields["attempts"]}},
                 {"$set": {"attempts": fields["attempts"]}},
             )
         return True
 
+    def set_lease(self, run_id: str, name: str, index: int | None, attempt: int,
+                  holder: str, until: float) -> bool:
+        """Renew (or, with ``until`` 0, give up) the lease of a running attempt held by
+        ``holder``; False if it holds it no longer (taken over, finished, cancelled).
+
+        One try, never a wait: a holder that cannot reach the store must notice at once
+        (see app/engine/lease.py). StoreUnavailable if the store does not answer.
+        """
+        collection = self._steps if index is None else self._items
+        doc_id = f"{run_id}/{name}" if index is None else f"{run_id}/{name}/{index}"
+        return self.patience.call(lambda: collection.raw.update_one(
+            {"_id": doc_id, "status": str(StepStatus.RUNNING), "attempts": attempt,
+             "holder": holder},
+            {"$set": {"lease_until": until}},
+        ).matched_count == 1, tolerance=0)
+
     def _insert_items(self, run_id: str, name: str, items: list[ItemRecord]) -> None:
-        docs = [
+        self._items.insert_many([
             {"_id": f"{run_id}/{name}/{i}", "run_id": run_id, "step": name, "index": i,
              **_plain(asdict(item))}
             for i, item in enumerate(items)
-        ]
-        try:
-            self.items.insert_many(docs, ordered=False)
-        except BulkWriteError as exc:
-            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
-                raise
+        ], ignore_duplicates=True)
 
     # -- idempotent counters ------------------------------------------------------------
 
     def _mark(self, key: str) -> bool:
         """True the first time ``key`` is marked, False ever after."""
         try:
-            self.marks.insert_one({"_id": key})
+            self._marks.insert_one({"_id": key})
         except DuplicateKeyError:
             return False
         return True
 
     def count_parent(self, run_id: str, child: str, parent: str) -> int | None:
-        if not self._mark(f"{run_id}/parent/{child}/{parent}"):
-            return None
-        doc = self.steps.find_one_and_update(
-            {"_id": f"{run_id}/{child}"}, {"$inc": {"waiting_on": -1}},
-            return_document=ReturnDocument.AFTER,
-        )
-        return int(_found(doc)["waiting_on"])
+        """One atomic update of the child's document: the mark that ``parent`` was
+        counted (``joined.<parent>``) and the count itself, together, so nothing can come
+        between them (a task terminated there would leave the child waiting forever).
+
+        The mark holds the call's token: a repeat after a lost reply recognises its own
+        count even when other parents have counted since (it then reports what is left
+        now, which may release the child a second time: harmless, as every release is a
+        compare-and-set).
+        """
+        doc_id, mark = f"{run_id}/{child}", f"joined.{parent}"
+        patience = self.patience
+
+        def count() -> int | None:
+            token = patience.token
+            doc = self.steps.find_one_and_update(
+                {"_id": doc_id, mark: {"$exists": False}},
+                {"$inc": {"waiting_on": -1}, "$set": {mark: token}},
+                return_document=pymongo.ReturnDocument.AFTER)
+            if doc is None:
+                doc = self.steps.find_one({"_id": doc_id}, {"waiting_on": 1, "joined": 1})
+                if doc is None:
+                    raise RunNotFound("the run's records are missing")
+                if not (patience.retrying and (doc.get("joined") or {}).get(parent) == token):
+                    return None  # counted before
+            return int(doc["waiting_on"])
+
+        return patience.call(count)
 
     def count_item(self, run_id: str, name: str, index: int) -> int | None:
         if not self._mark(f"{run_id}/item/{name}/{index}"):
             return None
-        doc = self.steps.find_one_and_update(
-            {"_id": f"{run_id}/{name}"}, {"$inc": {"items_left": -1}},
-            return_document=ReturnDocument.AFTER,
-        )
+        doc = self._steps.find_one_and_update(
+            {"_id": f"{run_id}/{name}"}, {"$inc": {"items_left": -1}})
         return int(_found(doc)["items_left"])
 
     def count_steps(self, run_id: str, n: int = 1) -> int:
-        doc = self.runs.find_one_and_update(
-            {"_id": run_id}, {"$inc": {"steps_left": -n}},
-            return_document=ReturnDocument.AFTER,
-        )
+        doc = self._runs.find_one_and_update({"_id": run_id}, {"$inc": {"steps_left": -n}})
         return int(_found(doc)["steps_left"])
 
     # -- max_parallel slots ---------------------------------------------------------------
 
     def admit(self, run_id: str, key: str, limit: int) -> list[str]:
         try:
-            self.waiting.insert_one({"_id": f"{run_id}/{key}", "run_id": run_id, "key": key,
-                                     "seq": time.time_ns()})
+            self._waiting.insert_one({"_id": f"{run_id}/{key}", "run_id": run_id, "key": key,
+                                      "seq": time.time_ns()})
         except DuplicateKeyError:
             return []  # already waiting
         return self._pump(run_id, limit)
 
     def release(self, run_id: str, key: str, limit: int) -> list[str]:
-        freed = self.marks.delete_one({"_id": f"{run_id}/slot/{key}"}).deleted_count == 1
-        if freed:
-            self.runs.update_one({"_id": run_id}, {"$inc": {"active": -1}})
+        if self._marks.delete_one({"_id": f"{run_id}/slot/{key}"}):
+            self._runs.update_one({"_id": run_id}, {"$inc": {"active": -1}})
         return self._pump(run_id, limit)
 
     def _pump(self, run_id: str, limit: int) -> list[str]:
@@ -336,24 +405,19 @@ class MongoStore:
         """
         admitted: list[str] = []
         while True:
-            reserved = self.runs.update_one(
-                {"_id": run_id, "active": {"$lt": limit}}, {"$inc": {"active": 1}}
-            ).modified_count == 1
-            if not reserved:
+            if not self._runs.update_one({"_id": run_id, "active": {"$lt": limit}},
+                                         {"$inc": {"active": 1}}):
                 return admitted
-            doc = self.waiting.find_one_and_delete({"run_id": run_id},
-                                                   sort=[("seq", 1)])
+            doc = self._waiting.find_one_and_delete({"run_id": run_id}, sort=[("seq", 1)])
             if doc is not None:
-                try:
-                    self.marks.insert_one({"_id": f"{run_id}/slot/{doc['key']}"})
-                except DuplicateKeyError:
+                if not self._mark(f"{run_id}/slot/{doc['key']}"):
                     # It held a slot already (admitted again by a resume): give the new
                     # reservation back, and let the caller queue it (idempotent).
-                    self.runs.update_one({"_id": run_id}, {"$inc": {"active": -1}})
+                    self._runs.update_one({"_id": run_id}, {"$inc": {"active": -1}})
                 admitted.append(doc["key"])
                 continue
-            self.runs.update_one({"_id": run_id}, {"$inc": {"active": -1}})
-            if self.waiting.find_one({"run_id": run_id}) is None:
+            self._runs.update_one({"_id": run_id}, {"$inc": {"active": -1}})
+            if self._waiting.find_one({"run_id": run_id}) is None:
                 return admitted
 
     def reset_steps(
@@ -361,26 +425,61 @@ class MongoStore:
         forget: Collection[tuple[str, str]], generation: int,
     ) -> None:
         names = list(waiting_on)
-        docs = {d["name"]: d for d in self.steps.find(
+        docs = {d["name"]: d for d in self._steps.find(
             {"_id": {"$in": [f"{run_id}/{n}" for n in names]}})}
         marks = [f"{run_id}/slot/{n}" for n in names]
-        marks += [f"{run_id}/parent/{child}/{parent}" for parent, child in forget]
         for name in names:
             total = docs[name].get("items_total") or 0
             marks += [f"{run_id}/item/{name}/{i}" for i in range(total)]
             marks += [f"{run_id}/slot/{name}[{i}]" for i in range(total)]
         if marks:
-            self.marks.delete_many({"_id": {"$in": marks}})
-        self.items.delete_many({"run_id": run_id, "step": {"$in": names}})
+            self._marks.delete_many({"_id": {"$in": marks}})
+        forgotten: dict[str, list[str]] = {}
+        for parent, child in forget:
+            forgotten.setdefault(child, []).append(parent)
+        self._items.delete_many({"run_id": run_id, "step": {"$in": names}})
+        for child, parents in forgotten.items():
+            if child not in waiting_on:
+                self._steps.update_one({"_id": f"{run_id}/{child}"},
+                                       {"$unset": {f"joined.{p}": "" for p in parents}})
         for name, waiting in waiting_on.items():
-            self.steps.update_one({"_id": f"{run_id}/{name}"}, {"$set": {
+            update: dict[str, Any] = {"$set": {
                 "status": str(StepStatus.PENDING), "params": None, "outputs": None,
                 "error": None, "queued_at": None, "started_at": None, "finished_at": None,
                 "worker": None, "task_id": None, "waiting_on": waiting, "items_total": None,
-                "items_left": 0, "generation": generation,
-            }})
-        self.waiting.delete_many({"run_id": run_id})
-        self.runs.update_one({"_id": run_id}, {"$set": {"active": 0}})
+                "items_left": 0, "generation": generation, "lease_until": None,
+                "holder": None, "resends": 0,
+            }}
+            if forgotten.get(name):
+                update["$unset"] = {f"joined.{p}": "" for p in forgotten[name]}
+            self._steps.update_one({"_id": f"{run_id}/{name}"}, update)
+        self._waiting.delete_many({"run_id": run_id})
+        self._runs.update_one({"_id": run_id}, {"$set": {"active": 0}})
+
+    def record_resend(self, run_id: str, name: str, index: int | None,
+                      queued_at: float | None, resends: int) -> bool:
+        """Count a resend of a queued attempt's message, if nobody counted it first
+        (the reconciler backs off by this count; see app/engine/recovery.py)."""
+        collection = self._steps if index is None else self._items
+        doc_id = f"{run_id}/{name}" if index is None else f"{run_id}/{name}/{index}"
+        return collection.update_one(
+            {"_id": doc_id, "status": str(StepStatus.QUEUED), "queued_at": queued_at,
+             "resends": resends},
+            {"$set": {"resends": resends + 1}})
+
+    # -- the reconciler's own record --------------------------------------------------------
+
+    def note_reconcile(self, errors: int, unserved: Mapping[str, int]) -> None:
+        """Count a pass's errors and name the queues no worker serves (for the API)."""
+        self.patience.call(lambda: self.db["ops"].update_one(
+            {"_id": "reconciler"},
+            {"$inc": {"errors_total": errors},
+             "$set": {"unserved_queues": dict(unserved), "last_pass": now()}},
+            upsert=True))
+
+    def reconcile_state(self) -> dict[str, Any]:
+        """What the reconciler last noted (``errors_total``, ``unserved_queues``)."""
+        return self._ops.find_one({"_id": "reconciler"}) or {}
 
     # -- events ---------------------------------------------------------------------------
 
@@ -388,10 +487,10 @@ class MongoStore:
         self.append_events([event])
 
     def append_logs(self, lines: list[LogLine]) -> None:
-        self.db["logs"].insert_many([asdict(line) for line in lines])
+        self._logs.insert_many([{"_id": uuid.uuid4().hex, **asdict(line)} for line in lines])
 
     def logs(self, run_id: str, step: str | None = None) -> list[LogLine]:
-        docs = self.db["logs"].find({"run_id": run_id}).sort([("ts", 1), ("_id", 1)])
+        docs = self._logs.find({"run_id": run_id}, sort=[("ts", 1), ("_id", 1)])
         return [LogLine(d["run_id"], d["step"], d["attempt"], d["stream"], d["text"],
                         d.get("worker"), d["ts"]) for d in docs
                 if step is None or TaskKey.parse(d["step"]).step == step]
@@ -405,19 +504,19 @@ class MongoStore:
             for start in range(0, len(run_events), EVENTS_PER_PAGE):
                 page = run_events[start:start + EVENTS_PER_PAGE]
                 pages.append({
+                    "_id": uuid.uuid4().hex,  # before the first try: a repeat is a duplicate
                     "run_id": run_id,
                     "ts": min(e.ts for e in page), "last": max(e.ts for e in page),
                     "events": [_plain({"type": e.type, "step": e.step, "data": e.data,
                                        "ts": e.ts}) for e in page],
                 })
-        if pages:
-            self.events_.insert_many(pages)
+        self._events.insert_many(pages)
 
     def events(self, run_id: str, after: int = 0, since: float | None = None) -> list[Event]:
         query: dict[str, Any] = {"run_id": run_id}
         if since is not None:
             query["last"] = {"$gte": since}
-        pages = self.events_.find(query).sort([("ts", 1), ("_id", 1)])
+        pages = self._events.find(query, sort=[("ts", 1), ("_id", 1)])
         found = [Event(run_id, e["type"], e.get("step"), e.get("data"), e["ts"])
                  for page in pages for e in page["events"]
                  if since is None or e["ts"] >= since]
@@ -444,15 +543,16 @@ class MongoStore:
 
 
 def _compare_and_set(
-    collection: MongoCollection[Any], doc_id: str, expect: Collection[StepStatus],
+    collection: PatientCollection, doc_id: str, expect: Collection[StepStatus],
     status: StepStatus, attempt: int | None, fields: Mapping[str, Any],
-    generation: int | None = None,
+    generation: int | None = None, lease: float | None = None,
 ) -> bool:
     """Set ``status`` and ``fields`` if the status is in ``expect`` (and the attempts
-    equal ``attempt``): one atomic update of one document."""
-    result = collection.update_one(_expecting(doc_id, expect, attempt, generation),
-                                   {"$set": {"status": str(status), **_plain(fields)}})
-    return result.modified_count == 1
+    equal ``attempt``, the lease ``lease``): one atomic update of one document."""
+    query = _expecting(doc_id, expect, attempt, generation)
+    if lease is not None:
+        query["lease_until"] = lease
+    return collection.update_one(query, {"$set": {"status": str(status), **_plain(fields)}})
 
 
 def _expecting(
@@ -466,6 +566,12 @@ def _expecting(
     if generation is not None:
         query["generation"] = generation
     return query
+
+
+def _host_of(url: str) -> str:
+    """The URL's host part, without credentials: what log lines and errors may show."""
+    rest = url.split("://", 1)[-1]
+    return rest.rsplit("@", 1)[-1].split("/", 1)[0]
 
 
 def _status_in(expect: Collection[StatusT]) -> Any:

@@ -37,6 +37,14 @@ class ItemRecord:
     #: The re-run generation that queued it: a message of another generation may not
     #: claim it (a leftover of a cancelled run after its re-run).
     generation: int = 0
+    #: While running: until when (UNIX time) the attempt's holder has it, renewed as it
+    #: runs; 0 once the holder gave it up. See app/engine/lease.py.
+    lease_until: float | None = None
+    #: While running: the process holding the lease ("host/namespace/pid").
+    holder: str | None = None
+    #: Times the reconciler sent a queued attempt's message again (it waits longer
+    #: after each, see app/engine/recovery.py).
+    resends: int = 0
 
 
 class _Copyable:
@@ -71,6 +79,10 @@ class StepRecord(_Copyable):
     waiting_on: int = 0
     #: The re-run generation that queued it (see ItemRecord.generation).
     generation: int = 0
+    #: The running attempt's lease and holder, and resends (see ItemRecord).
+    lease_until: float | None = None
+    holder: str | None = None
+    resends: int = 0
     items: list[ItemRecord] | None = None
     items_left: int = 0
 

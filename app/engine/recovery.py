@@ -3,12 +3,19 @@
 Both work from the store alone, so they survive any restart:
 
 - ``resume`` re-sends what a running run is waiting for: queued attempts whose
-  messages may be lost (a broker restarted empty), running attempts whose worker is
-  gone (taken over as a new attempt), steps whose parents all finished but that were
-  never released (a worker died between recording a step and releasing its children),
-  ``foreach`` steps whose elements all finished but that were never gathered, and
-  slots left free. Every one of these actions is idempotent, so resuming a healthy run
-  changes nothing, and the periodic reconciler can resume every running run.
+  messages may be lost (a broker restarted empty), running attempts whose lease was
+  given up or ran out (taken over as a new attempt, see app/engine/lease.py), steps
+  whose parents all finished but that were never released (a worker died between
+  recording a step and releasing its children), ``foreach`` steps whose elements all
+  finished but that were never gathered, and slots left free. Every one of these
+  actions is idempotent, so resuming a healthy run changes nothing, and the periodic
+  reconciler can resume every running run.
+
+  The reconciler resends a queued attempt's message with growing delays
+  (``backoff``): after ``grace`` seconds, then after twice that since, four times, ...
+  up to ``MAX_RESEND_DELAY``, counting its resends in the record. A step queued where no
+  worker listens is then not sent again at every pass, and its messages do not pile
+  up; the pass reports which queues such steps wait on.
 - ``rerun`` starts a failed (or cancelled) run again from its failed steps, keeping
   the outputs of the steps that succeeded.
 """
@@ -16,16 +23,21 @@ Both work from the store alone, so they survive any restart:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from app.engine.dispatch import TaskKey
+from app.engine.lease import TAKEOVER_GRACE, LeaseState, holder_gone, lease_state
 from app.engine.records import ItemRecord, StepRecord, now
 from app.engine.state import STEP_FINISHED, RunStatus, StepStatus
 
 if TYPE_CHECKING:
     from app.engine.engine import Engine
+    from app.engine.plan import StepPlan
+    from app.engine.records import RunRecord
+
+#: The longest the reconciler waits between two resends of one queued attempt.
+MAX_RESEND_DELAY = 3600.0
 
 #: Steps a re-run starts again: the failed ones and those they stopped.
 RERUN_STATUSES = frozenset(
@@ -41,6 +53,8 @@ class Recovered:
     taken_over: list[str] = field(default_factory=list)
     released: list[str] = field(default_factory=list)
     gathered: list[str] = field(default_factory=list)
+    #: Attempts queued for longer than the grace, by queue (None: the default queue).
+    waiting: dict[str | None, int] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.resent or self.taken_over or self.released or self.gathered)
@@ -53,27 +67,28 @@ class Recovery:
         self: Engine,
         run_id: str,
         *,
-        holder_alive: Callable[[str | None, str | None], bool] | None = None,
         grace: float = 0.0,
+        backoff: bool = False,
     ) -> Recovered:
         """Re-send whatever a running run waits for; see the module docstring.
 
         ``grace`` leaves alone attempts queued less than that many seconds ago (their
-        messages are most likely still on their way). ``holder_alive`` overrides the
-        engine's check of running attempts (the reconciler asks all workers at once).
+        messages are most likely still on their way); ``backoff`` resends an attempt
+        again only after a delay that doubles with each resend (the reconciler).
         """
         done = Recovered()
         run = self.store.get_run(run_id)
         if run.status is RunStatus.PENDING:
+            if run.created_at > time.time() - grace:
+                return done  # its submitter is most likely starting it right now
             self.start(run_id)
             done.released.append("*")
             return done
         if run.status is not RunStatus.RUNNING:
             return done
         plan = self.plan_for(run)
-        alive = holder_alive or self.holder_alive or (lambda worker, task: True)
         steps = self.store.get_steps(run_id, plan.order)  # by id: see Engine.steps_of
-        cutoff = time.time() - grace
+        clock = time.time()
 
         # A step recorded as finished whose children were never released: count it for
         # them again (counting a parent twice changes nothing). A count for the run that
@@ -111,16 +126,22 @@ class Recovery:
                     # Its queueing, or a retry's return for a slot, was lost.
                     self._admit(run, sp, key)
                     done.resent.append(key.token)
-                elif unit.status is StepStatus.QUEUED and (unit.queued_at or 0) <= cutoff:
-                    self.dispatcher.dispatch(
-                        self._message(run, sp, key, unit.attempts + 1, 0.0))
-                    done.resent.append(key.token)
-                elif unit.status is StepStatus.RUNNING and not alive(unit.worker,
-                                                                      unit.task_id):
-                    # The same attempt: whoever takes it finds it orphaned, takes over.
-                    self.dispatcher.dispatch(
-                        self._message(run, sp, key, unit.attempts, 0.0))
-                    done.taken_over.append(key.token)
+                elif unit.status is StepStatus.QUEUED:
+                    queued = unit.queued_at or 0
+                    if queued > clock - grace:
+                        continue
+                    done.waiting[sp.step.queue] = done.waiting.get(sp.step.queue, 0) + 1
+                    if backoff and clock < queued + min(grace * 2 ** unit.resends,
+                                                        MAX_RESEND_DELAY):
+                        continue
+                    if self.store.record_resend(run_id, name, key.index, unit.queued_at,
+                                                unit.resends):
+                        self.dispatcher.dispatch(
+                            self._message(run, sp, key, unit.attempts + 1, 0.0))
+                        done.resent.append(key.token)
+                elif unit.status is StepStatus.RUNNING and self.leases is not None:
+                    if self._take_over(run, sp, key, unit):
+                        done.taken_over.append(key.token)
         steps = self.store.get_steps(run_id, plan.order)
         if all(rec.status in STEP_FINISHED for rec in steps.values()):
             self._finish_run(run_id, plan)  # the count that would have finished it was lost
@@ -135,6 +156,25 @@ class Recovery:
                 "released": done.released, "gathered": done.gathered,
             })
         return done
+
+    def _take_over(self: Engine, run: RunRecord, sp: StepPlan, key: TaskKey,
+                   unit: StepRecord | ItemRecord) -> bool:
+        """Send the message that takes over a running attempt whose lease is no longer
+        live (False if it is). A holder known to be gone (a process of this machine
+        that no longer exists) has its lease given up first, so that a worker on any
+        host takes the step over at once; an expired lease is taken over by a message
+        that comes back after the grace, if the lease is still the same."""
+        state = lease_state(unit.lease_until, unit.holder)
+        if state is LeaseState.LIVE:
+            return False
+        message = self._message(run, sp, key, unit.attempts, 0.0)
+        if state is LeaseState.RELEASED and holder_gone(unit.holder):
+            self.store.set_lease(run.id, sp.name, key.index, unit.attempts,
+                                 unit.holder or "", 0.0)
+        elif state is LeaseState.EXPIRED:
+            message = replace(message, suspect=unit.lease_until, countdown=TAKEOVER_GRACE)
+        self.dispatcher.dispatch(message)
+        return True
 
     def rerun(self: Engine, run_id: str) -> list[str]:
         """Run a failed or cancelled run again from its failed steps; return those reset.

@@ -242,5 +242,5 @@ class Release:
         self.dispatcher.dispatch(self._message(run, sp, key, attempt, 0.0))
 
     def _attempts(self: Engine, run_id: str, key: TaskKey) -> int:
-        rec = self._record(run_id, key)
+        rec = self._unit(run_id, key)
         return rec.attempts if rec is not None else 0

@@ -44,10 +44,11 @@ class Store(Protocol):
         *,
         attempt: int | None = None,
         expect_generation: int | None = None,
+        expect_lease: float | None = None,
         **fields: Any,
     ) -> bool:
-        """Compare-and-set a step's status (and, if given, its ``attempts`` and the
-        re-run ``generation`` that queued it)."""
+        """Compare-and-set a step's status (and, if given, its ``attempts``, the re-run
+        ``generation`` that queued it and its ``lease_until``)."""
 
     def finish_step(
         self,
@@ -58,6 +59,7 @@ class Store(Protocol):
         *,
         attempt: int | None = None,
         expect_generation: int | None = None,
+        expect_lease: float | None = None,
         **fields: Any,
     ) -> StepRecord | None:
         """``transition_step`` to a final status, returning the record as written.
@@ -82,12 +84,21 @@ class Store(Protocol):
         *,
         attempt: int | None = None,
         expect_generation: int | None = None,
+        expect_lease: float | None = None,
         **fields: Any,
     ) -> bool:
         """Compare-and-set one ``foreach`` element's status (as ``transition_step``)."""
 
+    def set_lease(self, run_id: str, name: str, index: int | None, attempt: int,
+                  holder: str, until: float) -> bool:
+        """Set the lease of a running attempt (of a step, or of element ``index``) held
+        by ``holder``: renew it, or give it up with ``until`` 0. False if ``holder``
+        holds it no longer. One try: StoreUnavailable if the store does not answer."""
+
     def count_parent(self, run_id: str, child: str, parent: str) -> int | None:
-        """Count ``parent`` as finished for ``child``: parents left, None if counted before."""
+        """Count ``parent`` as finished for ``child``: parents left, None if counted before.
+
+        Atomic: the mark that ``parent`` was counted and the count are one write."""
 
     def count_item(self, run_id: str, name: str, index: int) -> int | None:
         """Count a ``foreach`` element as finished: elements left, None if counted before."""
@@ -125,6 +136,12 @@ class Store(Protocol):
         generation's messages can claim it); each (parent, child) in ``forget`` may be
         counted again; the run's ``max_parallel`` slots are all freed.
         """
+
+    def record_resend(self, run_id: str, name: str, index: int | None,
+                      queued_at: float | None, resends: int) -> bool:
+        """Count a resend of a queued attempt (of a step, or element ``index``) that was
+        queued at ``queued_at`` and resent ``resends`` times so far; False if it changed
+        meanwhile (claimed, or resent by someone else)."""
 
     def append_event(self, event: Event) -> None:
         """Append to the run's log."""

@@ -22,7 +22,12 @@ def health() -> dict[str, str]:
 @router.get("/api/v1/ready", responses={503: {"description": "A dependency is down."}})
 async def ready(request: Request) -> JSONResponse:
     """Readiness: MongoDB and the broker both answer; else 503 naming which does not.
-    Needs no key, as load balancers and Kubernetes probes expect."""
+    Needs no key, as load balancers and Kubernetes probes expect.
+
+    ``unserved_queues`` names the queues on which steps wait that no live worker
+    consumes (as the reconciler last found them), with how many steps wait on each: the
+    API is ready all the same, but those steps will not run until a worker serves them.
+    """
     service: Any = request.app.state.service
     checks: dict[str, str] = {}
 
@@ -41,9 +46,17 @@ async def ready(request: Request) -> JSONResponse:
         except Exception as exc:
             checks[name] = f"unreachable: {type(exc).__name__}: {exc}"
     down = [name for name, state in checks.items() if state != "ok"]
-    body = {"status": "ready" if not down else f"not ready: {', '.join(down)} unreachable",
-            "checks": checks}
-    return JSONResponse(status_code=503 if down else 200, content=body)
+    body: dict[str, Any] = {
+        "status": "ready" if not down else f"not ready: {', '.join(down)} unreachable",
+        "checks": checks}
+    if "mongodb" not in down:
+        try:
+            state = await run_in_threadpool(service.engine.store.reconcile_state)
+            body["unserved_queues"] = state.get("unserved_queues") or {}
+        except Exception:
+            pass  # gone since the check: the next probe says so
+    headers = {"Retry-After": "5"} if down else None
+    return JSONResponse(status_code=503 if down else 200, content=body, headers=headers)
 
 
 @router.get("/metrics", response_class=Response,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -33,6 +34,7 @@ from app.engine.eventlog import LINGER_SECONDS
 from app.engine.graph import mermaid
 from app.engine.report import event_line, iso
 from app.engine.state import RUN_FINISHED, RunStatus
+from app.errors import StoreUnavailable
 from app.service import RunService
 from app.workflow.loader import load_data
 
@@ -181,36 +183,68 @@ def rerun_run(request: Request, run_id: str, principal: Operator) -> RunAction:
 
 @router.get("/{run_id}/events", response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}}}})
-async def follow_run(request: Request, run_id: str, _: Viewer) -> StreamingResponse:
+async def follow_run(
+    request: Request, run_id: str, _: Viewer,
+    last_event_id: Annotated[str | None, Header(max_length=64)] = None,
+) -> StreamingResponse:
     """The run's events as Server-Sent Events, live, until the run ends (then an ``end``
-    event with its status). Each event's ``data`` is JSON: type, step, data, ts."""
+    event with its status). Each event's ``data`` is JSON: type, step, data, ts.
+
+    Events carry ids in time order; a client that reconnects with ``Last-Event-ID``
+    (as browsers' EventSource do) receives only the events after it. An event that
+    reached the store late (a worker writes its events a fraction of a second after
+    they happen) is still sent, without an id of its own, so that the last id never
+    goes back. A stream ends after an hour, or within seconds of the server stopping;
+    either way the client reconnects where it was.
+    """
     store = service_of(request).engine.store
     await run_in_threadpool(store.get_run, run_id)  # 404 before the stream starts
-    return StreamingResponse(_events(request, run_id), media_type="text/event-stream",
+    return StreamingResponse(_events(request, run_id, _event_time(last_event_id)),
+                             media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-async def _events(request: Request, run_id: str) -> AsyncIterator[str]:
+def _event_time(event_id: str | None) -> float | None:
+    """The time an event id stands for (ids are event times), or None."""
+    if not event_id:
+        return None
+    try:
+        return float(event_id)
+    except ValueError:
+        raise HTTPException(400, f"Last-Event-ID {event_id!r} is not an id this API "
+                                 "sent") from None
+
+
+async def _events(request: Request, run_id: str, after: float | None) -> AsyncIterator[str]:
     """Poll the log. Workers write events up to ``LINGER_SECONDS`` late, so each read
     starts a little before the newest event seen, and what was sent is skipped."""
     store = service_of(request).engine.store
     sent: set[tuple[float, str, str | None]] = set()
-    since: float | None = None
+    #: The newest event time sent (or the client's Last-Event-ID): the stream's id.
+    newest = after if after is not None else -math.inf
+    since: float | None = after
     opened = time.monotonic()
     finished_at: float | None = None
-    count = 0
     while True:
-        run = await run_in_threadpool(store.get_run, run_id)
-        events = await run_in_threadpool(store.events, run_id, 0, since)
+        try:
+            run = await run_in_threadpool(store.get_run, run_id)
+            events = await run_in_threadpool(store.events, run_id, 0, since)
+        except StoreUnavailable:
+            yield ": the store is unreachable; waiting for it\n\n"  # a comment: keep-alive
+            await asyncio.sleep(FOLLOW_POLL_SECONDS)
+            continue
         for event in events:
             key = (event.ts, event.type, event.step)
-            if key in sent:
+            if key in sent or (after is not None and event.ts <= after):
                 continue
             sent.add(key)
-            count += 1
             payload = {"type": event.type, "step": event.step, "data": event.data,
                        "ts": event.ts, "time": iso(event.ts)}
-            yield f"id: {count}\nevent: {event.type}\ndata: {json.dumps(payload, default=str)}\n\n"
+            head = ""
+            if event.ts > newest:
+                newest = event.ts
+                head = f"id: {event.ts!r}\n"
+            yield f"{head}event: {event.type}\ndata: {json.dumps(payload, default=str)}\n\n"
         if events:
             since = max(e.ts for e in events) - 4 * LINGER_SECONDS - 1.0
             sent = {k for k in sent if k[0] >= since}  # older ones are never read again

@@ -13,7 +13,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Request
 from pydantic import BaseModel, Field
-from pymongo.database import Database
 
 from app.api.audit import audit
 from app.api.library import WorkflowLibrary, runnable_definition
@@ -102,14 +101,6 @@ class ScheduleList(BaseModel):
 
 
 # -- helpers ------------------------------------------------------------------------------
-
-def open_store(db: Database[Any]) -> Schedules:
-    """The schedules of ``db`` with their index (``app.state.schedules``, built in the
-    application's lifespan)."""
-    store = Schedules(db)
-    store.ensure_indexes()
-    return store
-
 
 def schedules_of(request: Request) -> Schedules:
     return request.app.state.schedules  # type: ignore[no-any-return]
