@@ -35,8 +35,10 @@ class FinishedSignal:
         """The engine's ``on_finish``: never fails the caller (the store has the truth)."""
         try:
             self.app.backend.store_result(finished_id(run_id), str(status), states.SUCCESS)
-        except Exception:
-            log.warning("could not announce the end of run %s", run_id, exc_info=True)
+        except Exception as exc:  # waiters find it in the store within seconds
+            log.info("could not announce the end of run %s (%s: %s)", run_id,
+                     type(exc).__name__, exc)
+            log.debug("announcing the end of run %s", run_id, exc_info=True)
 
     def wait(self, run_id: str, timeout: float) -> bool:
         """Block until the run's end is announced (True) or ``timeout`` passes (False)."""

@@ -37,7 +37,7 @@ def create_app(settings: Settings | None = None, service: RunService | None = No
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = service is None
-        app.state.service = service or RunService.celery(settings)
+        app.state.service = service or RunService.celery(settings, patience=STORE_PATIENCE)
         db = app.state.service.engine.store.db
         app.state.keys = ApiKeys(db)
         app.state.audit = AuditLog(db)
@@ -104,6 +104,9 @@ def create_app(settings: Settings | None = None, service: RunService | None = No
     return app
 
 
+#: Seconds a request waits for an unreachable MongoDB before its 503 (about one more
+#: try after pymongo's own two-second look): the client decides whether to retry.
+STORE_PATIENCE = 1.0
 #: Seconds a client is told to wait (``Retry-After``) when the store or broker is down.
 RETRY_AFTER_SECONDS = 5
 #: Seconds between two tries at making the indexes when the store was down at start.

@@ -256,6 +256,7 @@ def worker(
         from app.log_format import json_for_celery
 
         json_for_celery()
+    _say_if_the_store_is_down(settings)
     try:
         celery_app.worker_main(argv)
     finally:
@@ -263,6 +264,23 @@ def worker(
             from workers.metrics import cleanup
 
             cleanup(metrics, remove=settings.worker_metrics_dir is None)
+
+
+def _say_if_the_store_is_down(settings: Any) -> None:
+    """A worker starts whether MongoDB answers or not (its steps wait for it); if it
+    does not, say so once, now, rather than leave the operator guessing."""
+    from app.engine.mongo_store import MongoStore
+    from app.errors import StoreUnavailable
+
+    store = MongoStore(settings.mongo_url, settings.mongo_db, patience=0)
+    try:
+        store.ping()
+    except StoreUnavailable as exc:
+        logging.getLogger("chordflow.worker").warning(
+            "%s; starting anyway: steps wait for it (up to %gs each), then go back to the "
+            "broker", exc, settings.store_outage_seconds)
+    finally:
+        store.close()
 
 
 def _service() -> Any:
@@ -400,6 +418,8 @@ def main() -> None:
     except ValueError:  # a bad CHORDFLOW_* variable: the command itself reports it
         log_format = "text"
     configure(log_format, logging.WARNING)
+    # A store that does not answer is reported once, as the command's error line.
+    logging.getLogger("chordflow.store").setLevel(logging.ERROR)
     try:
         app()
     except Exception as exc:

@@ -232,7 +232,8 @@ class Engine(Release, Recovery):
                 self._event(run_id, "run_failed", data={"error": error})
                 if self.on_finish:
                     self.on_finish(run_id, RunStatus.FAILED)
-            raise
+            raise DispatchFailed(f"{exc}; run {run_id} is recorded failed and will not "
+                                 "start: submit it again once the broker answers") from exc
 
     def _start_roots(self, run: RunRecord, plan: Plan) -> None:
         # Roots with nothing to decide are queued in one write (a wide fan-out has
@@ -311,7 +312,12 @@ class Engine(Release, Recovery):
         patience (with ``pending`` set if the attempt ran: its outcome, to record later).
         """
         with self.events.deferred():
-            return self._execute(msg, cancel_event, deadline, task_id)
+            failure = self._execute(msg, cancel_event, deadline, task_id)
+        # The attempt's events are in the store before its message is acknowledged: a
+        # worker killed right after a step finished loses none of that step's story.
+        # (After its children were sent, so no step waits for this write.)
+        self.events.flush()
+        return failure
 
     def _execute(
         self,

@@ -1,12 +1,14 @@
 """A run's event log, written in batches and off the path from one step to the next.
 
 Events that tasks cause (step started, step finished, children skipped, ...) are kept
-in one list per process and written by a background thread every ``linger`` seconds
-with one insert: a handful of round trips per second instead of one or two per step,
-and none that the next step waits for. The task that finishes a run writes everything
-pending in its process before it returns, and so does a process that shuts down
-(``flush``). A worker killed with SIGKILL loses at most its last ``linger`` seconds of
-events; the step records, which are written at once, are what the engine runs on.
+in one list per process while the task runs, and written with one insert when it
+ends (``Engine.execute`` flushes after the step's children were sent, so no step waits
+for that write), or by a background thread every ``linger`` seconds, whichever comes
+first: one round trip per task at most instead of one or two per event. The task that
+finishes a run writes everything pending in its process before it reports the run
+finished, and so does a process that shuts down (``flush``). A worker killed with
+SIGKILL loses the events of the attempts it had not finished, and at most those of the
+one it was finishing (killed between recording the step and the end of its task).
 
 Events carry the time they happened and readers order them by it, so an event that
 reaches the store late still reads in its place. Events outside a task (submit,

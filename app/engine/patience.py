@@ -125,5 +125,9 @@ class Patience:
 
 
 def _first_line(exc: BaseException) -> str:
+    """The gist of a connection error: pymongo's ends with its timeouts and topology."""
     text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
+    if not text:
+        return type(exc).__name__
+    gist = text[0].split(" (configured timeouts")[0].split(", Timeout:")[0]
+    return gist[:200]

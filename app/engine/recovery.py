@@ -12,8 +12,9 @@ Both work from the store alone, so they survive any restart:
   reconciler can resume every running run.
 
   The reconciler resends a queued attempt's message with growing delays
-  (``backoff``): after ``grace`` seconds, then after twice that since, four times, ...
-  up to ``MAX_RESEND_DELAY``, counting its resends in the record. A step queued where no
+  (``backoff``): ``grace`` seconds after it was queued, then twice that after the
+  first resend, four times after the second, ... (each wait at most
+  ``MAX_RESEND_DELAY``), counting its resends in the record. A step queued where no
   worker listens is then not sent again at every pass, and its messages do not pile
   up; the pass reports which queues such steps wait on.
 - ``rerun`` starts a failed (or cancelled) run again from its failed steps, keeping
@@ -38,6 +39,11 @@ if TYPE_CHECKING:
 
 #: The longest the reconciler waits between two resends of one queued attempt.
 MAX_RESEND_DELAY = 3600.0
+
+def resend_due(queued_at: float, grace: float, resends: int) -> float:
+    """When a queued attempt resent ``resends`` times is due for its next resend."""
+    return queued_at + sum(min(grace * 2 ** k, MAX_RESEND_DELAY) for k in range(resends + 1))
+
 
 #: Steps a re-run starts again: the failed ones and those they stopped.
 RERUN_STATUSES = frozenset(
@@ -131,8 +137,7 @@ class Recovery:
                     if queued > clock - grace:
                         continue
                     done.waiting[sp.step.queue] = done.waiting.get(sp.step.queue, 0) + 1
-                    if backoff and clock < queued + min(grace * 2 ** unit.resends,
-                                                        MAX_RESEND_DELAY):
+                    if backoff and clock < resend_due(queued, grace, unit.resends):
                         continue
                     if self.store.record_resend(run_id, name, key.index, unit.queued_at,
                                                 unit.resends):

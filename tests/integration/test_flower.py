@@ -101,3 +101,56 @@ def test_flower_shows_the_worker_and_the_steps_by_name(tmp_path):
             task = poll(f"{url}/api/tasks", hello, "flowertest.hello", flower_log)
             assert task["worker"] == worker
             assert task["uuid"].startswith(f"{run_id}:hello:")
+
+
+def test_flower_shows_failed_steps_as_failed_and_retries_as_retries_not_the_ticks(tmp_path):
+    from app.service import RunService
+
+    with redis_server() as (broker, _, _), mongo_server() as mongo:
+        db = f"f{uuid.uuid4().hex[:10]}"
+        queue = f"flower-{uuid.uuid4().hex[:6]}"
+        env = worker_env(broker, mongo, db, tmp_path / "work", CHORDFLOW_DEFAULT_QUEUE=queue,
+                         FLOWER_BASIC_AUTH=":".join(AUTH),
+                         CHORDFLOW_SCHEDULE_TICK_SECONDS="0.5",
+                         CHORDFLOW_RECONCILE_INTERVAL="0.5")
+        settings = Settings(broker_url=broker, mongo_url=mongo, mongo_db=db,
+                            workdir=tmp_path / "work", visibility_timeout=30,
+                            default_queue=queue)
+        flower_log, worker_log = tmp_path / "flower.log", tmp_path / "fw.log"
+        with celery_worker(env, "fw", "--concurrency", "1", "--beat", log=worker_log), \
+                flower_server(env, free_port(), flower_log) as url:
+            poll(f"{url}/api/workers?refresh=1",
+                 lambda ws: next((n for n in ws if n.startswith("fw@")), None),
+                 "the worker", flower_log)
+            service = RunService.celery(settings)
+            try:
+                run_id = service.submit(load_data({"name": "truth", "steps": [
+                    {"name": "broken", "module": "bash", "retries": 1, "retry_delay": 3,
+                     "params": {"cmd": "echo nope >&2; exit 3"}},
+                    {"name": "fine", "module": "echo", "params": {"x": 1}}]}))
+
+                def state_of(name: str, state: str) -> Any:
+                    return lambda tasks: next(
+                        (t for t in tasks.values()
+                         if t.get("name") == name and t.get("state") == state), None)
+
+                assert service.wait(run_id, timeout=30) is RunStatus.FAILED
+            finally:
+                service.close()
+            failed = poll(f"{url}/api/tasks", state_of("truth.broken", "FAILURE"),
+                          "truth.broken failed", flower_log)
+            # One task (Celery's retry keeps the id): a retry, then a failure, with the
+            # step's error.
+            assert failed["retries"] == 1 and failed["retried"] is not None
+            assert failed["uuid"] == f"{run_id}:broken:1"
+            assert "command exited with code 3" in (failed.get("exception") or "")
+            poll(f"{url}/api/tasks", state_of("truth.fine", "SUCCESS"), "truth.fine",
+                 flower_log)
+            # The beat ticked many times meanwhile; Flower lists none of its ticks.
+            deadline = time.monotonic() + EVENTS_DEADLINE
+            while worker_log.read_text().count("chordflow.schedules.tick") < 3:
+                assert time.monotonic() < deadline, worker_log.read_text()[-2000:]
+                time.sleep(0.2)
+            tasks = httpx.get(f"{url}/api/tasks", auth=AUTH, timeout=5).json()
+            names = {t.get("name") for t in tasks.values()}
+            assert names == {"truth.broken", "truth.fine"}, names

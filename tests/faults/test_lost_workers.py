@@ -1,0 +1,135 @@
+"""Workers killed and paused under running steps: a step is taken over only once its
+lease is gone, its old attempt's processes die with it, and nothing runs twice.
+
+The worker hit serves only the workload's long steps (``--queues long``), and is hit
+while each of its steps is in the middle of its sleep: the fault lands before any of
+their side effects (see tests/faults/workload.py). The other worker serves both
+queues and runs the beat, so lost counts are made good by the reconciler as in any
+deployment."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from app.engine.lease import TAKEOVER_GRACE
+from tests.faults.stack import (
+    LEASE_SECONDS,
+    alive,
+    living_in_groups,
+    signal_all,
+    wait_until,
+)
+from tests.faults.workload import LONG_QUEUE, Workload, check
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def workload(tmp_path) -> Workload:
+    return Workload(tmp_path, long_every=10, long_sleep=1.0)
+
+
+def start_pair(fresh, name: str):
+    """The worker to hit (long steps only) and another that serves everything."""
+    hit = fresh.start_worker(name, "--queues", LONG_QUEUE)
+    fresh.start_worker("other", "--queues", f"chordflow,{LONG_QUEUE}", "--beat", "--concurrency", "3",
+                       CHORDFLOW_RECONCILE_INTERVAL="5")
+    return hit
+
+
+def running_steps_of(workload, worker) -> list[tuple[int, int]]:
+    """(step process, pool process) of the steps ``worker`` runs right now."""
+    pool = set(worker.pool_pids())
+    return [(pid, ppid) for pid, ppid in workload.step_pids() if ppid in pool and alive(pid)]
+
+
+def mid_sleep(workload, worker) -> bool:
+    """Is ``worker`` running steps, each of them in the middle of its sleep?"""
+    pool = set(worker.pool_pids())
+    running = [s for s in workload.started() if s.ppid in pool and alive(s.pid)]
+    return bool(running) and all(s.in_the_middle() for s in running)
+
+
+def taken_over(service, workload) -> int:
+    return sum(1 for run_id in workload.run_ids for e in service.engine.store.events(run_id)
+               if e.type == "step_taken_over")
+
+
+def test_sigkill_of_a_worker_and_of_a_pool_process(fresh, service, workload):
+    doomed = start_pair(fresh, "doomed")
+    workload.submit(service)
+    assert wait_until(lambda: workload.done_lines() >= 60 and mid_sleep(workload, doomed),
+                      timeout=120, poll=0.02)
+    victims = running_steps_of(workload, doomed)
+    step_pid, pool_pid = victims[0]
+    os.kill(doomed.proc.pid, signal.SIGKILL)  # the worker's main process
+    os.kill(pool_pid, signal.SIGKILL)  # and the pool process running a step
+    # The killed pool process's step dies with it (its reaper), before its side effect.
+    assert wait_until(lambda: not living_in_groups({step_pid}), timeout=5)
+    workload.wait(service, timeout=180)
+    summary = check(workload, service)
+    assert summary["takeovers"] >= 1
+
+
+def test_a_short_pause_is_no_reason_to_take_over(fresh, service, workload):
+    """The operator's table: ``kill -STOP`` for less than the lease, then ``chordflow
+    reconcile``. The paused steps are not taken over (a paused worker is not a dead
+    one); they finish when the worker goes on."""
+    paused = start_pair(fresh, "paused")
+    workload.submit(service)
+    assert wait_until(lambda: workload.done_lines() >= 60 and mid_sleep(workload, paused),
+                      timeout=120, poll=0.02)
+    tree = paused.tree()
+    signal_all(tree, signal.SIGSTOP)
+    try:
+        done = fresh.chordflow("reconcile", timeout=60)
+        assert done.returncode == 0, done.stderr
+        time.sleep(max(0.0, LEASE_SECONDS / 2 - 1))
+    finally:
+        signal_all(tree, signal.SIGCONT)
+    workload.wait(service, timeout=180)
+    check(workload, service)
+    assert taken_over(service, workload) == 0
+
+
+def test_a_long_pause_is_taken_over_and_the_paused_attempt_stops_itself(
+        fresh, service, workload):
+    """Paused for longer than the lease, a worker's step is taken over; once the worker
+    goes on, its paused attempt stops without recording anything and without writing
+    its side effect. (Its step processes are resumed only after the worker: on a real
+    host all wake together, and a command can win that race; what chordflow owes is
+    that the attempt stops itself and records nothing, which is what is checked.)"""
+    paused = start_pair(fresh, "frozen")
+    workload.submit(service)
+    assert wait_until(lambda: workload.done_lines() >= 60 and mid_sleep(workload, paused),
+                      timeout=120, poll=0.02)
+    own = paused.tree()
+    signal_all(own, signal.SIGSTOP)
+    steps = running_steps_of(workload, paused)
+    groups = {pid for pid, _ in steps}
+    for group in groups:
+        os.killpg(group, signal.SIGSTOP)
+    frozen = [p for p in own if p not in groups]
+    try:
+        # Taken over by the other worker once the lease ran out and stayed so.
+        assert wait_until(lambda: taken_over(service, workload) >= len(groups),
+                          timeout=LEASE_SECONDS + TAKEOVER_GRACE + 60)
+        fresh.chordflow("reconcile", timeout=60)
+        signal_all(frozen, signal.SIGCONT)  # the worker first: it stops its attempts
+        assert wait_until(lambda: not living_in_groups(groups), timeout=10)
+    finally:
+        for group in groups:
+            try:
+                os.killpg(group, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        signal_all(own, signal.SIGCONT)
+    workload.wait(service, timeout=180)
+    summary = check(workload, service)
+    assert summary["takeovers"] >= len(groups)
+    log = paused.log.read_text()
+    assert "lost its lease" in log
