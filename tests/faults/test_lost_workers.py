@@ -36,8 +36,8 @@ def workload(tmp_path) -> Workload:
 def start_pair(fresh, name: str):
     """The worker to hit (long steps only) and another that serves everything."""
     hit = fresh.start_worker(name, "--queues", LONG_QUEUE)
-    fresh.start_worker("other", "--queues", f"chordflow,{LONG_QUEUE}", "--beat", "--concurrency", "3",
-                       CHORDFLOW_RECONCILE_INTERVAL="5")
+    fresh.start_worker("other", "--queues", f"chordflow,{LONG_QUEUE}", "--beat",
+                       "--concurrency", "3", CHORDFLOW_RECONCILE_INTERVAL="5")
     return hit
 
 

@@ -10,8 +10,8 @@ import pytest
 
 from tests.api.conftest import make_key, start_api
 from tests.faults.stack import wait_until
-from tests.servers import stop_group
 from tests.faults.workload import check
+from tests.servers import stop_group
 
 pytestmark = pytest.mark.slow
 

@@ -7,9 +7,10 @@ the thing a step must never do twice. Every ``long_every``-th step sleeps
 runs only steps a fault can hit in the middle of their sleep, before their side
 effect. (A worker killed in the few milliseconds between a step's last command and
 its record cannot be told from one killed before: that step runs again. Exactly once
-holds for a kill anywhere else; see docs on durability.) After the fault, :func:`check` holds the engine to its promises:
-every run succeeded, every step's line appears exactly once, no process of any attempt
-is left alive, and every finished attempt's events and output were recorded.
+holds for a kill anywhere else; see the README, "Durability".) After the fault,
+:func:`check` holds the engine to its promises: every run succeeded, every step's line
+appears exactly once, no process of any attempt is left alive, and every finished
+attempt's events and output were recorded.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from typing import Any
 
 from app.engine.state import RunStatus, StepStatus
 from tests.faults.stack import living_in_groups
-
 
 #: The queue of the long steps.
 LONG_QUEUE = "long"
