@@ -216,3 +216,23 @@ def test_a_message_of_an_earlier_generation_cannot_claim_a_rerun_step(lossy):
     assert lossy.store.get_steps(run_id)["b"].status is StepStatus.QUEUED
     lossy.engine.execute(TaskMessage(run_id, "b", None, 1, "gen", generation=1))
     assert lossy.wait(run_id, timeout=10) is RunStatus.SUCCEEDED
+
+
+def test_resume_releases_at_once_a_child_whose_parents_all_finished(lossy):
+    """However a parent's count was lost, a resume sees every parent finished and
+    releases the child then and there (no reconciler pass needed)."""
+    lossy.lose = {"a", "b"}
+    run_id = lossy.submit(lossy.compile(load_data({"name": "join", "steps": [
+        {"name": "a", "module": "echo"}, {"name": "b", "module": "echo"},
+        {"name": "c", "module": "echo", "depends_on": ["a", "b"]}]})))
+    store = lossy.store
+    for name in ("a", "b"):  # both ran and were recorded; b's count for c never landed
+        assert store.transition_step(run_id, name, {StepStatus.QUEUED}, StepStatus.RUNNING,
+                                     attempts=1)
+        assert store.transition_step(run_id, name, {StepStatus.RUNNING},
+                                     StepStatus.SUCCEEDED, outputs={})
+    store.count_parent(run_id, "c", "a")
+    assert store.get_steps(run_id)["c"].waiting_on == 1
+    lossy.engine.resume(run_id)
+    assert store.get_steps(run_id)["c"].status is not StepStatus.PENDING
+    assert lossy.wait(run_id, timeout=10) is RunStatus.SUCCEEDED

@@ -328,8 +328,12 @@ def cancel(run_id: RunIdArg) -> None:
         from app.cli.remote import cancel_over_http
 
         cancel_over_http(run_id)  # exits 2 with the server's reason if it cannot
-    elif not _service().cancel(run_id, "cancelled by user"):
-        fail_invalid(f"run {run_id} is not pending or running")
+    else:
+        service = _service()
+        if not service.cancel(run_id, "cancelled by user"):
+            status = service.engine.store.get_run(run_id).status  # or: no such run
+            fail_invalid(f"run {run_id} is {status}; only a pending or running run can be "
+                         "cancelled")
     out.print(f"run {run_id}: cancelled")
 
 

@@ -15,7 +15,7 @@ import pytest
 from tests.api.conftest import make_key, start_api
 from tests.servers import stop_group
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 def read_events(response: httpx.Response, stop_after: int | None = None

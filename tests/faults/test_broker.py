@@ -16,7 +16,7 @@ from tests.faults.stack import wait_until
 from tests.faults.workload import check
 from tests.servers import stop_group
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 def test_redis_restarted_empty_then_resume(fresh, service, workload):

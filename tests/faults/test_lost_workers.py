@@ -25,7 +25,7 @@ from tests.faults.stack import (
 )
 from tests.faults.workload import LONG_QUEUE, Workload, check
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 @pytest.fixture
@@ -34,8 +34,9 @@ def workload(tmp_path) -> Workload:
 
 
 def start_pair(fresh, name: str):
-    """The worker to hit (long steps only) and another that serves everything."""
-    hit = fresh.start_worker(name, "--queues", LONG_QUEUE)
+    """The worker to hit (long steps only, one at a time) and another that serves
+    everything."""
+    hit = fresh.start_worker(name, "--queues", LONG_QUEUE, "--concurrency", "1")
     fresh.start_worker("other", "--queues", f"chordflow,{LONG_QUEUE}", "--beat",
                        "--concurrency", "3", CHORDFLOW_RECONCILE_INTERVAL="5")
     return hit
@@ -48,10 +49,12 @@ def running_steps_of(workload, worker) -> list[tuple[int, int]]:
 
 
 def mid_sleep(workload, worker) -> bool:
-    """Is ``worker`` running steps, each of them in the middle of its sleep?"""
+    """Is each of ``worker``'s pool processes running a step, in the middle of its
+    sleep?"""
     pool = set(worker.pool_pids())
     running = [s for s in workload.started() if s.ppid in pool and alive(s.pid)]
-    return bool(running) and all(s.in_the_middle() for s in running)
+    # Every pool process in a step's sleep: none is recording a step that just ended.
+    return {s.ppid for s in running} == pool and all(s.in_the_middle() for s in running)
 
 
 def taken_over(service, workload) -> int:
@@ -75,22 +78,26 @@ def test_sigkill_of_a_worker_and_of_a_pool_process(fresh, service, workload):
     assert summary["takeovers"] >= 1
 
 
-def test_a_short_pause_is_no_reason_to_take_over(fresh, service, workload):
-    """The operator's table: ``kill -STOP`` for less than the lease, then ``chordflow
-    reconcile``. The paused steps are not taken over (a paused worker is not a dead
-    one); they finish when the worker goes on."""
+def test_a_short_pause_is_no_reason_to_take_over(fresh, service, tmp_path):
+    """The operator's table: ``kill -STOP`` of a worker's main process, then
+    ``chordflow reconcile``. Nothing is taken over: a main process that does not answer
+    an ``inspect`` is not a dead worker, and its pool process goes on renewing the
+    lease of the step it runs (a 10 s step here, paused for 8 s of it: twice the lease,
+    and longer than any ``inspect`` would wait)."""
+    workload = Workload(tmp_path, long_every=25, long_sleep=10.0)
     paused = start_pair(fresh, "paused")
+    # A worker with time on its hands for the long steps: were the paused step taken
+    # over, nothing would delay it.
+    fresh.start_worker("spare", "--queues", LONG_QUEUE, "--concurrency", "8")
     workload.submit(service)
-    assert wait_until(lambda: workload.done_lines() >= 60 and mid_sleep(workload, paused),
-                      timeout=120, poll=0.02)
-    tree = paused.tree()
-    signal_all(tree, signal.SIGSTOP)
+    assert wait_until(lambda: mid_sleep(workload, paused), timeout=120, poll=0.02)
+    os.kill(paused.proc.pid, signal.SIGSTOP)
     try:
         done = fresh.chordflow("reconcile", timeout=60)
         assert done.returncode == 0, done.stderr
-        time.sleep(max(0.0, LEASE_SECONDS / 2 - 1))
+        time.sleep(4)  # the reconcile took about 4 s of the 8
     finally:
-        signal_all(tree, signal.SIGCONT)
+        os.kill(paused.proc.pid, signal.SIGCONT)
     workload.wait(service, timeout=180)
     check(workload, service)
     assert taken_over(service, workload) == 0

@@ -19,7 +19,7 @@ from modules.registry import load_registry
 from tests.faults.stack import wait_until
 from tests.faults.workload import check
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 def lossy_service(fresh) -> RunService:

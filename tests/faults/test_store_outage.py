@@ -13,7 +13,7 @@ from tests.faults.stack import wait_until
 from tests.faults.workload import check
 from tests.servers import stop_group
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 OUTAGE_SECONDS = 30
 
