@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 #: The longest the reconciler waits between two resends of one queued attempt.
 MAX_RESEND_DELAY = 3600.0
 
+
 def resend_due(queued_at: float, grace: float, resends: int) -> float:
     """When a queued attempt resent ``resends`` times is due for its next resend."""
     return queued_at + sum(min(grace * 2 ** k, MAX_RESEND_DELAY) for k in range(resends + 1))

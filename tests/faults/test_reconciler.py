@@ -11,6 +11,7 @@ import uuid
 import pytest
 import redis
 
+from app.api.metrics import render_metrics
 from app.engine.plan import compile_plan
 from app.engine.state import RunStatus, StepStatus
 from app.service import RunService
@@ -73,6 +74,8 @@ def test_one_broken_run_does_not_stop_the_others_being_recovered(
     for run_id in workload.run_ids:  # recovered by the very same pass
         assert set(report[run_id]["resent"]) == roots
     assert service.engine.store.reconcile_state()["errors_total"] == before + 1
+    text = render_metrics(service)[0].decode()  # what the API's /metrics serves
+    assert f"chordflow_reconcile_errors_total {before + 1:.1f}" in text
     workload.wait(service, timeout=120)
     check(workload, service)
 
@@ -96,4 +99,7 @@ def test_a_step_on_a_queue_nobody_serves_is_resent_with_growing_delays(fresh, se
     # Resent 2 s after it was queued, then 4 s later, 8 s after that...: not every pass.
     assert 1 <= rec.resends < passes and waiting() == 1 + rec.resends
     assert service.engine.store.reconcile_state()["unserved_queues"] == {queue: 1}
+    text = render_metrics(service)[0].decode()  # what the API's /metrics serves
+    assert f'chordflow_queue_unserved{{queue="{queue}"}} 1.0' in text
+    assert "chordflow_reconcile_errors_total" in text
     service.cancel(run_id)
