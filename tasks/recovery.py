@@ -36,9 +36,10 @@ RUNS_PER_PASS = 500
 _cursor: dict[int, str | None] = {}
 
 
-def reconcile(engine: Engine, celery: Celery, grace: float, default_queue: str,
+def reconcile(engine: Engine, celery: Celery | None, grace: float, default_queue: str,
               *, limit: int = RUNS_PER_PASS) -> dict[str, Any]:
-    """One pass; a report by run id of what was done (or the error met)."""
+    """One pass; a report by run id of what was done (or the error met). Without a
+    Celery app, no worker is asked which queues it serves (none is named unserved)."""
     store: Any = engine.store
     after = _cursor.get(id(engine))
     runs = store.list_runs({RunStatus.PENDING, RunStatus.RUNNING}, after=after, limit=limit)
@@ -62,7 +63,7 @@ def reconcile(engine: Engine, celery: Celery, grace: float, default_queue: str,
                               "released": done.released, "gathered": done.gathered}
             log.warning("reconciled run %s: %s", run.id, report[run.id],
                         extra={"run_id": run.id})
-    served = served_queues(celery) if waiting else None
+    served = served_queues(celery) if waiting and celery is not None else None
     unserved = {q: n for q, n in waiting.items() if served is not None and q not in served}
     for queue, n in unserved.items():
         log.warning("%d steps wait on queue %r, which no live worker consumes", n, queue)

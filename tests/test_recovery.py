@@ -14,8 +14,10 @@ import app.engine.recovery
 from app.engine.dispatch import TaskMessage
 from app.engine.embedded import EmbeddedExecutor
 from app.engine.lease import TAKEOVER_GRACE, LeaseKeeper
+from app.engine.memory_store import MemoryStore
 from app.engine.mongo_store import MongoStore
 from app.engine.state import RunStatus, StepStatus
+from app.errors import StoreUnavailable
 from app.workflow.loader import load_data
 
 
@@ -236,3 +238,70 @@ def test_resume_releases_at_once_a_child_whose_parents_all_finished(lossy):
     lossy.engine.resume(run_id)
     assert store.get_steps(run_id)["c"].status is not StepStatus.PENDING
     assert lossy.wait(run_id, timeout=10) is RunStatus.SUCCEEDED
+
+
+class FlakyStore(MemoryStore):
+    """A store that cannot be reached for its step-finishing writes while ``down``."""
+
+    down = False
+
+    def finish_step(self, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        if self.down:
+            raise StoreUnavailable("MongoDB is unreachable; waited 300s")
+        return super().finish_step(*args, **kwargs)
+
+    def transition_step(self, run_id, name, expect, status, **kwargs):  # type: ignore[no-untyped-def]
+        if self.down and status is StepStatus.SUCCEEDED:
+            raise StoreUnavailable("MongoDB is unreachable; waited 300s")
+        return super().transition_step(run_id, name, expect, status, **kwargs)
+
+
+def test_an_outcome_that_could_not_be_recorded_is_recorded_later_not_run_again(
+        settings, tmp_path):
+    """Past the store's patience, the attempt's outcome goes back to the broker inside
+    the message: recorded once the store answers, and the step is not run again."""
+    marker = tmp_path / "ran"
+    store = FlakyStore()
+    sent: list[TaskMessage] = []
+    ex = EmbeddedExecutor(settings=settings, store=store)
+    try:
+        plan = ex.compile(load_data({"name": "later", "steps": [
+            {"name": "a", "module": "bash", "params": {"cmd": f"echo x >> {marker}"}},
+            {"name": "b", "module": "echo", "depends_on": ["a"]}]}))
+        ex.dispatch = sent.append  # type: ignore[method-assign]
+        run_id = ex.submit(plan)
+        store.down = True
+        with pytest.raises(StoreUnavailable) as caught:
+            ex.engine.execute(sent.pop(0))
+        pending = caught.value.pending
+        assert isinstance(pending, TaskMessage) and pending.outcome["status"] == "succeeded"
+        assert store.get_steps(run_id)["a"].status is StepStatus.RUNNING
+        store.down = False
+        ex.engine.execute(pending)  # the store is back
+        assert store.get_steps(run_id)["a"].status is StepStatus.SUCCEEDED
+        assert marker.read_text() == "x\n"  # ran once
+        assert [line.text for line in store.logs(run_id, "a")] == ["INFO exit code 0"]
+        ex.engine.execute(sent.pop(0))  # b, released by a's late record
+        assert store.get_run(run_id).status is RunStatus.SUCCEEDED
+    finally:
+        ex.close()
+
+
+def test_a_reconciler_pass_does_bounded_work_and_the_next_goes_on(mongo_url, settings):
+    from tasks.recovery import reconcile
+
+    store = MongoStore(mongo_url, f"r{uuid.uuid4().hex[:12]}")
+    ex = LossyExecutor(settings=settings, store=store)
+    try:
+        doc = load_data({"name": "bounded", "steps": [{"name": "a", "module": "echo"}]})
+        runs = []
+        for _ in range(3):
+            ex.lose = {"a"}
+            runs.append(ex.submit(ex.compile(doc)))
+        first = reconcile(ex.engine, None, 0.0, "chordflow", limit=2)
+        second = reconcile(ex.engine, None, 0.0, "chordflow", limit=2)
+        assert len(first) == 2 and len(second) == 1 and set(first) | set(second) == set(runs)
+        for run_id in runs:
+            assert ex.wait(run_id, timeout=10) is RunStatus.SUCCEEDED
+    finally:
+        ex.close()

@@ -8,6 +8,7 @@ import json
 import textwrap
 import uuid
 
+import httpx
 import pytest
 import redis
 
@@ -17,8 +18,10 @@ from app.engine.state import RunStatus, StepStatus
 from app.service import RunService
 from app.workflow.loader import load_data
 from modules.registry import load_registry
+from tests.api.conftest import start_api
 from tests.faults.stack import wait_until
 from tests.faults.workload import check
+from tests.servers import stop_group
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -80,7 +83,8 @@ def test_one_broken_run_does_not_stop_the_others_being_recovered(
     check(workload, service)
 
 
-def test_a_step_on_a_queue_nobody_serves_is_resent_with_growing_delays(fresh, service):
+def test_a_step_on_a_queue_nobody_serves_is_resent_with_growing_delays(
+        fresh, service, tmp_path):
     fresh.start_worker("w1")
     queue = f"nobody-{uuid.uuid4().hex[:6]}"
     run_id = service.submit(load_data({"name": "unserved", "steps": [
@@ -102,4 +106,10 @@ def test_a_step_on_a_queue_nobody_serves_is_resent_with_growing_delays(fresh, se
     text = render_metrics(service)[0].decode()  # what the API's /metrics serves
     assert f'chordflow_queue_unserved{{queue="{queue}"}} 1.0' in text
     assert "chordflow_reconcile_errors_total" in text
+    proc, url = start_api(fresh.env(), tmp_path / "api.log")
+    try:
+        ready = httpx.get(f"{url}/api/v1/ready", timeout=30)
+    finally:
+        stop_group(proc)
+    assert ready.status_code == 200 and ready.json()["unserved_queues"] == {queue: 1}
     service.cancel(run_id)
