@@ -30,6 +30,19 @@ class Settings(BaseSettings):
     #: A directory of secret files (file name = secret name), as Docker and Kubernetes
     #: mount them; merged over ``secrets``.
     secrets_dir: Path | None = None
+    #: Environment variables of the worker that steps' processes inherit besides PATH,
+    #: HOME, LANG, LC_ALL, TZ and TMPDIR (comma-separated, e.g. HTTPS_PROXY). Names
+    #: starting with CHORDFLOW_ are never passed on.
+    step_env_passthrough: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: Environment variables (comma-separated names) that a DAG-engine document sent to
+    #: the API may read as ``${NAME}``; none by default (only ``base_context``). The
+    #: local CLI's files read the CLI's whole environment.
+    dialect_env: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    def dialect_environ(self) -> dict[str, str]:
+        """The environment a document submitted over HTTP may read (never CHORDFLOW_*)."""
+        return {name: os.environ[name] for name in self.dialect_env
+                if name in os.environ and not name.upper().startswith("CHORDFLOW_")}
 
     def load_secrets(self) -> dict[str, str]:
         secrets = dict(self.secrets)
@@ -120,6 +133,13 @@ class Settings(BaseSettings):
         if self.broker_url.startswith(("redis://", "rediss://")):
             return self.broker_url
         return "redis://127.0.0.1:6379/0"
+
+    @field_validator("step_env_passthrough", "dialect_env", mode="before")
+    @classmethod
+    def _split_names(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [n.strip() for n in value.split(",") if n.strip()]
+        return value
 
     @field_validator("modules_path", mode="before")
     @classmethod

@@ -301,10 +301,18 @@ class Schedules:
 
 # -- firing -------------------------------------------------------------------------------
 
+def _library(db: Any) -> WorkflowLibrary:
+    """The stored workflows, reading only the environment an admin allows (a scheduled
+    run happens on a worker: its documents must not read the worker's settings)."""
+    from app.config import get_settings
+
+    return WorkflowLibrary(db, get_settings().dialect_environ())
+
+
 def submit_scheduled(service: Any, schedule: Schedule, trigger: str,
                      library: WorkflowLibrary | None = None) -> str:
     """Submit a run of ``schedule``'s stored workflow with ``trigger``; its run id."""
-    library = library or WorkflowLibrary(service.engine.store.db)
+    library = library or _library(service.engine.store.db)
     version = None if schedule.version is None else str(schedule.version)
     workflow = load_data(library.runnable(schedule.workflow, version))
     run_id: str = service.submit(workflow, schedule.variables, trigger=trigger)
@@ -332,7 +340,7 @@ def tick(service: Any, now: float | None = None, *,
     now = time.time() if now is None else now
     db = service.engine.store.db
     schedules = schedules or Schedules(db)
-    library = library or WorkflowLibrary(db)
+    library = library or _library(db)
     fired: list[Fired] = []
     for schedule in schedules.due(now):
         try:

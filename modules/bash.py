@@ -30,7 +30,8 @@ def run(
 
     cmd: a string (run by /bin/sh) or a list of arguments (run directly).
     cwd: working directory; defaults to the step's scratch directory.
-    env: variables added to the worker's environment.
+    env: environment variables of the command (besides PATH, HOME, LANG, LC_ALL, TZ
+        and TMPDIR, which it inherits; never the worker's own settings).
     timeout: seconds before the command is killed (the step's timeout also applies).
     check: fail the step when the exit code is not 0.
     shell: run through the shell; defaults to true for a string, false for a list.

@@ -13,12 +13,25 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from app.errors import StepCancelled, StepTimeout
+
+#: What a step's processes inherit of the worker's environment (see ``step_environment``).
+BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
+#: Never inherited, whatever an admin lists: the worker's own settings (the store's
+#: and the broker's addresses, every secret).
+PRIVATE_PREFIX = "CHORDFLOW_"
+
+
+def step_environment(extra: Iterable[str] = ()) -> dict[str, str]:
+    """The part of this process's environment a step's processes get: ``BASE_ENV`` and
+    the ``extra`` names an admin allows (``CHORDFLOW_STEP_ENV_PASSTHROUGH``)."""
+    return {name: os.environ[name] for name in (*BASE_ENV, *extra)
+            if name in os.environ and not name.upper().startswith(PRIVATE_PREFIX)}
 
 
 @dataclass
@@ -45,6 +58,8 @@ class StepContext:
     #: Set when the attempt lost its lease (app/engine/lease.py): another attempt may
     #: run the step now, so this one must stop at once, without a grace period.
     lease_lost: threading.Event | None = None
+    #: The environment the step's subprocesses start from (its own ``env`` is added).
+    base_env: Mapping[str, str] = field(default_factory=step_environment)
 
     @property
     def abandoned(self) -> bool:

@@ -1,4 +1,11 @@
-"""Running a subprocess that a timeout or a cancel really stops.
+"""Running a subprocess that a timeout or a cancel really stops, in a minimal
+environment.
+
+A step's processes get ``PATH``, ``HOME``, ``LANG``, ``LC_ALL``, ``TZ`` and ``TMPDIR``
+from the worker (and the names an admin adds in ``CHORDFLOW_STEP_ENV_PASSTHROUGH``),
+plus the step's own ``env``; never the worker's settings (no ``CHORDFLOW_*`` variable,
+whatever the list says: they hold the store's and broker's addresses and every secret)
+and no secret the step did not reference in its own params.
 
 The process gets its own session (process group), so stopping it stops everything it
 started too (``sh -c "sleep 30"`` leaves no orphaned ``sleep``). It is sent SIGTERM,
@@ -43,9 +50,7 @@ def run_process(
     stdin: str | None = None,
 ) -> Completed:
     """Run ``cmd`` to completion, or raise StepTimeout / StepCancelled having killed it."""
-    full_env = None
-    if env:
-        full_env = {**os.environ, **{str(k): str(v) for k, v in env.items()}}
+    full_env = {**ctx.base_env, **{str(k): str(v) for k, v in (env or {}).items()}}
     deadline, limit = ctx.deadline, "the step's timeout"
     if timeout is not None:
         own = time.monotonic() + timeout

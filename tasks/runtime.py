@@ -17,6 +17,7 @@ from app.config import Settings, get_settings
 from app.engine.counting import LINGER_SECONDS as COUNT_LINGER_SECONDS
 from app.engine.engine import Engine
 from app.engine.mongo_store import MongoStore
+from modules.context import step_environment
 from modules.registry import default_registry
 from tasks.dispatch import CeleryDispatcher
 from tasks.finished import FinishedSignal
@@ -44,6 +45,7 @@ def build_engine(app: Celery, settings: Settings | None = None, *,
         count_linger=COUNT_LINGER_SECONDS,
         on_finish=FinishedSignal(app).announce,
         lease_seconds=settings.lease_seconds,
+        step_env=step_environment(settings.step_env_passthrough),
     )
 
 

@@ -27,7 +27,14 @@ from app.engine.report import run_report
 from app.workflow.loader import load_data
 from app.workflow.models import Workflow
 from modules.registry import Registry
-from tests.servers import celery_worker, free_port, mongo_server, redis_server, worker_env
+from tests.servers import (
+    TEST_SECRET,
+    celery_worker,
+    free_port,
+    mongo_server,
+    redis_server,
+    worker_env,
+)
 
 Runner = Callable[..., dict[str, Any]]
 
@@ -66,8 +73,10 @@ class CeleryStack:
         return worker_env(self.broker, self.mongo, self.db, self.workdir, **extra)
 
     def settings(self) -> Settings:
+        # The workers' secrets: a submitter checks that those a workflow names exist.
         return Settings(broker_url=self.broker, mongo_url=self.mongo, mongo_db=self.db,
-                        workdir=self.workdir, visibility_timeout=30)
+                        workdir=self.workdir, visibility_timeout=30,
+                        secrets={"api_token": TEST_SECRET})
 
     def service(self) -> Any:
         """One client for the stack (closed with it)."""

@@ -8,10 +8,12 @@ after loading, and says so.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
+from app.config import Settings
 from app.errors import ValidationFailed
 from app.workflow.dialects import detect
 from app.workflow.loader import load_data, load_file
@@ -65,7 +67,8 @@ def test_dag_engine_missing_workflow_output_fails_the_run_clearly(run_workflow):
 
 def test_dag_engine_skeleton_example_with_environment(run_workflow, monkeypatch):
     monkeypatch.setenv("workspace_root", "/ws")
-    wf = load_file(DIALECTS / "dag_engine_readme_skeleton.json")
+    # As the local CLI loads a file: its environment may be read.
+    wf = load_file(DIALECTS / "dag_engine_readme_skeleton.json", environ=os.environ)
     assert wf.variables["workspace_root"] == "/ws"  # copied from the environment
     report = run_workflow(wf, registry=APPS)
     assert report["status"] == "succeeded"
@@ -80,11 +83,30 @@ def test_dag_engine_skeleton_example_with_environment(run_workflow, monkeypatch)
 def test_dag_engine_unknown_name_is_an_error(monkeypatch):
     monkeypatch.delenv("workspace_root", raising=False)
     with pytest.raises(ValidationFailed) as info:
-        load_file(DIALECTS / "dag_engine_readme_skeleton.json")
+        load_file(DIALECTS / "dag_engine_readme_skeleton.json", environ=os.environ)
     located = {(e.step, e.field) for e in info.value.errors}
     assert ("assemble", "params.output_path") in located
     assert ("annotate", "params.output_path") in located
-    assert "neither in base_context nor in the environment" in str(info.value)
+    assert "'${workspace_root}' is not in base_context" in str(info.value)
+
+
+def test_over_http_a_dag_engine_document_reads_only_the_environment_an_admin_allows(
+        monkeypatch):
+    """A document sent to the API must not read the server's environment (its settings,
+    its secrets): only base_context, and the names listed in CHORDFLOW_DIALECT_ENV."""
+    monkeypatch.setenv("workspace_root", "/ws")
+    monkeypatch.setenv("CHORDFLOW_SECRETS", '{"token": "s3cr3t"}')
+    doc = {"workflow_name": "x", "steps": [
+        {"step_name": "s1", "app": "echo", "params": {"s": "${CHORDFLOW_SECRETS}"}}]}
+    with pytest.raises(ValidationFailed, match="not in base_context"):
+        load_data(doc)  # no environment at all, as the API loads it by default
+    allowing = Settings(dialect_env="workspace_root,CHORDFLOW_SECRETS")
+    assert allowing.dialect_environ() == {"workspace_root": "/ws"}  # never CHORDFLOW_*
+    with pytest.raises(ValidationFailed, match="not in base_context"):
+        load_data(doc, environ=allowing.dialect_environ())
+    wf = load_data(read("dag_engine_readme_skeleton.json"),
+                   environ=allowing.dialect_environ())
+    assert wf.variables["workspace_root"] == "/ws"
 
 
 def test_dag_engine_rejects_ids_and_unknown_fields():

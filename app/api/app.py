@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None, service: RunService | None = No
         db = app.state.service.engine.store.db
         app.state.keys = ApiKeys(db)
         app.state.audit = AuditLog(db)
-        app.state.library = WorkflowLibrary(db)
+        app.state.library = WorkflowLibrary(db, settings.dialect_environ())
         app.state.schedules = Schedules(db)
         _make_indexes(app)
         if not settings.api_auth:

@@ -105,7 +105,8 @@ def document_digest(document: Mapping[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
-def runnable_definition(document: Mapping[str, Any], name: str, version: int) -> dict[str, Any]:
+def runnable_definition(document: Mapping[str, Any], name: str, version: int,
+                        environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The canonical form of a stored document, named and versioned as stored.
 
     The run must carry the stored name (the document's own name may predate a rename)
@@ -113,7 +114,7 @@ def runnable_definition(document: Mapping[str, Any], name: str, version: int) ->
     dialects keep their name in different places and the procedures dialect has no
     version field, so the document is converted to the canonical form, which has both.
     """
-    definition = to_canonical(document, name_hint=name)
+    definition = to_canonical(document, name_hint=name, environ=environ)
     definition["name"] = name
     definition["version"] = str(version)
     return definition
@@ -123,7 +124,10 @@ class WorkflowLibrary:
     """Stored workflows on MongoDB. Documents are validated by the caller (compiling
     needs the engine's module registry); the library only stores and resolves."""
 
-    def __init__(self, db: Database[Any]):
+    def __init__(self, db: Database[Any], environ: Mapping[str, str] | None = None):
+        #: What a stored DAG-engine document's ``${NAME}`` may read when it runs
+        #: (``Settings.dialect_environ``: only what an admin allows).
+        self.environ = dict(environ or {})
         self.collection: Collection[Any] = db["library"]
         self.versions_: Collection[Any] = db["library_versions"]
         self.names: Collection[Any] = db["library_names"]
@@ -169,7 +173,7 @@ class WorkflowLibrary:
         if not entry.enabled:
             raise WorkflowDisabled(f"stored workflow '{name}' is disabled; enable it to run it")
         stored = self._version(entry, version)
-        return runnable_definition(stored.document, name, stored.version)
+        return runnable_definition(stored.document, name, stored.version, self.environ)
 
     def _version(self, entry: StoredEntry, version: int | str | None) -> StoredVersion:
         number = entry.latest if version is None else _version_number(entry.name, version)

@@ -65,7 +65,8 @@ def _compile(file: Path, variables: dict[str, Any] | None = None) -> Any:
     from modules.registry import default_registry
 
     try:
-        plan = compile_plan(load_file(file), default_registry())
+        # A local file may read this machine's environment (the DAG engine's ${NAME}).
+        plan = compile_plan(load_file(file, environ=os.environ), default_registry())
         if variables is not None:
             plan.effective_variables(variables)
     except ValidationFailed as exc:

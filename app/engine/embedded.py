@@ -27,6 +27,7 @@ from app.engine.state import RunStatus
 from app.engine.store import Store
 from app.errors import StoreUnavailable
 from app.workflow.models import Workflow
+from modules.context import step_environment
 from modules.registry import Registry, default_registry
 
 log = logging.getLogger("chordflow.embedded")
@@ -59,6 +60,7 @@ class EmbeddedExecutor:
             secrets=settings.load_secrets(),
             workdir=settings.workdir,
             on_finish=self._on_finish,
+            step_env=step_environment(settings.step_env_passthrough),
         )
         self._pool = ThreadPoolExecutor(
             max_workers=threads or settings.embedded_threads, thread_name_prefix="chordflow"

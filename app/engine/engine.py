@@ -73,7 +73,7 @@ from app.errors import (
 )
 from app.workflow.models import Workflow
 from app.workflow.templating import resolve_in
-from modules.context import CapturingLogger, StepContext
+from modules.context import CapturingLogger, StepContext, step_environment
 from modules.registry import ParamsInvalid, Registry
 
 #: Attempts a step may take over beyond its retries after losing its worker.
@@ -107,6 +107,7 @@ class Engine(Release, Recovery):
         worker: str | None = None,
         lease_seconds: float | None = None,
         count_linger: float | None = None,
+        step_env: Mapping[str, str] | None = None,
     ):
         self.store = store
         self.events = EventLog(store)
@@ -116,6 +117,8 @@ class Engine(Release, Recovery):
         self.registry = registry
         self.dispatcher = dispatcher
         self.secrets = dict(secrets or {})
+        #: What steps' subprocesses inherit of this process's environment.
+        self.step_env = dict(step_environment() if step_env is None else step_env)
         self.workdir = workdir
         self.on_finish = on_finish
         #: Who runs the attempts this engine executes (Celery: the worker's node name).
@@ -140,7 +143,8 @@ class Engine(Release, Recovery):
     # -- plans ---------------------------------------------------------------------
 
     def compile(self, workflow: Workflow) -> Plan:
-        plan = compile_plan(workflow, self.registry)
+        """Validate and compile a workflow submitted here (its secrets must exist)."""
+        plan = compile_plan(workflow, self.registry, self.secrets.keys())
         with self._plans_lock:
             self._plans[plan.digest] = plan
         return plan
@@ -400,7 +404,8 @@ class Engine(Release, Recovery):
             attempt=msg.attempt,
             workdir_root=self.workdir,
             logger=CapturingLogger(step_log, {"run_id": run.id, "step": key.token}, captured),
-            secrets=self.secrets,
+            # Only those its params reference: a module sees no other secret.
+            secrets={name: self.secrets[name] for name in sp.secrets if name in self.secrets},
             deadline=deadline or ((time.monotonic() + msg.timeout) if msg.timeout else None),
             cancel_event=cancel_event,
             item_index=key.index,
@@ -408,6 +413,7 @@ class Engine(Release, Recovery):
             captured=captured,
             worker=self.worker,
             lease_lost=lease.lost if lease is not None else None,
+            base_env=self.step_env,
         )
         try:
             outputs = call_step(sp, params, ctx)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +48,8 @@ class StepPlan:
     children: tuple[str, ...]
     #: Steps whose records the templates of this step read.
     reads: tuple[str, ...]
+    #: Secrets its templates reference: all of them that its module gets.
+    secrets: tuple[str, ...] = ()
 
     @property
     def module(self) -> str:
@@ -97,23 +99,44 @@ class Plan:
         return variables
 
 
-def compile_plan(workflow: Workflow, registry: Registry) -> Plan:
-    """Validate ``workflow`` completely and compile it; raise ValidationFailed."""
+@dataclass
+class _Scope:
+    """What checking a reference needs: the workflow, its step names, the secrets that
+    exist (None: not known here, not checked), and where errors and the secrets a step
+    uses are collected."""
+
+    workflow: Workflow
+    names: set[str]
+    errors: list[WorkflowError]
+    secrets: frozenset[str] | None
+    used_secrets: set[str] = field(default_factory=set)
+
+
+def compile_plan(workflow: Workflow, registry: Registry,
+                 secrets: Collection[str] | None = None) -> Plan:
+    """Validate ``workflow`` completely and compile it; raise ValidationFailed.
+
+    ``secrets``: the names of the secrets that exist. A reference to any other is an
+    error now rather than when the step runs (the error never lists the names that
+    do exist). None: not known (the plan of a run recorded elsewhere).
+    """
     # Compiling allocates tens of thousands of long-lived objects and no garbage; the
     # cyclic collector would rescan the growing heap again and again (a third of the
     # time at 10,000 steps), so it is paused while the plan is built.
     paused = gc.isenabled()
     gc.disable()
     try:
-        return _compile(workflow, registry)
+        return _compile(workflow, registry,
+                        frozenset(secrets) if secrets is not None else None)
     finally:
         if paused:
             gc.enable()
 
 
-def _compile(workflow: Workflow, registry: Registry) -> Plan:
+def _compile(workflow: Workflow, registry: Registry, secrets: frozenset[str] | None) -> Plan:
     errors: list[WorkflowError] = []
     names: set[str] = set()
+    scope = _Scope(workflow, names, errors, secrets)
     for step in workflow.steps:
         if step.name in names:
             errors.append(WorkflowError("duplicate step name", step=step.name, field="name"))
@@ -123,11 +146,10 @@ def _compile(workflow: Workflow, registry: Registry) -> Plan:
     for step in workflow.steps:
         if step.name in compiled:
             continue
-        compiled[step.name] = _compile_step(step, workflow, names, registry, errors)
+        compiled[step.name] = _compile_step(step, scope, registry)
 
     outputs, output_refs = _compile_field(workflow.outputs, "outputs", None, errors)
-    output_reads = _check_refs(output_refs, PARAM_ROOTS, None, "outputs", workflow, names,
-                               errors)
+    output_reads = _check_refs(output_refs, PARAM_ROOTS, None, "outputs", scope)
 
     graph = nx.DiGraph()
     graph.add_nodes_from(compiled)
@@ -164,6 +186,7 @@ def _compile(workflow: Workflow, registry: Registry) -> Plan:
             parents=tuple(parents[name]),
             children=tuple(children[name]),
             reads=tuple(sorted(c["reads"])),
+            secrets=c["secrets"],
         )
         for name, c in compiled.items()
     }
@@ -186,10 +209,10 @@ def workflow_digest(workflow: Workflow) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def _compile_step(
-    step: Step, workflow: Workflow, names: set[str], registry: Registry,
-    errors: list[WorkflowError],
-) -> dict[str, Any]:
+def _compile_step(step: Step, scope: _Scope, registry: Registry) -> dict[str, Any]:
+    names, errors = scope.names, scope.errors
+    scope.used_secrets = set()
+
     def err(message: str, fld: str) -> None:
         errors.append(WorkflowError(message, step=step.name, field=fld))
 
@@ -212,13 +235,12 @@ def _compile_step(
     reads: dict[str, str] = {}
 
     params, refs = _compile_field(step.params, "params", step.name, errors)
-    _merge(reads, _check_refs(refs, param_roots, step, "params", workflow, names, errors))
+    _merge(reads, _check_refs(refs, param_roots, step, "params", scope))
 
     outputs: Node | None = None
     if step.outputs:
         outputs, refs = _compile_field(step.outputs, "outputs", step.name, errors)
-        _merge(reads, _check_refs(refs, param_roots | OUTPUT_ROOTS, step, "outputs",
-                                  workflow, names, errors))
+        _merge(reads, _check_refs(refs, param_roots | OUTPUT_ROOTS, step, "outputs", scope))
 
     when: Condition | None = None
     if step.when is not None:
@@ -227,8 +249,7 @@ def _compile_step(
         except ConditionError as exc:
             err(f"cannot parse condition: {exc}", "when")
         else:
-            _merge(reads, _check_refs(when.references(), PARAM_ROOTS, step, "when",
-                                      workflow, names, errors))
+            _merge(reads, _check_refs(when.references(), PARAM_ROOTS, step, "when", scope))
 
     foreach: Node | None = None
     if step.foreach is not None:
@@ -242,8 +263,7 @@ def _compile_step(
         else:
             foreach = node
         # Not secrets: each element is recorded with its item, in clear.
-        _merge(reads, _check_refs(refs, PARAM_ROOTS - {"secrets"}, step, "foreach",
-                                  workflow, names, errors))
+        _merge(reads, _check_refs(refs, PARAM_ROOTS - {"secrets"}, step, "foreach", scope))
 
     parents: dict[str, str] = dict(reads)
     for dep in step.depends_on:
@@ -262,6 +282,7 @@ def _compile_step(
         "foreach": foreach,
         "parents": parents,
         "reads": reads,
+        "secrets": tuple(sorted(scope.used_secrets)),
     }
 
 
@@ -288,11 +309,10 @@ def _check_refs(
     roots: frozenset[str],
     step: Step | None,
     default_field: str,
-    workflow: Workflow,
-    names: set[str],
-    errors: list[WorkflowError],
+    scope: _Scope,
 ) -> dict[str, str]:
     """Check each reference; return the steps they read, with the field reading each."""
+    workflow, names, errors = scope.workflow, scope.names, scope.errors
     reads: dict[str, str] = {}
     step_name = step.name if step else None
     for entry in refs:
@@ -335,6 +355,11 @@ def _check_refs(
         elif root == "secrets":
             if len(ref.path) != 2:
                 err("name a secret, as in '${secrets.NAME}'")
+            elif scope.secrets is not None and str(ref.path[1]) not in scope.secrets:
+                err(f"no secret '{ref.path[1]}' is configured (an admin defines secrets: "
+                    "CHORDFLOW_SECRETS or CHORDFLOW_SECRETS_DIR)")
+            else:
+                scope.used_secrets.add(str(ref.path[1]))
         elif root == "run":
             if len(ref.path) != 2 or ref.path[1] not in ("id", "workflow"):
                 err("use '${run.id}' or '${run.workflow}'")

@@ -19,32 +19,39 @@ from app.workflow.dialects import to_canonical
 from app.workflow.models import Workflow
 
 
-def load_file(path: str | Path) -> Workflow:
-    """Read, convert and validate a workflow file."""
+def load_file(path: str | Path, *, environ: Mapping[str, str] | None = None) -> Workflow:
+    """Read, convert and validate a workflow file. ``environ``: what a dialect's
+    ``${NAME}`` may read (the local CLI passes its own environment)."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ValidationFailed([WorkflowError(f"cannot read {p}: {exc.strerror}")]) from None
-    return load_text(text, fmt=_format_of(p), name_hint=p.stem)
+    return load_text(text, fmt=_format_of(p), name_hint=p.stem, environ=environ)
 
 
-def load_text(text: str, *, fmt: str = "yaml", name_hint: str | None = None) -> Workflow:
+def load_text(text: str, *, fmt: str = "yaml", name_hint: str | None = None,
+              environ: Mapping[str, str] | None = None) -> Workflow:
     """Parse JSON or YAML text (YAML is a superset of JSON) into a Workflow."""
     try:
         data = json.loads(text) if fmt == "json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:
         raise ValidationFailed([WorkflowError(f"not valid {fmt.upper()}: {exc}")]) from None
-    return load_data(data, name_hint=name_hint)
+    return load_data(data, name_hint=name_hint, environ=environ)
 
 
-def load_data(data: Any, *, name_hint: str | None = None) -> Workflow:
-    """Convert a parsed document (any dialect) and validate it into a Workflow."""
+def load_data(data: Any, *, name_hint: str | None = None,
+              environ: Mapping[str, str] | None = None) -> Workflow:
+    """Convert a parsed document (any dialect) and validate it into a Workflow.
+
+    ``environ``: the environment variables a dialect's ``${NAME}`` may read; none by
+    default (see app/workflow/dialects/dag_engine.py).
+    """
     if isinstance(data, Workflow):
         return data
     if not isinstance(data, Mapping):
         raise ValidationFailed([WorkflowError("a workflow must be an object")])
-    canonical = to_canonical(data, name_hint)
+    canonical = to_canonical(data, name_hint, environ)
     if "name" not in canonical and name_hint:
         canonical["name"] = name_hint
     try:

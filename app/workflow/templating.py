@@ -202,6 +202,13 @@ def resolve_in(root: Mapping[str, Any]) -> Resolver:
         head = str(ref.path[0])
         if head not in root:
             raise ReferenceResolutionError(f"'${{{ref.text}}}': '{head}' is not available here")
+        if head == "secrets":  # never say which secrets exist, nor show a value
+            secrets = root[head]
+            name = ref.path[1] if len(ref.path) == 2 else None
+            if not isinstance(name, str) or name not in secrets:
+                raise ReferenceResolutionError(
+                    f"'${{{ref.text}}}': no such secret is configured on this worker")
+            return secrets[name]
         return walk(root[head], ref.path, 1, text=ref.text)
 
     return resolve

@@ -23,7 +23,8 @@ def validate(
     """The compiled plan, or every error with its step and field (``valid`` false)."""
     engine = request.app.state.service.engine
     try:
-        plan = engine.compile(load_data(workflow))
+        plan = engine.compile(load_data(
+            workflow, environ=request.app.state.settings.dialect_environ()))
     except ValidationFailed as exc:
         return {"valid": False, "errors": [e.to_dict() for e in exc.errors]}
     return {

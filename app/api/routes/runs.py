@@ -65,7 +65,8 @@ def submit_run(request: Request, principal: Principal, body: RunCreate,
     service = service_of(request)
     store: Any = service.engine.store
     if body.workflow is not None:
-        workflow = load_data(body.workflow)
+        workflow = load_data(body.workflow,
+                             environ=request.app.state.settings.dialect_environ())
     else:
         assert body.name is not None
         workflow = load_data(request.app.state.library.runnable(body.name, body.version))

@@ -128,7 +128,8 @@ def _check_runnable(request: Request, workflow: str, version: int | None,
     workflow is accepted (its scheduled runs fail until it is enabled)."""
     stored = _library(request).version(workflow, version)
     definition = runnable_definition(stored.document, workflow, stored.version)
-    plan = request.app.state.service.engine.compile(load_data(definition))
+    plan = request.app.state.service.engine.compile(load_data(
+        definition, environ=request.app.state.settings.dialect_environ()))
     plan.effective_variables(variables)
 
 

@@ -158,7 +158,8 @@ def validated(request: Request, document: Mapping[str, Any],
               name: str | None = None) -> Workflow:
     """Compile ``document`` (as ``name`` if given) so that only a workflow that would
     run is stored; ValidationFailed (422) lists every error otherwise."""
-    workflow = load_data(document, name_hint=name)
+    workflow = load_data(document, name_hint=name,
+                         environ=request.app.state.settings.dialect_environ())
     if name is not None and workflow.name != name:
         workflow = workflow.model_copy(update={"name": name})
     request.app.state.service.engine.compile(workflow)

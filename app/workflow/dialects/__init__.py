@@ -32,11 +32,16 @@ def detect(data: Mapping[str, Any]) -> str:
     return CANONICAL
 
 
-def to_canonical(data: Mapping[str, Any], name_hint: str | None = None) -> dict[str, Any]:
-    """Convert any supported dialect to the canonical form (canonical passes through)."""
+def to_canonical(data: Mapping[str, Any], name_hint: str | None = None,
+                 environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Convert any supported dialect to the canonical form (canonical passes through).
+
+    ``environ``: the environment variables a document's ``${NAME}`` may read (the DAG
+    engine's dialect); none by default.
+    """
     dialect = detect(data)
     if dialect == procedures.NAME:
         return procedures.convert(data, name_hint)
     if dialect == dag_engine.NAME:
-        return dag_engine.convert(data)
+        return dag_engine.convert(data, environ)
     return dict(data)

@@ -9,8 +9,11 @@ Conversion, field by field::
 
 References: ``${steps.S.outputs.O}``, ``${steps.S.params.P}`` and ``${params.K}`` (in
 declared outputs) mean what they meant. ``${NAME}`` reads ``base_context``, then the
-environment at load time (the value is copied into ``variables``, so the run records
-it); a name found in neither is an error, where the original sent the text on.
+``environ`` given to ``convert`` (the value is copied into ``variables``, so the run
+records it); a name found in neither is an error, where the original sent the text on.
+Only the local CLI (``chordflow run FILE``) gives its own environment: over HTTP a
+document must not read the server's (its settings, its secrets), so there ``environ``
+holds only the names an admin allows in ``CHORDFLOW_DIALECT_ENV``.
 ``${steps[1].outputs.x}`` (by position) is accepted too. Unlike the original, a
 reference anywhere in a nested value or a longer string is resolved, references make
 dependencies, and a value keeps its type when the string is exactly one reference.
@@ -18,7 +21,6 @@ dependencies, and a value keeps its type when the string is exactly one referenc
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -35,7 +37,8 @@ _RUNTIME_FIELDS = {"status", "task_id", "submitted_at", "started_at", "completed
 _STEP_FIELDS = {"step_name", "app", "params", "outputs", "depends_on"}
 
 
-def convert(data: Mapping[str, Any]) -> dict[str, Any]:
+def convert(data: Mapping[str, Any], environ: Mapping[str, str] | None = None
+            ) -> dict[str, Any]:
     if "workflow_json" in data and isinstance(data["workflow_json"], Mapping):
         data = data["workflow_json"]
     errors: list[WorkflowError] = []
@@ -48,9 +51,11 @@ def convert(data: Mapping[str, Any]) -> dict[str, Any]:
         raise ValidationFailed([WorkflowError("must be a list of steps", field="steps")])
     names = [s.get("step_name") if isinstance(s, Mapping) else None for s in raw_steps]
 
+    env = environ or {}
+
     def fix(value: Any, step: str | None, fld: str) -> Any:
         if isinstance(value, str):
-            return _fix_string(value, step, fld, base, variables, names, errors)
+            return _fix_string(value, step, fld, base, env, variables, names, errors)
         if isinstance(value, Mapping):
             return {k: fix(v, step, f"{fld}.{k}") for k, v in value.items()}
         if isinstance(value, list):
@@ -101,7 +106,7 @@ def convert(data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _fix_string(
-    text: str, step: str | None, fld: str, base: Mapping[str, Any],
+    text: str, step: str | None, fld: str, base: Mapping[str, Any], env: Mapping[str, str],
     variables: dict[str, Any], names: list[Any], errors: list[WorkflowError],
 ) -> str:
     if "${" not in text:
@@ -114,25 +119,28 @@ def _fix_string(
             ref = parse_reference(m.group(1))
         except ValueError:
             return m.group(0)  # the compiler reports malformed references
-        return "${" + _fix_ref(ref, step, fld, base, variables, names, errors) + "}"
+        return "${" + _fix_ref(ref, step, fld, base, env, variables, names, errors) + "}"
 
     return _REF_RE.sub(replace, text)
 
 
 def _fix_ref(
     ref: Reference, step: str | None, fld: str, base: Mapping[str, Any],
-    variables: dict[str, Any], names: list[Any], errors: list[WorkflowError],
+    env: Mapping[str, str], variables: dict[str, Any], names: list[Any],
+    errors: list[WorkflowError],
 ) -> str:
     path = ref.path
     if len(path) == 1 and isinstance(path[0], str) and path[0] not in ("item", "item_index"):
         name = path[0]
         if name in base:
             return f"variables.{name}"
-        if os.environ.get(name):
-            variables[name] = os.environ[name]
+        if env.get(name):
+            variables[name] = env[name]
             return f"variables.{name}"
         errors.append(WorkflowError(
-            f"'${{{name}}}' is neither in base_context nor in the environment",
+            f"'${{{name}}}' is not in base_context (nor among the environment variables "
+            "this document may read: its own machine's for `chordflow run`, those an "
+            "admin allows in CHORDFLOW_DIALECT_ENV for the API)",
             step=step, field=fld,
         ))
         return ref.text
