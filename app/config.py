@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     #: Serve the worker's Prometheus metrics on this port (``chordflow worker``); unset,
     #: workers collect none.
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    #: The address the worker's metrics listen on: this host only unless told (a
+    #: container or pod scraped from outside sets 0.0.0.0).
+    worker_metrics_host: str = "127.0.0.1"
     #: The directory pool processes write their samples to (``*.db`` files there are
     #: removed at start); unset, a new temporary directory per worker.
     worker_metrics_dir: Path | None = None
@@ -115,6 +118,9 @@ class Settings(BaseSettings):
     #: Require an API key on every endpoint but health. Turning it off is for local
     #: development only: the server logs a warning at start.
     api_auth: bool = True
+    #: Serve the interactive API documents (/docs, /redoc) and /openapi.json; false
+    #: hides them (a public API whose shape need not be advertised).
+    api_docs: bool = True
     #: Largest request body accepted, in bytes (a workflow of thousands of steps fits).
     api_max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     #: Where the CLI's HTTP commands (submit, runs, logs, workflows) find the API, and

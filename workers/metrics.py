@@ -85,7 +85,7 @@ class _Started:
 class WorkerMetrics:
     """The metric objects and the signal handlers (one instance per worker)."""
 
-    def __init__(self, port: int, directory: Path, address: str = "0.0.0.0"):
+    def __init__(self, port: int, directory: Path, address: str = "127.0.0.1"):
         from prometheus_client import Counter, Gauge, Histogram
 
         self.port = port
@@ -272,7 +272,8 @@ def prepare_directory(directory: Path | None) -> Path:
     return directory
 
 
-def install(port: int, directory: Path | None = None) -> WorkerMetrics:
+def install(port: int, directory: Path | None = None,
+            address: str = "127.0.0.1") -> WorkerMetrics:
     """Set up metrics for the worker about to start in this process (before it forks).
 
     Must run before ``prometheus_client`` is first imported in this process.
@@ -297,7 +298,7 @@ def install(port: int, directory: Path | None = None) -> WorkerMetrics:
         worker_shutdown,
     )
 
-    metrics = WorkerMetrics(port, path)
+    metrics = WorkerMetrics(port, path, address)
     task_prerun.connect(metrics.on_prerun, weak=False)
     task_postrun.connect(metrics.on_postrun, weak=False)
     task_failure.connect(metrics.on_failure, weak=False)

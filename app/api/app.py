@@ -55,11 +55,15 @@ def create_app(settings: Settings | None = None, service: RunService | None = No
 
     from app.api.routes import admin, compat, meta, ops, runs, schedules, workflows
 
+    docs = settings.api_docs
     app = FastAPI(
         title="chordflow",
         version="0.1.0",
         summary="Submit, watch and control workflow runs on Celery workers.",
         lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
     )
     app.state.settings = settings
     app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes)

@@ -231,6 +231,10 @@ def worker(
     metrics_port: Annotated[int | None, typer.Option(
         help="Serve Prometheus metrics on this port (default CHORDFLOW_WORKER_METRICS_PORT)."
     )] = None,
+    metrics_host: Annotated[str | None, typer.Option(
+        help="The address metrics listen on (default CHORDFLOW_WORKER_METRICS_HOST, "
+             "127.0.0.1: this host only; 0.0.0.0 to be scraped from elsewhere)."
+    )] = None,
 ) -> None:
     """Start a Celery worker that runs steps."""
     from app.config import get_settings
@@ -241,7 +245,8 @@ def worker(
     if port:  # before Celery (and prometheus_client) load and the pool forks
         from workers.metrics import install
 
-        metrics = install(port, settings.worker_metrics_dir)
+        metrics = install(port, settings.worker_metrics_dir,
+                          metrics_host or settings.worker_metrics_host)
     from workers.celery_app import app as celery_app
 
     argv = ["worker", "-Q", queues or settings.default_queue, "-P", pool, "-l", loglevel,

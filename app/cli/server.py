@@ -8,6 +8,7 @@ server runs; admins can also manage keys over HTTP.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Annotated, Any
 
@@ -16,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 out = Console()
+err = Console(stderr=True)
 
 #: Seconds the API's open requests (event streams) get to end after SIGTERM.
 SHUTDOWN_GRACE = 2
@@ -54,13 +56,22 @@ def api(
 def flower(
     port: Annotated[int, typer.Option(help="Port to bind.")] = 5555,
     address: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    no_login: Annotated[bool, typer.Option(
+        "--no-login", help="Serve Flower to anyone who can reach it (no login).")] = False,
 ) -> None:
     """Serve Flower, Celery's monitor, on the workers' broker (its HTTP API at /api).
 
-    Flower reads its other options from FLOWER_* variables. Its pages need no login
-    unless FLOWER_BASIC_AUTH=user:password (or OAuth) is set, and its HTTP API answers
-    only with a login or FLOWER_UNAUTHENTICATED_API=true: keep it on a private address.
+    Flower shows every task's arguments and can revoke tasks and restart pools, so it
+    needs a login: FLOWER_BASIC_AUTH=user:password (or Flower's OAuth settings,
+    FLOWER_AUTH and FLOWER_AUTH_PROVIDER). Without one it does not start, unless
+    --no-login says so. Flower reads its other options from FLOWER_* variables.
     """
+    if not no_login and not (os.environ.get("FLOWER_BASIC_AUTH")
+                             or os.environ.get("FLOWER_AUTH")):
+        err.print("[bold red]error:[/] Flower needs a login: set FLOWER_BASIC_AUTH="
+                  "user:password (or FLOWER_AUTH with FLOWER_AUTH_PROVIDER for OAuth), or "
+                  "pass --no-login to serve it to anyone who can reach it", highlight=False)
+        raise typer.Exit(2)
     from workers.celery_app import app as celery_app
 
     celery_app.start(["flower", f"--port={port}", f"--address={address}"])
