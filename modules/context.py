@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from app.errors import StepCancelled, StepTimeout
 
@@ -32,6 +32,22 @@ def step_environment(extra: Iterable[str] = ()) -> dict[str, str]:
     the ``extra`` names an admin allows (``CHORDFLOW_STEP_ENV_PASSTHROUGH``)."""
     return {name: os.environ[name] for name in (*BASE_ENV, *extra)
             if name in os.environ and not name.upper().startswith(PRIVATE_PREFIX)}
+
+
+class AttemptLease(Protocol):
+    """What a step's module sees of its attempt's lease (app/engine/lease.py)."""
+
+    lost: threading.Event
+
+    def stop_deadline(self) -> float:
+        """When (``time.monotonic()``) the attempt's processes must be stopped unless
+        the lease is renewed first."""
+
+    def adopt(self, pgid: int) -> None:
+        """A process group of the attempt, for the reaper to kill at the deadline."""
+
+    def release(self, pgid: int) -> None:
+        """That group ended."""
 
 
 @dataclass
@@ -55,16 +71,16 @@ class StepContext:
     captured: list[tuple[float, str, str]] = field(default_factory=list)
     #: Who runs the attempt (a Celery worker's node name, or host:pid).
     worker: str = ""
-    #: Set when the attempt lost its lease (app/engine/lease.py): another attempt may
-    #: run the step now, so this one must stop at once, without a grace period.
-    lease_lost: threading.Event | None = None
+    #: The attempt's lease, where there are leases (Celery): once it is lost, another
+    #: attempt may run the step, so this one must stop at once, without a grace period.
+    lease: AttemptLease | None = None
     #: The environment the step's subprocesses start from (its own ``env`` is added).
     base_env: Mapping[str, str] = field(default_factory=step_environment)
 
     @property
     def abandoned(self) -> bool:
         """Has the attempt lost its lease (stop now, nothing it does counts)?"""
-        return self.lease_lost is not None and self.lease_lost.is_set()
+        return self.lease is not None and self.lease.lost.is_set()
 
     def capture(self, stream: str, text: str) -> None:
         """Keep a stream's output ("stdout", "stderr") or a message ("log")."""

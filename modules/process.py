@@ -68,7 +68,10 @@ def run_process(
         errors="replace",
         start_new_session=True,
     )
-    reaper.register(proc.pid)
+    lease = ctx.lease
+    reaper.register(proc.pid, lease.stop_deadline() if lease is not None else None)
+    if lease is not None:
+        lease.adopt(proc.pid)
     try:
         return _wait(ctx, proc, stdin, deadline, limit)
     except BaseException:
@@ -81,6 +84,8 @@ def run_process(
         raise
     finally:
         reaper.forget(proc.pid)
+        if lease is not None:
+            lease.release(proc.pid)
 
 
 def _wait(

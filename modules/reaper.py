@@ -10,6 +10,10 @@ So every process that starts step subprocesses has a reaper: a small companion
 process, started on first use, that the worker tells (over a pipe) which process
 groups it has running. When the worker dies, however it dies, the kernel closes the
 pipe; the reaper reads end-of-file and kills every group still registered, then exits.
+A group can also have a deadline, which its attempt's lease keeper moves forward at
+each renewal (app/engine/lease.py): a worker process that is paused, and so cannot
+renew, has its steps' processes killed by the reaper, which is not paused, before
+anyone else may take the steps over.
 That works with every pool (prefork, threads, solo, the embedded executor), on any
 POSIX system, and for every process of the step's group (``sh -c "sleep 9; ..."``
 included), not only the first. A process that leaves its group on purpose (``setsid``)
@@ -29,21 +33,51 @@ import threading
 
 log = logging.getLogger("chordflow.reaper")
 
-#: The reaper itself: registered groups in, SIGKILL to them all at end-of-file.
+#: The reaper itself. Lines in: ``+PGID DEADLINE`` (a group to watch; DEADLINE a
+#: ``time.monotonic()`` value, or ``-`` for none), ``~PGID DEADLINE`` (a later deadline),
+#: ``-PGID`` (ended). A group whose deadline passes is killed; at end-of-file, all are.
 REAPER = r"""
-import os, signal, sys
+import os, select, signal, sys, time
 signal.signal(signal.SIGINT, signal.SIG_IGN)
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
-groups = set()
-for line in sys.stdin.buffer:
-    sign, pgid = line[:1], line[1:].strip()
-    if pgid.isdigit():
-        (groups.add if sign == b"+" else groups.discard)(int(pgid))
-for pgid in groups:
+groups = {}
+buffer = b""
+
+
+def kill(pgid):
     try:
         os.killpg(pgid, signal.SIGKILL)
     except OSError:
         pass
+
+
+while True:
+    due = [d for d in groups.values() if d is not None]
+    wait = max(0.0, min(due) - time.monotonic()) if due else None
+    ready, _, _ = select.select([0], [], [], wait)
+    if ready:
+        chunk = os.read(0, 65536)
+        if not chunk:
+            break
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            parts = line.split()
+            if len(parts) < 1 or not parts[0][1:].isdigit():
+                continue
+            sign, pgid = parts[0][:1], int(parts[0][1:])
+            deadline = float(parts[1]) if len(parts) > 1 and parts[1] != b"-" else None
+            if sign == b"-":
+                groups.pop(pgid, None)
+            elif sign == b"+" or pgid in groups:
+                groups[pgid] = deadline
+    now = time.monotonic()
+    for pgid, deadline in list(groups.items()):
+        if deadline is not None and deadline <= now:
+            kill(pgid)
+            del groups[pgid]
+for pgid in groups:
+    kill(pgid)
 """
 
 
@@ -53,9 +87,14 @@ class Reaper:
         self._fd: int | None = None  # the write end of the reaper's input
         self._proc: subprocess.Popen[bytes] | None = None
 
-    def register(self, pgid: int) -> None:
-        """The group ``pgid`` runs for this process: kill it if this process dies."""
-        self._send(b"+%d\n" % pgid)
+    def register(self, pgid: int, deadline: float | None = None) -> None:
+        """The group ``pgid`` runs for this process: kill it if this process dies, or
+        at ``deadline`` (``time.monotonic()``) unless ``extend`` moves it first."""
+        self._send(b"+%d %s\n" % (pgid, _deadline(deadline)))
+
+    def extend(self, pgid: int, deadline: float | None) -> None:
+        """A later deadline for a registered group (its attempt's lease was renewed)."""
+        self._send(b"~%d %s\n" % (pgid, _deadline(deadline)))
 
     def forget(self, pgid: int) -> None:
         """The group ended (its leader was reaped): nothing to kill any more."""
@@ -112,6 +151,10 @@ class Reaper:
             except OSError:
                 pass
         self._fd, self._proc = None, None
+
+
+def _deadline(deadline: float | None) -> bytes:
+    return b"-" if deadline is None else repr(deadline).encode()
 
 
 reaper = Reaper()

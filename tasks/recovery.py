@@ -5,9 +5,11 @@ seconds, and runnable once by hand (``chordflow reconcile``). Each pass resumes 
 ``RUNS_PER_PASS`` pending or running runs, continuing where the last pass stopped (so a
 pass does bounded work however many runs there are, and every run is reached in
 turn): attempts queued longer than ``reconcile_grace`` are sent again, with growing
-delays; attempts whose lease was given up or ran out are taken over. Liveness is the
-leases' business alone (app/engine/lease.py): the workers are asked only which queues
-they serve, to name the queues whose steps nobody will run.
+delays; attempts whose lease was given up or ran out are taken over; a run its
+submitter recorded but never started (it stopped, its client got an error) is failed,
+saying so, not started behind the client's back. Liveness is the leases' business
+alone (app/engine/lease.py): the workers are asked only which queues they serve, to
+name the queues whose steps nobody will run.
 
 Each run is handled on its own: an error in one is logged with its id, counted
 (``chordflow_reconcile_errors_total`` in the API's metrics) and skipped, and the pass
@@ -18,6 +20,7 @@ harm.
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from typing import Any
 
 from celery import Celery
@@ -25,6 +28,7 @@ from celery import Celery
 from app.config import get_settings
 from app.engine.engine import Engine
 from app.engine.state import RunStatus
+from app.errors import StoreUnavailable
 from tasks.runtime import served_queues, worker_engine
 from workers.celery_app import app
 
@@ -32,6 +36,9 @@ log = logging.getLogger("chordflow.reconcile")
 
 #: Runs one pass resumes at most.
 RUNS_PER_PASS = 500
+#: Seconds a pass's store calls wait for an unreachable store: a pass that meets one
+#: ends (the next pass tries again) rather than spend a worker's patience on each run.
+PASS_PATIENCE = 5.0
 #: Where a pass stopped (a run id), per process; a pass that reaches the end starts over.
 _cursor: dict[int, str | None] = {}
 
@@ -41,6 +48,18 @@ def reconcile(engine: Engine, celery: Celery | None, grace: float, default_queue
     """One pass; a report by run id of what was done (or the error met). Without a
     Celery app, no worker is asked which queues it serves (none is named unserved)."""
     store: Any = engine.store
+    patience = getattr(store, "patience", None)
+    try:
+        with patience.limited(PASS_PATIENCE) if patience is not None else nullcontext():
+            return _reconcile(engine, celery, grace, default_queue, limit)
+    except StoreUnavailable as exc:
+        log.warning("reconciler pass ended: %s", exc)
+        return {}
+
+
+def _reconcile(engine: Engine, celery: Celery | None, grace: float, default_queue: str,
+               limit: int) -> dict[str, Any]:
+    store: Any = engine.store
     after = _cursor.get(id(engine))
     runs = store.list_runs({RunStatus.PENDING, RunStatus.RUNNING}, after=after, limit=limit)
     _cursor[id(engine)] = runs[-1].id if len(runs) == limit else None
@@ -49,7 +68,9 @@ def reconcile(engine: Engine, celery: Celery | None, grace: float, default_queue
     waiting: dict[str, int] = {}
     for run in runs:
         try:
-            done = engine.resume(run.id, grace=grace, backoff=True)
+            done = engine.resume(run.id, grace=grace, backoff=True, start_pending=False)
+        except StoreUnavailable:
+            raise  # not this run's fault: the pass ends
         except Exception as exc:
             errors += 1
             report[run.id] = {"error": f"{type(exc).__name__}: {exc}"}

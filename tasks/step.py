@@ -21,10 +21,10 @@ from dataclasses import replace
 from typing import Any
 
 from celery import Task
-from celery.exceptions import Retry
+from celery.exceptions import Reject, Retry
 
 from app.engine.dispatch import TaskMessage
-from app.errors import StoreUnavailable
+from app.errors import DispatchFailed, StoreUnavailable
 from tasks.cancel_watch import CancelWatch
 from tasks.dispatch import GATHER_TASK, STEP_TASK
 from tasks.runtime import ensure_indexes, worker_engine
@@ -32,8 +32,12 @@ from workers.celery_app import app
 
 log = logging.getLogger("chordflow.tasks")
 
-#: Seconds before a message that met an unreachable store (past its patience) comes back.
+#: Seconds before a message that met an unreachable store (past its patience) comes back;
+#: one that carries an attempt's outcome comes back at once (it then waits for the store
+#: in the worker that takes it, to record the outcome the moment the store answers,
+#: before anyone could take the step over).
 STORE_RETRY_SECONDS = 30.0
+OUTCOME_RETRY_SECONDS = 1.0
 
 
 class StepAttemptFailed(Exception):
@@ -61,12 +65,19 @@ def run_step(
     except Retry:
         raise
     except StoreUnavailable as exc:
-        log.warning("run %s step %s: %s; the message comes back in %gs", run_id, step, exc,
-                    STORE_RETRY_SECONDS, extra={"run_id": run_id, "step": step})
         pending = exc.pending if isinstance(exc.pending, TaskMessage) else message
-        engine.dispatcher.dispatch(replace(pending, retry=True,
-                                           countdown=STORE_RETRY_SECONDS))
+        wait = OUTCOME_RETRY_SECONDS if pending.outcome is not None else STORE_RETRY_SECONDS
+        log.warning("run %s step %s: %s; the message comes back in %gs", run_id, step, exc,
+                    wait, extra={"run_id": run_id, "step": step})
+        try:
+            engine.dispatcher.dispatch(replace(pending, retry=True, countdown=wait))
+        except DispatchFailed as down:  # the broker too: leave the message where it is
+            raise Reject(str(down), requeue=True) from exc
         raise  # not reached: the dispatch raises Celery's Retry
+    except DispatchFailed as exc:  # a message it had to send could not be
+        log.error("run %s step %s: %s; the message goes back to the queue", run_id, step,
+                  exc, extra={"run_id": run_id, "step": step})
+        raise Reject(str(exc), requeue=True) from exc
     except Exception as exc:  # recorded; a chord must see this element finish
         engine.fail_unexpected(message, exc, task_id=self.request.id)
         raise
@@ -90,6 +101,9 @@ def _cancel_watch(engine: Any) -> CancelWatch:
         return watch
 
 
-@app.task(name=GATHER_TASK, acks_late=True)
-def gather_items(run_id: str, step: str) -> None:
-    worker_engine().gather(run_id, step)
+@app.task(bind=True, name=GATHER_TASK, acks_late=True)
+def gather_items(self: Task, run_id: str, step: str) -> None:
+    try:
+        worker_engine().gather(run_id, step)
+    except StoreUnavailable as exc:  # the elements are recorded: gather later
+        raise self.retry(countdown=STORE_RETRY_SECONDS, max_retries=None) from exc

@@ -294,13 +294,19 @@ def test_a_reconciler_pass_does_bounded_work_and_the_next_goes_on(mongo_url, set
     ex = LossyExecutor(settings=settings, store=store)
     try:
         doc = load_data({"name": "bounded", "steps": [{"name": "a", "module": "echo"}]})
-        runs = []
+        runs = set()
         for _ in range(3):
             ex.lose = {"a"}
-            runs.append(ex.submit(ex.compile(doc)))
-        first = reconcile(ex.engine, None, 0.0, "chordflow", limit=2)
-        second = reconcile(ex.engine, None, 0.0, "chordflow", limit=2)
-        assert len(first) == 2 and len(second) == 1 and set(first) | set(second) == set(runs)
+            runs.add(ex.submit(ex.compile(doc)))
+        seen: set[str] = set()
+        # (Other tests' runs may share the collections: nx-27017 ignores database names.)
+        for _ in range(200):
+            report = reconcile(ex.engine, None, 0.0, "chordflow", limit=1)
+            assert len(report) <= 1  # one run a pass, no more
+            seen |= set(report) & runs
+            if seen == runs:
+                break
+        assert seen == runs  # each pass went on where the last stopped
         for run_id in runs:
             assert ex.wait(run_id, timeout=10) is RunStatus.SUCCEEDED
     finally:

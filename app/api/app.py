@@ -81,8 +81,9 @@ def create_app(settings: Settings | None = None, service: RunService | None = No
         log.warning("%s %s: the store is unreachable: %s", request.method,
                     request.url.path, exc)
         return _unavailable("store_unavailable",
-                            "MongoDB, where chordflow records runs, is unreachable; "
-                            "nothing was changed, try again shortly")
+                            "MongoDB, where chordflow records runs, is unreachable; try "
+                            "again shortly (a submission retried with the same "
+                            "Idempotency-Key starts at most one run)")
 
     @app.exception_handler(DispatchFailed)
     async def broker_down(request: Request, exc: DispatchFailed) -> JSONResponse:

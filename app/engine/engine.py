@@ -319,8 +319,12 @@ class Engine(Release, Recovery):
             failure = self._execute(msg, cancel_event, deadline, task_id)
         # The attempt's events are in the store before its message is acknowledged: a
         # worker killed right after a step finished loses none of that step's story.
-        # (After its children were sent, so no step waits for this write.)
-        self.events.flush()
+        # (After its children were sent, so no step waits for this write.) A store gone
+        # meanwhile leaves them to the background writer: the step itself is recorded.
+        try:
+            self.events.flush()
+        except StoreUnavailable:
+            log.warning("the events of %s wait for the store", msg.task_id)
         return failure
 
     def _execute(
@@ -362,7 +366,7 @@ class Engine(Release, Recovery):
                 return error
             return None
 
-        started = now()
+        started, leased_at = now(), time.monotonic()
         attempt = self._claim(run, key, msg, started, task_id, rendered)
         if attempt is None:
             return None
@@ -370,8 +374,11 @@ class Engine(Release, Recovery):
         cancel_event = cancel_event or threading.Event()
         lease = None
         if self.leases is not None:
-            lease = self.leases.hold(Lease(run.id, sp.name, key.index, attempt,
-                                           process_identity(), stop=cancel_event))
+            # From when the claim's expiry was computed: a claim that waited out a store
+            # outage may have written a lease that is nearly gone already.
+            lease = self.leases.hold(self.leases.new(run.id, sp.name, key.index, attempt,
+                                                     leased_at, cancel_event))
+            self.leases.fresh(lease)
         try:
             if key.index is not None:
                 self.store.transition_step(run.id, sp.name, QUEUED_ONLY, StepStatus.RUNNING,
@@ -384,12 +391,20 @@ class Engine(Release, Recovery):
             if lease is not None:  # stopped without an outcome: let it be taken over now
                 self.leases.give_up(lease)  # type: ignore[union-attr]
             raise
-        if lease is not None:
-            self.leases.drop(lease)  # type: ignore[union-attr]
+        if lease is None:
+            return self._record(run, plan, sp, msg, outcome)
+        # Ended past its lease's stop (killed by the reaper, say): as good as lost.
+        self.leases.check(lease)  # type: ignore[union-attr]
+        # Held while the outcome is recorded (renewed as soon as a store that went away
+        # answers again, so nobody takes the step over meanwhile), never stopped for it.
+        lease.settled = True
+        try:
             if lease.lost.is_set():
                 self._abandon(msg, lease)
                 return None
-        return self._record(run, plan, sp, msg, outcome)
+            return self._record(run, plan, sp, msg, outcome)
+        finally:
+            self.leases.drop(lease)  # type: ignore[union-attr]
 
     def _attempt(
         self, run: RunRecord, sp: StepPlan, key: TaskKey, msg: TaskMessage,
@@ -412,7 +427,7 @@ class Engine(Release, Recovery):
             workflow=run.workflow,
             captured=captured,
             worker=self.worker,
-            lease_lost=lease.lost if lease is not None else None,
+            lease=lease,
             base_env=self.step_env,
         )
         try:
@@ -781,8 +796,9 @@ class Engine(Release, Recovery):
             rec = self._unit(msg.run_id, msg.key)
             if rec is None or rec.status is not StepStatus.RUNNING or \
                     rec.attempts != msg.attempt or rec.worker != self.worker or \
-                    (task_id is not None and rec.task_id != task_id):
-                return
+                    (task_id is not None and rec.task_id != task_id) or \
+                    (self.leases is not None and rec.holder != process_identity()):
+                return  # not this process's attempt (a duplicate crashed, say)
             self.attempt_failed(msg, f"internal error: {type(exc).__name__}: {exc}")
         except ChordflowError:
             log.exception("could not record the failure of %s", msg.task_id)

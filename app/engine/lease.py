@@ -42,13 +42,18 @@ from functools import cache
 
 from app.engine.store import Store
 from app.errors import StoreUnavailable
+from modules.reaper import reaper
 
 log = logging.getLogger("chordflow.lease")
 
 #: Seconds an expired lease must stay unchanged before its step is taken over.
 TAKEOVER_GRACE = 5.0
-#: A holder stops its attempt when this fraction of the lease passed without renewal.
+#: A holder stops its attempt when this fraction of the lease passed without renewal,
 STOP_AT = 0.75
+#: and the reaper kills its processes at this fraction if the holder could not.
+REAPER_AT = 0.85
+#: The longest one renewal may take, as a fraction of the lease.
+RENEW_BUDGET = 0.1
 
 
 class LeaseState(StrEnum):
@@ -66,6 +71,10 @@ def process_identity() -> str:
     boot and PID namespace can look up a pid and trust the answer.
     """
     return f"{socket.gethostname()}/{_namespace()}/{os.getpid()}"
+
+
+# A forked child (a prefork pool process) is another holder: forget the parent's.
+os.register_at_fork(after_in_child=process_identity.cache_clear)
 
 
 def _namespace() -> str:
@@ -119,13 +128,19 @@ def lease_state(lease_until: float | None, holder: str | None,
 
 @dataclass(eq=False)
 class Lease:
-    """One running attempt's lease, as its holder keeps it."""
+    """One running attempt's lease, as its holder keeps it (the AttemptLease a step's
+    module sees, modules/context.py)."""
 
     run_id: str
     step: str
     index: int | None
     attempt: int
     holder: str
+    #: The lease's length (the keeper's ``seconds``).
+    seconds: float
+    #: When (``time.monotonic()``) the expiry last written to the store was computed:
+    #: the lease runs out ``seconds`` after it, whenever the write itself landed.
+    renewed: float
     #: Set (with the step's cancel event) when the attempt must stop: its lease was
     #: refused or could not be renewed in time. The attempt then records nothing.
     lost: threading.Event = field(default_factory=threading.Event)
@@ -136,12 +151,28 @@ class Lease:
     #: Whether the store refused the lease (taken over): then nobody needs this
     #: attempt's message any more. Otherwise (unreachable) someone must take over.
     refused: bool = False
-    #: When (``time.monotonic()``) it was last written to the store.
-    renewed: float = field(default_factory=time.monotonic)
+    #: The module has returned: nothing runs any more, the attempt only waits to record
+    #: its outcome, so it is never stopped for want of the store (a refusal still
+    #: counts), and its lease is renewed as soon as the store answers again.
+    settled: bool = False
+    #: The process groups of the step's subprocesses (modules/process.py), which the
+    #: reaper kills if this process cannot renew in time (paused, say).
+    groups: set[int] = field(default_factory=set)
 
     @property
     def token(self) -> str:
         return self.step if self.index is None else f"{self.step}[{self.index}]"
+
+    def stop_deadline(self) -> float:
+        """When (``time.monotonic()``) the step's processes must be stopped unless the
+        lease is renewed first: well before it runs out in the store."""
+        return self.renewed + self.seconds * REAPER_AT
+
+    def adopt(self, pgid: int) -> None:
+        self.groups.add(pgid)
+
+    def release(self, pgid: int) -> None:
+        self.groups.discard(pgid)
 
     def lose(self, reason: str, *, refused: bool) -> None:
         if self.lost.is_set():
@@ -154,8 +185,16 @@ class Lease:
 
 
 class LeaseKeeper:
-    """Renews the leases of the attempts this process runs (one thread, started on
-    first use), and stops an attempt whose lease it can no longer be sure of."""
+    """Renews the leases of the attempts this process runs (threads started on first
+    use), and stops an attempt whose lease it can no longer be sure of.
+
+    One thread renews the leases that are due, each renewal bounded by
+    ``RENEW_BUDGET`` of the lease; another, which never touches the store (so a
+    renewal that hangs cannot delay it), stops every running attempt whose lease went
+    unrenewed for ``STOP_AT`` of its length. A renewal tells
+    the reaper (modules/reaper.py) how long the attempt's processes may go on: if this
+    process is paused and cannot renew, the reaper, which is not, kills them in time.
+    """
 
     def __init__(self, store: Store, seconds: float, *,
                  clock: Callable[[], float] = time.time):
@@ -164,19 +203,31 @@ class LeaseKeeper:
         self.clock = clock
         self._held: set[Lease] = set()
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] | None = None
 
     def until(self) -> float:
         """A new lease's expiry, from now."""
         return self.clock() + self.seconds
 
+    def new(self, run_id: str, step: str, index: int | None, attempt: int,
+            renewed: float, stop: threading.Event) -> Lease:
+        """The lease of an attempt just claimed; ``renewed`` is when (monotonic) the
+        claim's expiry was computed, before its write."""
+        return Lease(run_id, step, index, attempt, process_identity(), self.seconds,
+                     renewed, stop=stop)
+
     def hold(self, lease: Lease) -> Lease:
         with self._lock:
             self._held.add(lease)
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._loop, daemon=True,
-                                                name="chordflow-leases")
-                self._thread.start()
+            if self._threads is None or not all(t.is_alive() for t in self._threads):
+                self._threads = [
+                    threading.Thread(target=self._every_tick, args=(self._renew_due,),
+                                     daemon=True, name="chordflow-leases"),
+                    threading.Thread(target=self._every_tick, args=(self.check,),
+                                     daemon=True, name="chordflow-lease-watch"),
+                ]
+                for thread in self._threads:
+                    thread.start()
         return lease
 
     def drop(self, lease: Lease) -> None:
@@ -194,33 +245,51 @@ class LeaseKeeper:
         except StoreUnavailable:
             pass
 
-    def _loop(self) -> None:
-        tick = max(0.05, min(1.0, self.seconds / 10))
+    def fresh(self, lease: Lease) -> None:
+        """Renew now if the lease is no longer fresh (its claim waited for the store),
+        before the step's work starts on it; the lease is lost if that fails."""
+        if time.monotonic() - lease.renewed >= self.seconds / 3:
+            self._renew(lease)
+            self.check(lease)
+
+    def _every_tick(self, tend: Callable[[Lease], None]) -> None:
+        # Far finer than the gap between STOP_AT and REAPER_AT, so the holder always
+        # stops an attempt before the reaper has to.
+        tick = max(0.02, min(0.5, self.seconds / 40))
         while True:
             time.sleep(tick)
             with self._lock:
                 held = list(self._held)
             for lease in held:
-                self._tend(lease)
+                tend(lease)
 
-    def _tend(self, lease: Lease) -> None:
-        if lease.lost.is_set():
+    def _renew_due(self, lease: Lease) -> None:
+        if not lease.lost.is_set() and time.monotonic() - lease.renewed >= self.seconds / 3:
+            self._renew(lease)
+
+    def check(self, lease: Lease) -> None:
+        """Stop the attempt if its lease went unrenewed for too long (never blocks)."""
+        if lease.settled or lease.lost.is_set():
             return
+        if time.monotonic() - lease.renewed > self.seconds * STOP_AT:
+            lease.lose(f"could not renew its lease for {self.seconds * STOP_AT:.0f}s "
+                       "(the store unreachable, or this process paused)", refused=False)
+
+    def _renew(self, lease: Lease) -> None:
         started = time.monotonic()
-        if started - lease.renewed < self.seconds / 3:
-            return
         try:
             kept = self.store.set_lease(lease.run_id, lease.step, lease.index,
-                                        lease.attempt, lease.holder, self.until())
+                                        lease.attempt, lease.holder, self.until(),
+                                        timeout=self.seconds * RENEW_BUDGET)
         except StoreUnavailable:
-            if time.monotonic() - lease.renewed > self.seconds * STOP_AT:
-                lease.lose(f"could not renew its lease for {self.seconds * STOP_AT:.0f}s "
-                           "(the store is unreachable)", refused=False)
+            self.check(lease)
             return
         except Exception:  # never let the thread die: the next tick tries again
             log.warning("renewing the lease of %s failed", lease.token, exc_info=True)
             return
         if kept:
             lease.renewed = started
+            for pgid in list(lease.groups):
+                reaper.extend(pgid, lease.stop_deadline())
         else:
             lease.lose("its lease was taken over, or the step ended meanwhile", refused=True)

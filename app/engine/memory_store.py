@@ -176,7 +176,7 @@ class MemoryStore:
             return True
 
     def set_lease(self, run_id: str, name: str, index: int | None, attempt: int,
-                  holder: str, until: float) -> bool:
+                  holder: str, until: float, timeout: float | None = None) -> bool:
         with self._lock:
             unit = self._unit(run_id, name, index)
             if unit is None or unit.status is not StepStatus.RUNNING or \

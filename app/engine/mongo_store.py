@@ -3,7 +3,8 @@
 Collections::
 
     workflows  every definition ever run, by content digest (name, version, definition)
-    runs       one document per run; ``steps_left`` and ``active`` are its counters
+    runs       one document per run; ``steps_left`` and ``active`` are its counters,
+               ``slots`` the keys holding its ``max_parallel`` slots
     steps      one document per step of a run, ``_id`` = "<run>/<step>"; ``joined``
                holds the parents counted for it (see ``count_parent``)
     items      one document per ``foreach`` element, ``_id`` = "<run>/<step>/<index>"
@@ -130,8 +131,10 @@ class MongoStore:
                               "definition": definition, "created_at": now()}},
             upsert=True,
         ))
-        # Steps first: a run is never seen without them.
-        self._steps.insert_many([self._step_doc(step) for step in steps])
+        # Steps first: a run is never seen without them. (Duplicates are the same steps,
+        # written by an earlier try of this very submission: see the API's replay.)
+        self._steps.insert_many([self._step_doc(step) for step in steps],
+                                ignore_duplicates=True)
         self._runs.insert_one(self._run_doc(run))
 
     def get_run(self, run_id: str) -> RunRecord:
@@ -201,9 +204,10 @@ class MongoStore:
     ) -> bool:
         for frm in expect:
             check_run(frm, status)
+        # Its own token field: counts and slots change the run's document all the time.
         return self._runs.update_one(
             {"_id": run_id, "status": _status_in(expect)},
-            {"$set": {"status": str(status), **fields}},
+            {"$set": {"status": str(status), **fields}}, token="status_op",
         )
 
     # -- steps ------------------------------------------------------------------------
@@ -308,20 +312,31 @@ class MongoStore:
         return True
 
     def set_lease(self, run_id: str, name: str, index: int | None, attempt: int,
-                  holder: str, until: float) -> bool:
+                  holder: str, until: float, timeout: float | None = None) -> bool:
         """Renew (or, with ``until`` 0, give up) the lease of a running attempt held by
         ``holder``; False if it holds it no longer (taken over, finished, cancelled).
 
-        One try, never a wait: a holder that cannot reach the store must notice at once
-        (see app/engine/lease.py). StoreUnavailable if the store does not answer.
+        One try of at most ``timeout`` seconds, never a wait: a holder that cannot
+        reach the store must notice at once (see app/engine/lease.py).
+        StoreUnavailable if the store does not answer.
         """
-        collection = self._steps if index is None else self._items
+        collection = self.steps if index is None else self.items
         doc_id = f"{run_id}/{name}" if index is None else f"{run_id}/{name}/{index}"
-        return self.patience.call(lambda: collection.raw.update_one(
-            {"_id": doc_id, "status": str(StepStatus.RUNNING), "attempts": attempt,
-             "holder": holder},
-            {"$set": {"lease_until": until}},
-        ).matched_count == 1, tolerance=0)
+
+        def renew() -> bool:
+            with pymongo.timeout(timeout):
+                return collection.update_one(
+                    {"_id": doc_id, "status": str(StepStatus.RUNNING), "attempts": attempt,
+                     "holder": holder},
+                    {"$set": {"lease_until": until}},
+                ).matched_count == 1
+
+        try:
+            return self.patience.call(renew, tolerance=0)
+        except pymongo.errors.PyMongoError as exc:  # a timeout: as good as unreachable
+            if isinstance(exc, pymongo.errors.OperationFailure) and exc.code != 50:
+                raise
+            raise StoreUnavailable(f"{self.patience.what} did not answer in time") from exc
 
     def _insert_items(self, run_id: str, name: str, items: list[ItemRecord]) -> None:
         self._items.insert_many([
@@ -373,11 +388,12 @@ class MongoStore:
         if not self._mark(f"{run_id}/item/{name}/{index}"):
             return None
         doc = self._steps.find_one_and_update(
-            {"_id": f"{run_id}/{name}"}, {"$inc": {"items_left": -1}})
+            {"_id": f"{run_id}/{name}"}, {"$inc": {"items_left": -1}}, token=None)
         return int(_found(doc)["items_left"])
 
     def count_steps(self, run_id: str, n: int = 1) -> int:
-        doc = self._runs.find_one_and_update({"_id": run_id}, {"$inc": {"steps_left": -n}})
+        doc = self._runs.find_one_and_update({"_id": run_id}, {"$inc": {"steps_left": -n}},
+                                             token=None)
         return int(_found(doc)["steps_left"])
 
     # -- max_parallel slots ---------------------------------------------------------------
@@ -391,34 +407,55 @@ class MongoStore:
         return self._pump(run_id, limit)
 
     def release(self, run_id: str, key: str, limit: int) -> list[str]:
-        if self._marks.delete_one({"_id": f"{run_id}/slot/{key}"}):
-            self._runs.update_one({"_id": run_id}, {"$inc": {"active": -1}})
+        if key:
+            # The holder's mark and the count together, in one update of the run's
+            # document: a repeat (or a second release) matches nothing and frees nothing.
+            mark = _slot_mark(key)
+            self._runs.update_one({"_id": run_id, mark: {"$exists": True}},
+                                  {"$unset": {mark: ""}, "$inc": {"active": -1}}, token=None)
         return self._pump(run_id, limit)
 
     def _pump(self, run_id: str, limit: int) -> list[str]:
-        """Admit waiting keys in order while a slot is free.
+        """Admit waiting keys, oldest first, while a slot is free.
 
-        A slot is reserved (``active`` incremented under the limit) before a waiting key
-        is taken, and given back if there was none. Whoever adds a waiting key or frees a
-        slot pumps afterwards, and a pump that gave a reservation back looks again, so no
-        key is left waiting while a slot is free.
+        A slot is taken for the oldest waiting key by one update of the run's document
+        (``active`` below the limit, the key's mark in ``slots`` absent: both changed
+        together), then the key leaves the queue. Whoever adds a waiting key or frees a
+        slot pumps afterwards, so no key is left waiting while a slot is free. Two pumps
+        may both admit a key that held a slot already (a resume admitting it again):
+        the caller's queueing is a compare-and-set, so it is sent once.
         """
         admitted: list[str] = []
         while True:
-            if not self._runs.update_one({"_id": run_id, "active": {"$lt": limit}},
-                                         {"$inc": {"active": 1}}):
+            oldest = self._waiting.find({"run_id": run_id}, sort=[("seq", 1)], limit=1)
+            if not oldest:
                 return admitted
-            doc = self._waiting.find_one_and_delete({"run_id": run_id}, sort=[("seq", 1)])
-            if doc is not None:
-                if not self._mark(f"{run_id}/slot/{doc['key']}"):
-                    # It held a slot already (admitted again by a resume): give the new
-                    # reservation back, and let the caller queue it (idempotent).
-                    self._runs.update_one({"_id": run_id}, {"$inc": {"active": -1}})
-                admitted.append(doc["key"])
-                continue
-            self._runs.update_one({"_id": run_id}, {"$inc": {"active": -1}})
-            if self._waiting.find_one({"run_id": run_id}) is None:
-                return admitted
+            key = oldest[0]["key"]
+            taken = self._take_slot(run_id, key, limit)
+            if taken is False:
+                return admitted  # every slot is held
+            removed = self._waiting.delete_one({"_id": oldest[0]["_id"]})
+            if taken or removed:
+                admitted.append(key)
+
+    def _take_slot(self, run_id: str, key: str, limit: int) -> bool | None:
+        """Take a slot for ``key``: True if taken now, None if it held one already,
+        False if none is free. A repeat after a lost reply finds its own token."""
+        patience, mark = self.patience, _slot_mark(key)
+
+        def take() -> bool | None:
+            token = patience.token
+            if self.runs.update_one(
+                    {"_id": run_id, "active": {"$lt": limit}, mark: {"$exists": False}},
+                    {"$inc": {"active": 1}, "$set": {mark: token}}).modified_count == 1:
+                return True
+            doc = self.runs.find_one({"_id": run_id}, {"slots": 1})
+            held = ((doc or {}).get("slots") or {}).get(mark.split(".", 1)[1])
+            if held is None:
+                return False
+            return True if patience.retrying and held == token else None
+
+        return patience.call(take)
 
     def reset_steps(
         self, run_id: str, waiting_on: Mapping[str, int],
@@ -427,11 +464,10 @@ class MongoStore:
         names = list(waiting_on)
         docs = {d["name"]: d for d in self._steps.find(
             {"_id": {"$in": [f"{run_id}/{n}" for n in names]}})}
-        marks = [f"{run_id}/slot/{n}" for n in names]
+        marks = []
         for name in names:
             total = docs[name].get("items_total") or 0
             marks += [f"{run_id}/item/{name}/{i}" for i in range(total)]
-            marks += [f"{run_id}/slot/{name}[{i}]" for i in range(total)]
         if marks:
             self._marks.delete_many({"_id": {"$in": marks}})
         forgotten: dict[str, list[str]] = {}
@@ -454,7 +490,7 @@ class MongoStore:
                 update["$unset"] = {f"joined.{p}": "" for p in forgotten[name]}
             self._steps.update_one({"_id": f"{run_id}/{name}"}, update)
         self._waiting.delete_many({"run_id": run_id})
-        self._runs.update_one({"_id": run_id}, {"$set": {"active": 0}})
+        self._runs.update_one({"_id": run_id}, {"$set": {"active": 0, "slots": {}}})
 
     def record_resend(self, run_id: str, name: str, index: int | None,
                       queued_at: float | None, resends: int) -> bool:
@@ -566,6 +602,13 @@ def _expecting(
     if generation is not None:
         query["generation"] = generation
     return query
+
+
+def _slot_mark(key: str) -> str:
+    """The field of the run's document that marks ``key`` as holding a slot: ``m[3]``
+    becomes ``slots.m~3`` (brackets in a field path read as an array index to some
+    MongoDB-protocol servers; step names hold no ``~``)."""
+    return "slots." + key.replace("[", "~").replace("]", "")
 
 
 def _host_of(url: str) -> str:

@@ -22,7 +22,8 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 from pymongo.errors import ConnectionFailure
@@ -73,12 +74,26 @@ class Patience:
             token = self._local.token = uuid.uuid4().hex[:16]
         return token
 
+    @contextmanager
+    def limited(self, seconds: float) -> Iterator[None]:
+        """This thread's calls wait at most ``seconds`` inside the block (a pass of the
+        reconciler, which must not spend a worker's full patience on every run)."""
+        outer = getattr(self._local, "limit", None)
+        self._local.limit = seconds if outer is None else min(outer, seconds)
+        try:
+            yield
+        finally:
+            self._local.limit = outer
+
     def call(self, fn: Callable[[], T], tolerance: float | None = None) -> T:
         """``fn()``, repeated while the store is unreachable, for up to ``tolerance``
-        seconds (the patience's own by default)."""
+        seconds (the patience's own by default, or a ``limited`` block's)."""
         if getattr(self._local, "active", False):
             return fn()  # nested: the outer call does the waiting
         limit = self.tolerance if tolerance is None else tolerance
+        bound = getattr(self._local, "limit", None)
+        if bound is not None:
+            limit = min(limit, bound)
         self._local.active, self._local.retrying, self._local.token = True, False, None
         started = self._clock()
         pause = FIRST_PAUSE

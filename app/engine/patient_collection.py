@@ -5,9 +5,11 @@ Each operation is one round trip, retried on its own by the store's :class:`Pati
 Repeating an operation whose first try reached the server but whose reply was lost
 (the connection dropped in between) must not change the outcome, so:
 
-- every update sets ``op`` to the call's token; a repeat that finds its filter no longer
-  matching reads the document back, and if ``op`` is its own token, the first try was
-  applied: it reports success (and, for ``find_one_and_update``, the document);
+- every update sets ``op`` (or the field its caller names: a document that several
+  kinds of write change, a run's, gives each kind its own) to the call's token; a
+  repeat that finds its filter no longer matching reads the document back, and if the
+  field holds its own token, the first try was applied: it reports success (and, for
+  ``find_one_and_update``, the document);
 - every insert carries the token too; a repeat that meets a duplicate ``_id`` with its
   own token reports success, any other duplicate is a real one;
 - reads return lists, read to the end inside the retry, never a cursor that could fail
@@ -78,8 +80,9 @@ class PatientCollection:
 
     def insert_many(self, docs: list[dict[str, Any]], *,
                     ignore_duplicates: bool = False) -> None:
-        """Insert documents with deterministic ids; duplicates of this call's own first
-        try are skipped (and every duplicate with ``ignore_duplicates``)."""
+        """Insert documents with ids chosen by the caller (deterministic, or made once
+        before the call); on a repeat every duplicate is taken for the first try's (and
+        with ``ignore_duplicates`` always): the caller's ids are what makes that true."""
         if not docs:
             return
         patience = self.patience
@@ -98,17 +101,19 @@ class PatientCollection:
 
         patience.call(insert)
 
-    def update_one(self, query: Mapping[str, Any], update: Mapping[str, Any]) -> bool:
+    def update_one(self, query: Mapping[str, Any], update: Mapping[str, Any], *,
+                   token: str | None = "op") -> bool:
         """Apply ``update`` to the document matching ``query`` (which names its
-        ``_id``); True if this call changed it."""
+        ``_id``); True if this call changed it. ``token``: the field that tells a repeat
+        whether its first try was applied (None: none, for a counter)."""
         patience = self.patience
 
         def apply() -> bool:
-            token = patience.token
-            result = self.raw.update_one(query, _with_op(update, token))
+            result = self.raw.update_one(query, _with_op(update, token, patience.token))
             if result.modified_count == 1:
                 return True
-            return patience.retrying and self._is_mine(query["_id"])
+            return token is not None and patience.retrying and \
+                self._is_mine(query["_id"], token)
 
         return patience.call(apply)
 
@@ -117,18 +122,19 @@ class PatientCollection:
         the documents still in the expected one)."""
         return self.patience.call(lambda: self.raw.update_many(query, update).modified_count)
 
-    def find_one_and_update(self, query: Mapping[str, Any], update: Mapping[str, Any],
-                            ) -> dict[str, Any] | None:
-        """The document as this call's update left it, or None if nothing matched."""
+    def find_one_and_update(self, query: Mapping[str, Any], update: Mapping[str, Any], *,
+                            token: str | None = "op") -> dict[str, Any] | None:
+        """The document as this call's update left it, or None if nothing matched
+        (``token`` as for ``update_one``)."""
         patience = self.patience
 
         def apply() -> dict[str, Any] | None:
-            token = patience.token
-            doc = self.raw.find_one_and_update(query, _with_op(update, token),
+            mine = patience.token
+            doc = self.raw.find_one_and_update(query, _with_op(update, token, mine),
                                                return_document=ReturnDocument.AFTER)
-            if doc is None and patience.retrying:
+            if doc is None and token is not None and patience.retrying:
                 doc = self.raw.find_one({"_id": query["_id"]})
-                return doc if doc is not None and doc.get("op") == token else None
+                return doc if doc is not None and doc.get(token) == mine else None
             return doc
 
         return patience.call(apply)
@@ -147,11 +153,13 @@ class PatientCollection:
     def create_index(self, keys: list[tuple[str, int]]) -> None:
         self.patience.call(lambda: self.raw.create_index(keys))
 
-    def _is_mine(self, doc_id: Any) -> bool:
+    def _is_mine(self, doc_id: Any, field: str = "op") -> bool:
         """Does the document carry this call's token (its first try was applied)?"""
-        doc = self.raw.find_one({"_id": doc_id}, {"op": 1})
-        return doc is not None and doc.get("op") == self.patience.token
+        doc = self.raw.find_one({"_id": doc_id}, {field: 1})
+        return doc is not None and doc.get(field) == self.patience.token
 
 
-def _with_op(update: Mapping[str, Any], token: str) -> dict[str, Any]:
-    return {**update, "$set": {**update.get("$set", {}), "op": token}}
+def _with_op(update: Mapping[str, Any], field: str | None, token: str) -> Mapping[str, Any]:
+    if field is None:
+        return update
+    return {**update, "$set": {**update.get("$set", {}), field: token}}

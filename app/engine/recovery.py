@@ -76,19 +76,32 @@ class Recovery:
         *,
         grace: float = 0.0,
         backoff: bool = False,
+        start_pending: bool = True,
     ) -> Recovered:
         """Re-send whatever a running run waits for; see the module docstring.
 
         ``grace`` leaves alone attempts queued less than that many seconds ago (their
         messages are most likely still on their way); ``backoff`` resends an attempt
         again only after a delay that doubles with each resend (the reconciler).
+
+        A run still pending after ``grace`` was recorded by a submitter that stopped
+        before starting it, and whose client was told of an error. Asked explicitly
+        (``chordflow resume``), it starts; otherwise (``start_pending`` false: the
+        reconciler) it is failed, saying so, rather than started behind the back of a
+        client that has most likely submitted it again.
         """
         done = Recovered()
         run = self.store.get_run(run_id)
         if run.status is RunStatus.PENDING:
             if run.created_at > time.time() - grace:
                 return done  # its submitter is most likely starting it right now
-            self.start(run_id)
+            if start_pending:
+                self.start(run_id)
+            elif self.store.set_run_status(
+                    run_id, {RunStatus.PENDING}, RunStatus.FAILED, finished_at=now(),
+                    error="the submission did not complete (its submitter stopped before "
+                          "starting the run); submit it again"):
+                self._event(run_id, "run_failed", data={"error": "submission incomplete"})
             done.released.append("*")
             return done
         if run.status is not RunStatus.RUNNING:

@@ -90,10 +90,11 @@ class Store(Protocol):
         """Compare-and-set one ``foreach`` element's status (as ``transition_step``)."""
 
     def set_lease(self, run_id: str, name: str, index: int | None, attempt: int,
-                  holder: str, until: float) -> bool:
+                  holder: str, until: float, timeout: float | None = None) -> bool:
         """Set the lease of a running attempt (of a step, or of element ``index``) held
         by ``holder``: renew it, or give it up with ``until`` 0. False if ``holder``
-        holds it no longer. One try: StoreUnavailable if the store does not answer."""
+        holds it no longer. One try, of at most ``timeout`` seconds: StoreUnavailable if
+        the store does not answer."""
 
     def count_parent(self, run_id: str, child: str, parent: str) -> int | None:
         """Count ``parent`` as finished for ``child``: parents left, None if counted before.

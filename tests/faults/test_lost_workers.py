@@ -140,3 +140,25 @@ def test_a_long_pause_is_taken_over_and_the_paused_attempt_stops_itself(
     assert summary["takeovers"] >= len(groups)
     log = paused.log.read_text()
     assert "lost its lease" in log
+
+
+def test_a_paused_pool_process_has_its_steps_killed_before_its_lease_runs_out(
+        fresh, service, tmp_path):
+    """Only the process running a step is paused (a debugger, a long GC pause): its
+    step's own processes would go on, unwatched, while the step is taken over. The
+    reaper, which is not paused, kills them when the lease is about to run out, so the
+    step still runs exactly once (a 10 s step here, twice and a half the lease)."""
+    workload = Workload(tmp_path, long_every=25, long_sleep=10.0)
+    paused = start_pair(fresh, "gc-paused")
+    workload.submit(service)
+    assert wait_until(lambda: mid_sleep(workload, paused), timeout=120, poll=0.02)
+    (step_pid, pool_pid), = running_steps_of(workload, paused)
+    os.kill(pool_pid, signal.SIGSTOP)
+    try:
+        assert wait_until(lambda: not living_in_groups({step_pid}), timeout=LEASE_SECONDS)
+        assert wait_until(lambda: taken_over(service, workload) >= 1,
+                          timeout=LEASE_SECONDS + TAKEOVER_GRACE + 60)
+    finally:
+        os.kill(pool_pid, signal.SIGCONT)
+    workload.wait(service, timeout=180)
+    check(workload, service)

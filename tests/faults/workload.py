@@ -126,8 +126,10 @@ class Workload:
 def check(workload: Workload, service: Any) -> dict[str, Any]:
     """Assert what must hold after any fault; return a summary for the report."""
     store = service.engine.store
-    statuses = {run_id: store.get_run(run_id).status for run_id in workload.run_ids}
-    assert all(s is RunStatus.SUCCEEDED for s in statuses.values()), statuses
+    runs = {run_id: store.get_run(run_id) for run_id in workload.run_ids}
+    statuses = {run_id: run.status for run_id, run in runs.items()}
+    assert all(s is RunStatus.SUCCEEDED for s in statuses.values()), \
+        {run_id: (str(run.status), run.error) for run_id, run in runs.items()}
     lines = workload.lines()
     twice = {k: n for k, n in lines.items() if n != 1}
     assert not twice, f"side effects not written exactly once: {twice}\n" + "\n".join(

@@ -34,7 +34,7 @@ from app.engine.eventlog import LINGER_SECONDS
 from app.engine.graph import mermaid
 from app.engine.report import event_line, iso
 from app.engine.state import RUN_FINISHED, RunStatus
-from app.errors import StoreUnavailable
+from app.errors import RunNotFound, StoreUnavailable
 from app.service import RunService
 from app.workflow.loader import load_data
 
@@ -79,11 +79,19 @@ def submit_run(request: Request, principal: Principal, body: RunCreate,
         run_id = new_run_id()
         earlier = store.claim_idempotency_key(idempotency_key, run_id)
         if earlier is not None:
-            run = store.get_run(earlier)
-            return RunCreated(run_id=earlier, status=str(run.status), workflow=run.workflow,
-                              links=links(request, earlier)), False
+            replayed = _replay(service, earlier)
+            if replayed is not None:
+                return RunCreated(run_id=earlier, status=str(replayed.status),
+                                  workflow=replayed.workflow,
+                                  links=links(request, earlier)), False
+            # The earlier request stopped before its run was recorded: this one makes it.
+            run_id = earlier
     try:
         run_id = service.submit(plan, body.variables, trigger=trigger, run_id=run_id)
+    except StoreUnavailable:
+        # Keep the key: the run may be half-recorded, and a retry with the same key
+        # finishes this submission (see _replay) instead of starting another.
+        raise
     except BaseException:
         if idempotency_key:
             store.release_idempotency_key(idempotency_key)
@@ -94,6 +102,20 @@ def submit_run(request: Request, principal: Principal, body: RunCreate,
     status = service.engine.store.get_run(run_id).status
     return RunCreated(run_id=run_id, status=str(status), workflow=plan.name,
                       links=links(request, run_id)), True
+
+
+def _replay(service: RunService, run_id: str) -> Any:
+    """The run an earlier request with the same Idempotency-Key made, finishing its
+    submission if the store went away in the middle of it: a run recorded but not
+    started is started now. None if the earlier request recorded no run at all."""
+    try:
+        run = service.engine.store.get_run(run_id)
+    except RunNotFound:
+        return None
+    if run.status is RunStatus.PENDING:
+        service.engine.start(run_id)
+        run = service.engine.store.get_run(run_id)
+    return run
 
 
 @router.post("", status_code=201, response_model=RunCreated,
@@ -227,6 +249,8 @@ async def _events(request: Request, run_id: str, after: float | None) -> AsyncIt
     opened = time.monotonic()
     finished_at: float | None = None
     while True:
+        if time.monotonic() - opened > FOLLOW_MAX_SECONDS or await request.is_disconnected():
+            return  # the client reconnects; a stream does not hold a worker forever
         try:
             run = await run_in_threadpool(store.get_run, run_id)
             events = await run_in_threadpool(store.events, run_id, 0, since)
@@ -249,16 +273,12 @@ async def _events(request: Request, run_id: str, after: float | None) -> AsyncIt
         if events:
             since = max(e.ts for e in events) - 4 * LINGER_SECONDS - 1.0
             sent = {k for k in sent if k[0] >= since}  # older ones are never read again
-        if time.monotonic() - opened > FOLLOW_MAX_SECONDS:
-            return  # the client reconnects; a stream does not hold a worker forever
         if run.status in RUN_FINISHED:
             # Other workers' last events arrive within their linger: read once more.
             finished_at = finished_at or time.monotonic()
             if time.monotonic() - finished_at > 2 * LINGER_SECONDS:
                 yield f"event: end\ndata: {json.dumps({'status': str(run.status)})}\n\n"
                 return
-        if await request.is_disconnected():
-            return
         await asyncio.sleep(FOLLOW_POLL_SECONDS if finished_at is None else LINGER_SECONDS)
 
 
