@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.workflow.limits import Limits
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CHORDFLOW_", extra="ignore")
@@ -34,6 +36,15 @@ class Settings(BaseSettings):
     #: HOME, LANG, LC_ALL, TZ and TMPDIR (comma-separated, e.g. HTTPS_PROXY). Names
     #: starting with CHORDFLOW_ are never passed on.
     step_env_passthrough: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: Directories steps may read and write besides their run's scratch directory
+    #: (``file`` paths, ``bash``'s ``cwd``; ``os.pathsep``- or comma-separated). Paths
+    #: are resolved, symbolic links too, before they are checked; another run's
+    #: scratch directory is never allowed (modules/paths.py). Workers are always
+    #: confined; ``/`` allows everything.
+    file_roots: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    #: Confine the embedded executor (``chordflow run``, the Python API) as workers are.
+    #: Off by default: a local run is the local user's own, with the user's own rights.
+    embedded_confined: bool = False
     #: Environment variables (comma-separated names) that a DAG-engine document sent to
     #: the API may read as ``${NAME}``; none by default (only ``base_context``). The
     #: local CLI's files read the CLI's whole environment.
@@ -110,6 +121,38 @@ class Settings(BaseSettings):
     #: step of messages about a run (app/log_format.py); ``text``: plain lines.
     log_format: Literal["text", "json"] = "text"
 
+    # -- limits on workflows (app/workflow/limits.py) ------------------------------------
+    #: Levels of nested objects and lists in params, outputs, variables and foreach
+    #: lists (and of parentheses in a ``when``): deeper input is refused at validation.
+    max_nesting: int = Field(default=64, ge=4, le=500)
+    #: Characters of one ``when`` expression.
+    max_when_length: int = Field(default=4096, ge=16)
+    #: Steps of one workflow (20,000 and more run; each costs memory on every worker).
+    max_steps: int = Field(default=50_000, ge=1)
+    #: Elements of one ``foreach``: a literal list over it is refused at validation, a
+    #: referenced list over it fails its step.
+    max_foreach_items: int = Field(default=200_000, ge=1)
+
+    def limits(self) -> Limits:
+        """Every limit on workflows and on what their steps leave behind."""
+        return Limits(nesting=self.max_nesting, when_length=self.max_when_length,
+                      steps=self.max_steps, foreach_items=self.max_foreach_items,
+                      outputs=self.max_output_bytes, logs=self.max_log_bytes)
+
+    # -- limits on what a step leaves behind (modules/limits.py) -------------------------
+    #: Bytes of a step's outputs (their JSON encoding). A step returning more fails, for
+    #: good, naming its size and this limit: its record is one MongoDB document (16 MB
+    #: at most, with its params), and every step that refers to it reads it. Large data
+    #: belongs in a file, its path in the outputs. ``bash`` keeps its stdout and stderr
+    #: outputs within a quarter of this each.
+    max_output_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=12 * 1024 * 1024)
+    #: Bytes of what one attempt of a step prints and logs that are stored for
+    #: ``chordflow logs``: beyond it the first and the last half are kept, with a line
+    #: between them saying how much was cut. A worker holds about this much per
+    #: stream of a running command, whatever the command prints.
+    max_log_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+
+
     # -- the HTTP API (``chordflow api``) and its clients ---------------------------------
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8080, ge=1, le=65535)
@@ -128,6 +171,21 @@ class Settings(BaseSettings):
     #: unset, those read and write MongoDB directly (an operator on the cluster).
     api_url: str | None = None
     api_key: str | None = None
+    #: The modules an operator key may use in a workflow it submits inline (POST
+    #: /api/v1/runs with a definition, /api/v1/workflows/submit), comma-separated.
+    #: Unset: the modules that declare they run no code of the caller's (echo, file,
+    #: filter, http, and any other module made with ``runs_code=False``). Empty: none.
+    #: Authors and admins may submit any module; stored workflows (which an author
+    #: wrote) run for operators whatever their modules.
+    operator_modules: Annotated[list[str] | None, NoDecode] = None
+    #: Failed authentications (a wrong secret, an unknown or revoked key) allowed per
+    #: client address and, separately, per key id, per minute in each API process; past
+    #: it the API answers 429 with Retry-After without checking the key (no scrypt), so
+    #: that guessing costs the guesser time and the server nothing. The budget refills
+    #: continuously (one failure every 60/N seconds). A key found in the process's
+    #: valid-key cache, or one that authenticated on this process within the last hour,
+    #: is never limited: its owner keeps working while its id is attacked.
+    auth_failures_per_minute: int = Field(default=10, ge=1, le=100_000)
 
     @property
     def api_base_url(self) -> str:
@@ -140,11 +198,20 @@ class Settings(BaseSettings):
             return self.broker_url
         return "redis://127.0.0.1:6379/0"
 
-    @field_validator("step_env_passthrough", "dialect_env", mode="before")
+    @field_validator("step_env_passthrough", "dialect_env", "operator_modules",
+                     mode="before")
     @classmethod
     def _split_names(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [n.strip() for n in value.split(",") if n.strip()]
+        return value
+
+    @field_validator("file_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [Path(p.strip()) for part in value.split(os.pathsep)
+                    for p in part.split(",") if p.strip()]
         return value
 
     @field_validator("modules_path", mode="before")

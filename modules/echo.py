@@ -7,7 +7,8 @@ from typing import Any
 from modules.context import StepContext
 from modules.registry import StepModule
 
-module = StepModule("echo", "Return the params as outputs.", default_method="run")
+#: runs_code=False: it returns its params; nothing the caller wrote runs.
+module = StepModule("echo", "Return the params as outputs.", default_method="run", runs_code=False)
 
 
 @module.method

@@ -19,7 +19,10 @@ from app.errors import StepFailed
 from modules.context import StepContext
 from modules.registry import StepModule
 
-module = StepModule("filter", "Filter, select, sort, dedup and limit lists of objects.")
+#: runs_code=False: conditions are data (column, operator, value), not expressions.
+module = StepModule(
+    "filter", "Filter, select, sort, dedup and limit lists of objects.", runs_code=False
+)
 
 Op = Literal["eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "contains",
              "not_contains"]

@@ -18,7 +18,9 @@ from app.errors import StepFailed, StepTimeout
 from modules.context import StepContext, run_coroutine
 from modules.registry import StepModule
 
-module = StepModule("http", "HTTP requests (httpx).", default_method="get")
+#: runs_code=False: it sends requests the caller describes; nothing the caller wrote
+#: runs on the worker.
+module = StepModule("http", "HTTP requests (httpx).", default_method="get", runs_code=False)
 
 DEFAULT_TIMEOUT = 30.0
 

@@ -63,6 +63,11 @@ class MethodSpec:
     params: list[ParamSpec]
     model: type[BaseModel]
     is_async: bool = False
+    #: Params that are shell code (bash's ``cmd``): the plan compiles them so that a
+    #: reference is inserted shell-quoted unless marked ``${raw:...}``
+    #: (app/workflow/templating.py). A module that builds a command line or a query
+    #: from a string param declares it here, so values never become code.
+    shell_params: frozenset[str] = frozenset()
 
     def check_names(self, given: Iterable[str]) -> list[tuple[str, str]]:
         """Unknown and missing parameter names: the part checkable before templating."""
@@ -99,20 +104,36 @@ class MethodSpec:
 
 @dataclass
 class StepModule:
-    """A named set of methods; create one per module file and decorate its functions."""
+    """A named set of methods; create one per module file and decorate its functions.
+
+    ``runs_code`` says whether a step of this module can make the worker run code the
+    caller chose (a shell command, a Python function, a remote command). Who may submit
+    such steps inline is the admin's decision (``CHORDFLOW_OPERATOR_MODULES``), so a
+    module that does not declare itself is assumed to run code: the safe default.
+    """
 
     name: str
     description: str = ""
     default_method: str | None = None
     methods: dict[str, MethodSpec] = field(default_factory=dict)
+    runs_code: bool = True
 
     def method(
-        self, fn: MethodFn | None = None, *, name: str | None = None
+        self, fn: MethodFn | None = None, *, name: str | None = None,
+        shell_params: Iterable[str] = (),
     ) -> Any:
-        """Register ``fn`` as a method (usable bare or as ``@module.method(name=...)``)."""
+        """Register ``fn`` as a method (usable bare or as ``@module.method(name=...)``).
+
+        ``shell_params``: the params that are shell code (see ``MethodSpec``).
+        """
 
         def register(f: MethodFn) -> MethodFn:
             spec = _method_spec(name or f.__name__.rstrip("_"), f)
+            spec.shell_params = frozenset(shell_params)
+            unknown = spec.shell_params - {p.name for p in spec.params}
+            if unknown:
+                raise ModuleError(f"method '{spec.name}' of module '{self.name}' has no "
+                                  f"param {', '.join(sorted(unknown))} to treat as shell code")
             self.methods[spec.name] = spec
             return f
 
@@ -223,6 +244,12 @@ class Registry:
     def modules(self) -> list[StepModule]:
         return [self._modules[n] for n in self.names()]
 
+    def safe_modules(self) -> list[str]:
+        """The names of the modules that declare they run no code of the caller's
+        (``runs_code=False``): what operators may submit inline unless the admin says
+        otherwise."""
+        return [m.name for m in self.modules() if not m.runs_code]
+
     def module(self, name: str) -> StepModule:
         try:
             return self._modules[name]
@@ -250,6 +277,7 @@ class Registry:
                 "name": m.name,
                 "description": m.description,
                 "default_method": m.default_method,
+                "runs_code": m.runs_code,
                 "methods": [
                     {
                         "name": spec.name,
@@ -294,7 +322,8 @@ class _TolerantModule(StepModule):
     """A module whose unknown methods are stand-ins (see ``Registry.tolerant``)."""
 
     def __init__(self, real: StepModule):
-        super().__init__(real.name, real.description, real.default_method, real.methods)
+        super().__init__(real.name, real.description, real.default_method, real.methods,
+                         real.runs_code)
         self._installed = bool(real.methods)
 
     def get(self, method: str | None) -> MethodSpec:

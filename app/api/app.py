@@ -19,6 +19,8 @@ from pymongo.errors import ConnectionFailure
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.audit import AuditLog
+from app.api.auth_limits import AuthLimits
+from app.api.inline_policy import operator_modules
 from app.api.keys import ApiKeys
 from app.api.library import WorkflowDisabled, WorkflowLibrary, WorkflowMissing
 from app.config import Settings, get_settings
@@ -40,6 +42,8 @@ def create_app(settings: Settings | None = None, service: RunService | None = No
         app.state.service = service or RunService.celery(settings, patience=STORE_PATIENCE)
         db = app.state.service.engine.store.db
         app.state.keys = ApiKeys(db)
+        app.state.operator_modules = operator_modules(settings.operator_modules,
+                                                      app.state.service.engine.registry)
         app.state.audit = AuditLog(db)
         app.state.library = WorkflowLibrary(db, settings.dialect_environ())
         app.state.schedules = Schedules(db)
@@ -66,6 +70,7 @@ def create_app(settings: Settings | None = None, service: RunService | None = No
         openapi_url="/openapi.json" if docs else None,
     )
     app.state.settings = settings
+    app.state.auth_limits = AuthLimits(settings.auth_failures_per_minute)
     app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes)
     app.include_router(ops.router)
     app.include_router(meta.router, prefix=API_PREFIX)

@@ -3,8 +3,13 @@
 A key reads ``cf_<id>_<secret>``: the id finds the record, the secret is checked
 against its scrypt hash. Checking scrypt on every request would cost ~50 ms each, so a
 successfully checked key is remembered in the process for ``CACHE_SECONDS`` (by a
-SHA-256 of the key, never the key itself); a revocation takes effect everywhere
-within that time.
+SHA-256 of the key, never the key itself); a revocation or a role change takes effect
+everywhere within that time.
+
+Checking is split so that the caller (``app.api.security``) can refuse a client that is
+over its failure budget between the cheap parts and the scrypt: ``cached`` (no store, no
+hash), ``parse`` (a malformed token costs nothing), then ``check``, which looks the id
+up and hashes only for a key that exists and is not revoked.
 """
 
 from __future__ import annotations
@@ -14,19 +19,66 @@ import hmac
 import secrets
 import threading
 import time
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from pymongo.database import Database
 
-from app.api.security import Principal, Role
+from app.api.principal import Principal, Role
 from app.engine.records import now
 
 CACHE_SECONDS = 10.0
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
+#: Longer tokens are malformed (ours are ~60 characters): never hashed, never looked up.
+MAX_TOKEN_LENGTH = 200
 
 
 def _hash(secret: str, salt: bytes) -> bytes:
     return hashlib.scrypt(secret.encode(), salt=salt, **_SCRYPT)
+
+
+def digest(token: str) -> bytes:
+    """What stands for a token in memory (caches, the limiter): never the token."""
+    return hashlib.sha256(token.encode()).digest()
+
+
+def parse(token: str) -> tuple[str, str] | None:
+    """(key id, secret) of a ``cf_<id>_<secret>`` token; None if it is not one."""
+    if len(token) > MAX_TOKEN_LENGTH:
+        return None
+    prefix, _, rest = token.partition("_")
+    key_id, _, secret = rest.partition("_")
+    if prefix != "cf" or not key_id or not secret:
+        return None
+    return key_id, secret
+
+
+class Outcome(StrEnum):
+    """How a key check ended; only VALID admits. The others say whether the id
+    exists, which the failure limits need (``app.api.auth_limits``)."""
+
+    VALID = "valid"
+    MALFORMED = "malformed"
+    UNKNOWN = "unknown"
+    REVOKED = "revoked"
+    WRONG_SECRET = "wrong secret"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    outcome: Outcome
+    principal: Principal | None = None
+
+    @property
+    def known_id(self) -> bool:
+        return self.outcome in (Outcome.VALID, Outcome.REVOKED, Outcome.WRONG_SECRET)
+
+
+def _public(doc: dict[str, Any]) -> dict[str, Any]:
+    """A key's record without its salt and hash."""
+    return ({k: doc.get(k) for k in ("name", "role", "created_at", "revoked_at")}
+            | {"key_id": doc["_id"]})
 
 
 class ApiKeys:
@@ -48,11 +100,12 @@ class ApiKeys:
 
     def list(self) -> list[dict[str, Any]]:
         """Every key without its hash: id, name, role, created_at, revoked_at."""
-        return [
-            {k: doc.get(k) for k in ("name", "role", "created_at", "revoked_at")}
-            | {"key_id": doc["_id"]}
-            for doc in self.collection.find({}).sort("created_at", 1)
-        ]
+        return [_public(doc) for doc in self.collection.find({}).sort("created_at", 1)]
+
+    def get(self, key_id: str) -> dict[str, Any] | None:
+        """One key as ``list`` shows it, or None."""
+        doc = self.collection.find_one({"_id": key_id})
+        return None if doc is None else _public(doc)
 
     def revoke(self, key_id: str) -> bool:
         done = self.collection.update_one({"_id": key_id, "revoked_at": None},
@@ -61,25 +114,48 @@ class ApiKeys:
             self._cache.clear()
         return done.modified_count == 1
 
-    def verify(self, token: str) -> Principal | None:
-        digest = hashlib.sha256(token.encode()).digest()
+    def set_role(self, key_id: str, role: Role) -> bool:
+        """Give an active key another role; False if there is no active key ``key_id``.
+        This process forgets its checked keys at once, the others within
+        ``CACHE_SECONDS``."""
+        done = self.collection.update_one({"_id": key_id, "revoked_at": None},
+                                          {"$set": {"role": str(role)}})
         with self._lock:
-            hit = self._cache.get(digest)
+            self._cache.clear()
+        return done.matched_count == 1
+
+    def cached(self, token: str) -> Principal | None:
+        """The principal of a token checked within ``CACHE_SECONDS``: no store, no hash."""
+        key = digest(token)
+        with self._lock:
+            hit = self._cache.get(key)
         if hit is not None and hit[0] > time.monotonic():
             return hit[1]
-        prefix, _, rest = token.partition("_")
-        key_id, _, secret = rest.partition("_")
-        if prefix != "cf" or not key_id or not secret:
-            return None
+        return None
+
+    def check(self, token: str) -> Verdict:
+        """Check a token against the store. An unknown or revoked id, or a malformed
+        token, is refused without hashing: only a live key's secret costs a scrypt."""
+        parsed = parse(token)
+        if parsed is None:
+            return Verdict(Outcome.MALFORMED)
+        key_id, secret = parsed
         doc = self.collection.find_one({"_id": key_id})
-        if doc is None or doc.get("revoked_at") is not None:
-            return None
+        if doc is None:
+            return Verdict(Outcome.UNKNOWN)
+        if doc.get("revoked_at") is not None:
+            return Verdict(Outcome.REVOKED)
         if not hmac.compare_digest(_hash(secret, bytes.fromhex(doc["salt"])),
                                    bytes.fromhex(doc["hash"])):
-            return None
+            return Verdict(Outcome.WRONG_SECRET)
         principal = Principal(key_id, doc["name"], Role(doc["role"]))
         with self._lock:
             if len(self._cache) > 10_000:
                 self._cache.clear()
-            self._cache[digest] = (time.monotonic() + CACHE_SECONDS, principal)
-        return principal
+            self._cache[digest(token)] = (time.monotonic() + CACHE_SECONDS, principal)
+        return Verdict(Outcome.VALID, principal)
+
+    def verify(self, token: str) -> Principal | None:
+        """The principal of ``token``, or None (unlimited: ``app.api.security`` adds
+        the failure limits)."""
+        return self.cached(token) or self.check(token).principal

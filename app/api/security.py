@@ -1,61 +1,88 @@
 """Who is calling: API keys, roles, and the dependency every endpoint declares.
 
-Roles are ordered: a viewer reads, an operator also submits and controls runs and
-workflows, an admin also manages keys and reads the audit log. Every endpoint but
-health names the least role it needs with ``Depends(require(Role.X))``.
+Roles are ordered, each allowed what the one before it is:
+
+- ``viewer`` reads: runs, logs, stored workflows, schedules, modules; validates.
+- ``operator`` runs what authors wrote: stored, enabled workflows (with variables),
+  schedules of them; cancels and re-runs runs; and submits inline workflows made only of
+  the modules in ``CHORDFLOW_OPERATOR_MODULES`` (``app.api.inline_policy``).
+- ``author`` writes what runs: creates, changes, renames, deletes, enables and disables
+  stored workflows, and submits inline workflows with any module (code included).
+- ``admin`` manages keys and reads the audit log.
+
+Every endpoint but the probes names the least role it needs with ``Viewer``,
+``Operator``, ``Author`` or ``Admin``. The stored role strings are the values below, so
+keys made before ``author`` existed keep their role.
+
+Failed authentications are limited per client address and per key id
+(``app.api.auth_limits``); the order of the checks in ``check_token`` is what makes a
+refusal cheap: the valid-key cache first, then the token's shape, then the limits, and
+only then the store and the scrypt.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 
+from app.api.auth_limits import AuthLimits, Refusal
+from app.api.keys import ApiKeys, digest, parse
+from app.api.principal import Principal, Role
 
-class Role(StrEnum):
-    VIEWER = "viewer"
-    OPERATOR = "operator"
-    ADMIN = "admin"
-
-    @property
-    def rank(self) -> int:
-        return list(Role).index(self)
-
-
-@dataclass(frozen=True)
-class Principal:
-    """The caller: a key's id and name, or "development" when auth is off."""
-
-    key_id: str
-    name: str
-    role: Role
+__all__ = ["AUTH_RESPONSES", "Admin", "Author", "DEVELOPMENT", "Operator", "Principal",
+           "Role", "Viewer", "authenticate", "check_token", "require"]
 
 
 DEVELOPMENT = Principal("-", "development (auth off)", Role.ADMIN)
 
 
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(status.HTTP_401_UNAUTHORIZED, detail,
+                         headers={"WWW-Authenticate": "Bearer"})
+
+
 def authenticate(request: Request) -> Principal:
-    """The caller of ``request``, from its API key; 401 without a valid key."""
+    """The caller of ``request``, from its API key; 401 without a valid key, 429 when
+    its address or key id has failed too often."""
     if not request.app.state.settings.api_auth:
         return DEVELOPMENT
-    keys: Any = request.app.state.keys
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     token = token.strip() if scheme.lower() == "bearer" else ""
     token = token or request.headers.get("x-api-key", "").strip()
     if not token:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED,
-                            "an API key is required: send 'Authorization: Bearer <key>'",
-                            headers={"WWW-Authenticate": "Bearer"})
-    principal: Principal | None = keys.verify(token)
-    if principal is None:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED,
-                            "the API key is unknown or revoked",
-                            headers={"WWW-Authenticate": "Bearer"})
-    return principal
+        raise _unauthorized("an API key is required: send 'Authorization: Bearer <key>'")
+    address = request.client.host if request.client else "unknown"
+    return check_token(token, address, request.app.state.keys,
+                       request.app.state.auth_limits)
+
+
+def check_token(token: str, address: str, keys: ApiKeys, limits: AuthLimits) -> Principal:
+    """The principal of ``token`` sent from ``address``, cheapest check first: a cached
+    key is never limited; a malformed token is refused for nothing; a client over its
+    failure budget gets 429 before the store is read or a scrypt computed."""
+    principal = keys.cached(token)
+    if principal is not None:
+        return principal
+    parsed = parse(token)
+    if parsed is None:
+        raise _unauthorized("the API key is unknown or revoked: it does not read "
+                            "'cf_<id>_<secret>'")
+    ticket = limits.admit(address, parsed[0], digest(token))
+    if isinstance(ticket, Refusal):
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, ticket.detail,
+                            headers={"Retry-After": ticket.retry_after_header})
+    try:
+        verdict = keys.check(token)
+    except BaseException:
+        limits.release(ticket)  # e.g. the store is down: a 503, not a failure
+        raise
+    limits.settle(ticket, valid=verdict.principal is not None, known_id=verdict.known_id)
+    if verdict.principal is None:
+        raise _unauthorized("the API key is unknown or revoked")
+    return verdict.principal
 
 
 def require(role: Role) -> Callable[..., Principal]:
@@ -75,12 +102,16 @@ def require(role: Role) -> Callable[..., Principal]:
 #: What endpoints declare: the caller, admitted with at least this role.
 Viewer = Annotated[Principal, Depends(require(Role.VIEWER))]
 Operator = Annotated[Principal, Depends(require(Role.OPERATOR))]
+Author = Annotated[Principal, Depends(require(Role.AUTHOR))]
 Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
 
 #: Documented on every router whose endpoints take a key (so the schema covers them).
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"description": "The request could not be read (malformed JSON, a bad cursor)."},
     401: {"description": "No API key, or an unknown or revoked one."},
-    403: {"description": "The key's role is too low for this endpoint."},
+    403: {"description": "The key's role is too low for this endpoint (or, for an "
+                         "operator, a module of the workflow)."},
     413: {"description": "The request body is over the configured limit."},
+    429: {"description": "Too many failed authentications from this address or for "
+                         "this key id; see Retry-After."},
 }

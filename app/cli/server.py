@@ -22,8 +22,13 @@ err = Console(stderr=True)
 #: Seconds the API's open requests (event streams) get to end after SIGTERM.
 SHUTDOWN_GRACE = 2
 
-keys_app = typer.Typer(help="Create, list and revoke API keys (directly in MongoDB).",
-                       no_args_is_help=True)
+keys_app = typer.Typer(help="Create, list, change the role of and revoke API keys "
+                            "(directly in MongoDB).", no_args_is_help=True)
+
+#: What --role and ``keys role`` say the roles are for (``app.api.security``).
+ROLES_HELP = ("viewer (read), operator (run stored workflows; inline only with "
+              "CHORDFLOW_OPERATOR_MODULES), author (write stored workflows; inline with any "
+              "module) or admin (keys).")
 
 
 def api(
@@ -86,26 +91,50 @@ def _keys():  # type: ignore[no-untyped-def]
     return ApiKeys(MongoStore(settings.mongo_url, settings.mongo_db).db)
 
 
-@keys_app.command("create")
-def create_key(
-    name: Annotated[str, typer.Option(help="Who or what uses the key.")],
-    role: Annotated[str, typer.Option(help="viewer, operator or admin.")] = "viewer",
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-) -> None:
-    """Create a key; it is printed once and never stored in clear."""
+def _role(value: str, option: str) -> Any:
+    """The Role named ``value``; exit 2 naming ``option`` and the roles otherwise."""
     from app.api.security import Role
 
     try:
-        chosen = Role(role)
+        return Role(value)
     except ValueError:
-        out.print(f"[bold red]error:[/] --role must be viewer, operator or admin, not {role!r}")
+        names = ", ".join(str(r) for r in Role)
+        err.print(f"[bold red]error:[/] {option} must be one of {names}, not {value!r}",
+                  highlight=False)
         raise typer.Exit(2) from None
+
+
+@keys_app.command("create")
+def create_key(
+    name: Annotated[str, typer.Option(help="Who or what uses the key.")],
+    role: Annotated[str, typer.Option(help=ROLES_HELP)] = "viewer",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Create a key; it is printed once and never stored in clear."""
+    chosen = _role(role, "--role")
     key_id, token = _keys().create(name, chosen)
     if as_json:
         sys.stdout.write(json.dumps({"key_id": key_id, "key": token, "role": role}) + "\n")
     else:
         out.print(f"key {key_id} ({role}) for {name}:\n{token}\n"
                   "Store it now: it cannot be shown again.", highlight=False)
+
+
+@keys_app.command("role")
+def set_key_role(
+    key_id: Annotated[str, typer.Argument(help="The key's id.")],
+    role: Annotated[str, typer.Argument(help=ROLES_HELP)],
+) -> None:
+    """Give a key another role; the key itself is unchanged.
+
+    E.g. author to an operator key that submits inline bash or python steps. Servers
+    apply it within seconds (they remember a checked key for ten).
+    """
+    chosen = _role(role, "ROLE")
+    if not _keys().set_role(key_id, chosen):
+        err.print(f"[bold red]error:[/] no active key {key_id}", highlight=False)
+        raise typer.Exit(2)
+    out.print(f"key {key_id} is now {chosen}", highlight=False)
 
 
 @keys_app.command("list")

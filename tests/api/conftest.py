@@ -17,6 +17,8 @@ import pytest
 from tests.servers import ROOT, free_port, stop_group, wait_for_port
 
 CHORDFLOW = str(Path(sys.executable).parent / "chordflow")
+#: The roles, lowest first; the session's API has a key of each, named test-<role>.
+ROLES = ("viewer", "operator", "author", "admin")
 
 
 @dataclass
@@ -59,9 +61,12 @@ def api(celery_stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]
     base = tmp_path_factory.mktemp("api")
     env = celery_stack.env()
     keys = {role: make_key(env, f"test-{role}", role)
-            for role in ("viewer", "operator", "admin")}
+            for role in ROLES}
     log = base / "api.log"
-    proc, url = start_api(env, log)
+    # Every test calls from 127.0.0.1, and some send wrong keys on purpose: a budget
+    # the whole session cannot spend (tests/api/test_roles.py checks the limits on an
+    # API of its own).
+    proc, url = start_api({**env, "CHORDFLOW_AUTH_FAILURES_PER_MINUTE": "10000"}, log)
     try:
         yield Api(url, keys, env, log)
     finally:

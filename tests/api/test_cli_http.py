@@ -27,7 +27,7 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def env_for(api: Api, role: str | None = "operator", **extra: str) -> dict[str, str]:
+def env_for(api: Api, role: str | None = "author", **extra: str) -> dict[str, str]:
     env = {k: v for k, v in api.env.items() if k != "CHORDFLOW_API_KEY"}
     env["CHORDFLOW_API_URL"] = api.url
     if role is not None:
@@ -35,7 +35,7 @@ def env_for(api: Api, role: str | None = "operator", **extra: str) -> dict[str, 
     return {**env, **extra}
 
 
-def cli(api: Api, *args: str, role: str | None = "operator", timeout: float = 90,
+def cli(api: Api, *args: str, role: str | None = "author", timeout: float = 90,
         **extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([CHORDFLOW, *args], capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT, env=env_for(api, role, **extra))
@@ -417,7 +417,7 @@ def test_a_viewer_cannot_submit(api: Api, tmp_path: Path) -> None:
     assert "this needs the operator role" in done.stderr and "Traceback" not in done.stderr
     wf = cli(api, "workflows", "create", write(tmp_path, good(unique("cli-viewer"))),
              role="viewer")
-    assert wf.returncode == 2 and "operator role" in wf.stderr
+    assert wf.returncode == 2 and "author role" in wf.stderr
     assert cli(api, "runs", "--limit", "1", role="viewer").returncode == 0
 
 

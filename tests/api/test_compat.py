@@ -16,7 +16,7 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "dialects"
 
 def test_submit_status_get_and_cancel_like_the_original(api: Api) -> None:
     workflow = json.loads((FIXTURES / "dag_engine_readme_2step.json").read_text())
-    with api.client("operator") as client:
+    with api.client("author") as client:
         submitted = client.post("/api/v1/workflows/submit", json=workflow)
         assert submitted.status_code == 200, submitted.text
         body = submitted.json()
@@ -58,7 +58,7 @@ def test_cancel_really_stops_the_run(api: Api, tmp_path) -> None:
         {"step_name": "long", "app": "bash", "params": {"cmd": f"echo $$ > {pidfile}; sleep 30"}},
         {"step_name": "next", "app": "bash", "depends_on": ["long"],
          "params": {"cmd": f"touch {marker}"}}]}
-    with api.client("operator") as client:
+    with api.client("author") as client:
         run_id = client.post("/api/v1/workflows/submit", json=workflow).json()["workflow_id"]
         deadline = time.monotonic() + 30
         while client.get(f"/api/v1/workflows/{run_id}/status").json()["steps"][0][

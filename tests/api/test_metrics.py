@@ -296,7 +296,7 @@ def test_metrics_count_a_run_on_the_workers(api: Api) -> None:
         {"name": "a", "module": "echo", "params": {"x": 1}},
         {"name": "b", "module": "bash", "params": {"cmd": "exit 3"}, "depends_on": ["a"]},
     ]}
-    with api.client("operator") as client:
+    with api.client("author") as client:
         created = client.post("/api/v1/runs", json={"workflow": workflow})
         assert created.status_code == 201, created.text
         run = wait_run(client, created.json()["run_id"])
@@ -333,7 +333,7 @@ def test_queue_length_shows_a_message_no_worker_takes(api: Api) -> None:
     workflow = {"name": unique("metrics-queue"), "steps": [
         {"name": "a", "module": "echo", "params": {"x": 1}, "queue": queue}]}
     broker = redis.Redis.from_url(api.env["CHORDFLOW_BROKER_URL"])
-    with api.client("operator") as client:
+    with api.client("author") as client:
         created = client.post("/api/v1/runs", json={"workflow": workflow})
         assert created.status_code == 201, created.text
         run_id = created.json()["run_id"]

@@ -35,7 +35,7 @@ def two_steps(name: str, cmd: str = "echo hi") -> dict[str, Any]:
 
 
 def test_submit_inspect_and_finish(api: Api) -> None:
-    with api.client("operator") as client:
+    with api.client("author") as client:
         created = client.post("/api/v1/runs", json={"workflow": two_steps(unique("ok")),
                                                     "variables": {"x": 7}})
         assert created.status_code == 201, created.text
@@ -57,7 +57,7 @@ def test_invalid_workflow_names_step_and_field(api: Api) -> None:
     bad = {"name": "bad", "steps": [
         {"name": "a", "module": "nope"},
         {"name": "b", "module": "echo", "depends_on": ["missing"]}]}
-    with api.client("operator") as client:
+    with api.client("author") as client:
         response = client.post("/api/v1/runs", json={"workflow": bad})
         assert response.status_code == 422
         errors = response.json()["errors"]
@@ -77,7 +77,7 @@ def test_invalid_workflow_names_step_and_field(api: Api) -> None:
 
 def test_idempotency_key_returns_the_first_run(api: Api) -> None:
     key = unique("idem")
-    with api.client("operator") as client:
+    with api.client("author") as client:
         first = client.post("/api/v1/runs", json={"workflow": two_steps(unique("i"))},
                             headers={"Idempotency-Key": key})
         again = client.post("/api/v1/runs", json={"workflow": two_steps(unique("i"))},
@@ -90,7 +90,7 @@ def test_idempotency_key_returns_the_first_run(api: Api) -> None:
 
 def test_list_filters_and_paginates(api: Api) -> None:
     name = unique("list")
-    with api.client("operator") as client:
+    with api.client("author") as client:
         ids = [client.post("/api/v1/runs", json={"workflow": two_steps(name)}).json()["run_id"]
                for _ in range(5)]
         for run_id in ids:
@@ -117,7 +117,7 @@ def test_list_filters_and_paginates(api: Api) -> None:
 
 def test_cancel_stops_the_run_and_rerun_starts_from_failed(api: Api, tmp_path) -> None:
     flag = tmp_path / "flag"
-    with api.client("operator") as client:
+    with api.client("author") as client:
         slow = client.post("/api/v1/runs", json={"workflow": {"name": unique("slow"), "steps": [
             {"name": "s", "module": "bash", "params": {"cmd": "sleep 30"}}]}}).json()["run_id"]
         deadline = time.monotonic() + 30
@@ -144,7 +144,7 @@ def test_cancel_stops_the_run_and_rerun_starts_from_failed(api: Api, tmp_path) -
 
 
 def test_events_stream_live_to_the_end(api: Api) -> None:
-    with api.client("operator") as client:
+    with api.client("author") as client:
         run_id = client.post("/api/v1/runs", json={"workflow": {"name": unique("sse"), "steps": [
             {"name": "a", "module": "bash", "params": {"cmd": "sleep 1"}},
             {"name": "b", "module": "echo", "depends_on": ["a"]}]}}).json()["run_id"]
@@ -171,7 +171,7 @@ def test_events_stream_live_to_the_end(api: Api) -> None:
 
 
 def test_logs_and_graph(api: Api) -> None:
-    with api.client("operator") as client:
+    with api.client("author") as client:
         run_id = client.post("/api/v1/runs", json={"workflow": two_steps(
             unique("logs"), "echo out; echo err >&2")}).json()["run_id"]
         wait_run(client, run_id)
@@ -216,7 +216,7 @@ def test_modules_health_ready_and_docs(api: Api) -> None:
 
 @pytest.mark.parametrize("size", [10 * 1024 * 1024])
 def test_body_size_limit(api: Api, size: int) -> None:
-    with api.client("operator") as client:
+    with api.client("author") as client:
         response = client.post("/api/v1/runs", content=b"{" + b" " * size + b"}",
                                headers={"content-type": "application/json"})
         assert response.status_code == 413
@@ -232,7 +232,7 @@ def test_logs_keep_every_attempt_and_the_step_logger(api: Api, tmp_path) -> None
                            f"test $(wc -l < {counter}) -ge 2"}},
         {"name": "each", "module": "echo", "foreach": [1, 2], "params": {"v": "${item}"},
          "depends_on": ["flaky"]}]}
-    with api.client("operator") as client:
+    with api.client("author") as client:
         run_id = client.post("/api/v1/runs", json={"workflow": workflow}).json()["run_id"]
         assert wait_run(client, run_id)["status"] == "succeeded"
         text = client.get(f"/api/v1/runs/{run_id}/logs", params={"step": "flaky"}).text
@@ -248,7 +248,7 @@ def test_a_chunked_body_over_the_limit_gets_413(api: Api) -> None:
             yield b"x" * 1024
         yield b'"}'
 
-    with api.client("operator") as client:
+    with api.client("author") as client:
         response = client.post("/api/v1/runs", content=chunks(),
                                headers={"content-type": "application/json"})
     assert response.status_code == 413, response.text

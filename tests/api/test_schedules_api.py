@@ -29,11 +29,13 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def stored_workflow(client: httpx.Client) -> str:
+def stored_workflow(api: Api) -> str:
+    """A stored workflow, written by an author: operators schedule what authors store."""
     name = unique("sched")
     document = {"name": name, "variables": {"x": 1},
                 "steps": [{"name": "a", "module": "echo", "params": {"x": "${variables.x}"}}]}
-    response = client.post("/api/v1/workflows", json=document)
+    with api.client("author") as author:
+        response = author.post("/api/v1/workflows", json=document)
     assert response.status_code == 201, response.text
     return name
 
@@ -72,7 +74,7 @@ def beat(api: Api, tmp_path: Path) -> Iterator[None]:
 
 def test_roles_validation_and_crud(api: Api) -> None:
     with api.client("operator") as op, api.client("viewer") as viewer:
-        name = stored_workflow(op)
+        name = stored_workflow(api)
         refused = viewer.post(BASE, json={"workflow": name, "interval_seconds": 60})
         assert refused.status_code == 403, refused.text
         assert api.client(None).get(BASE).status_code == 401
@@ -149,7 +151,7 @@ def test_tick_called_directly_submits_a_run(api: Api, tmp_path: Path) -> None:
     service = RunService.celery(settings)
     try:
         with api.client("operator") as op:
-            name = stored_workflow(op)
+            name = stored_workflow(api)
             sid = create(op, workflow=name, interval_seconds=1, variables={"x": 2})["id"]
             try:
                 at = time.time() + 1.5
@@ -168,7 +170,7 @@ def test_tick_called_directly_submits_a_run(api: Api, tmp_path: Path) -> None:
 
 def test_beat_fires_an_interval_schedule_and_pause_stops_it(api: Api, beat: None) -> None:
     with api.client("operator") as op:
-        name = stored_workflow(op)
+        name = stored_workflow(api)
         sid = create(op, workflow=name, interval_seconds=1)["id"]
         try:
             scheduled = wait_until(
@@ -195,8 +197,7 @@ def cli(api: Api, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_cli_create_list_pause_resume_delete(api: Api) -> None:
-    with api.client("operator") as op:
-        name = stored_workflow(op)
+    name = stored_workflow(api)
     done = cli(api, "schedules", "create", name, "--every", "3600", "--var", "x=3", "--json")
     assert done.returncode == 0, done.stderr
     created = json.loads(done.stdout)

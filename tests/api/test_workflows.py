@@ -53,12 +53,12 @@ def audit_entries(api: Api, target: str) -> list[dict[str, Any]]:
 def test_create_list_and_get(api: Api) -> None:
     name = unique("create")
     document = doc(name)
-    with api.client("operator") as client:
+    with api.client("author") as client:
         body = create(client, document)
         assert (body["name"], body["version"], body["enabled"], body["deleted"]) == \
             (name, 1, True, False)
         assert body["document"] == document and body["digest"].startswith("sha256:")
-        assert body["created_by"] == "test-operator" and body["created_at"]
+        assert body["created_by"] == "test-author" and body["created_at"]
         again = client.post(BASE, json=doc(name, 2))
         assert again.status_code == 409, again.text
         listed = client.get(BASE).json()["workflows"]
@@ -77,7 +77,7 @@ def test_an_invalid_workflow_is_not_stored(api: Api) -> None:
     bad = {"name": name, "steps": [
         {"name": "a", "module": "nope"},
         {"name": "b", "module": "echo", "depends_on": ["missing"]}]}
-    with api.client("operator") as client:
+    with api.client("author") as client:
         response = client.post(BASE, json=bad)
         assert response.status_code == 422, response.text
         located = {(e["step"], e["field"]) for e in response.json()["errors"]}
@@ -91,7 +91,7 @@ def test_an_invalid_workflow_is_not_stored(api: Api) -> None:
 
 def test_every_update_is_a_new_version(api: Api) -> None:
     name = unique("versions")
-    with api.client("operator") as client:
+    with api.client("author") as client:
         create(client, doc(name, 1))
         second = client.put(f"{BASE}/{name}", json=doc(name, 2))
         assert second.status_code == 200, second.text
@@ -105,7 +105,7 @@ def test_every_update_is_a_new_version(api: Api) -> None:
         assert len({v["digest"] for v in versions["versions"]}) == 3
         two = client.get(f"{BASE}/{name}/versions/2").json()
         assert two["version"] == 2 and two["document"] == doc(name, 2)
-        assert two["created_by"] == "test-operator"
+        assert two["created_by"] == "test-author"
         assert client.get(f"{BASE}/{name}/versions/9").status_code == 404
         assert client.get(f"{BASE}/{unique('none')}/versions/1").status_code == 404
         listed = [w for w in client.get(BASE).json()["workflows"] if w["name"] == name]
@@ -115,11 +115,11 @@ def test_every_update_is_a_new_version(api: Api) -> None:
 
 def test_concurrent_updates_get_distinct_versions(api: Api) -> None:
     name = unique("concurrent")
-    with api.client("operator") as client:
+    with api.client("author") as client:
         create(client, doc(name))
 
     def update(i: int) -> int:
-        with api.client("operator") as c:
+        with api.client("author") as c:
             response = c.put(f"{BASE}/{name}", json=doc(name, i))
             assert response.status_code == 200, response.text
             return int(response.json()["version"])
@@ -143,7 +143,7 @@ def test_diff_between_versions(api: Api) -> None:
         {"name": "a", "module": "echo", "params": {"x": 2}, "retries": 3},
         {"name": "keep", "module": "echo"},
         {"name": "c", "module": "echo", "depends_on": ["a"]}]}
-    with api.client("operator") as client:
+    with api.client("author") as client:
         create(client, v1)
         client.put(f"{BASE}/{name}", json=v2).raise_for_status()
         response = client.get(f"{BASE}/{name}/diff", params={"from": 1, "to": 2})
@@ -174,7 +174,7 @@ def test_a_stored_workflow_runs_to_completion(api: Api) -> None:
         {"name": "a", "module": "echo", "params": {"say": "${variables.greeting}"}}]}
     v2 = {**v1, "steps": [{"name": "a", "module": "echo",
                            "params": {"say": "${variables.greeting}", "v": 2}}]}
-    with api.client("operator") as client:
+    with api.client("author") as client:
         create(client, v1)
         client.put(f"{BASE}/{name}", json=v2).raise_for_status()
         created = client.post(f"{BASE}/{name}/runs", json={"variables": {"greeting": "yo"}})
@@ -204,7 +204,7 @@ def test_a_stored_workflow_runs_to_completion(api: Api) -> None:
 def test_run_honours_the_idempotency_key(api: Api) -> None:
     name = unique("idem")
     key = unique("key")
-    with api.client("operator") as client:
+    with api.client("author") as client:
         create(client, doc(name))
         first = client.post(f"{BASE}/{name}/runs", json={}, headers={"Idempotency-Key": key})
         assert first.status_code == 201, first.text
@@ -219,7 +219,7 @@ def test_other_dialects_run_under_the_stored_name(api: Api) -> None:
         {"step_name": "first", "app": "echo", "params": {"who": "${who}"}}]}
     procedures = {"name": unique("procedures"), "procedures": [
         {"name": "p", "mod": "echo", "method": "run", "params": {"n": 5}}]}
-    with api.client("operator") as client:
+    with api.client("author") as client:
         for document, outputs in ((dag, {"who": "dag"}), (procedures, {"n": 5})):
             name = unique("dialect")
             created = client.post(BASE, json=document)
@@ -237,7 +237,7 @@ def test_other_dialects_run_under_the_stored_name(api: Api) -> None:
 
 def test_disabled_workflows_do_not_run(api: Api) -> None:
     name = unique("disabled")
-    with api.client("operator") as client:
+    with api.client("author") as client:
         create(client, doc(name))
         disabled = client.post(f"{BASE}/{name}/disable")
         assert disabled.status_code == 200 and disabled.json()["enabled"] is False
@@ -260,7 +260,7 @@ def test_disabled_workflows_do_not_run(api: Api) -> None:
 
 def test_deleted_workflows_are_gone_but_kept(api: Api) -> None:
     name = unique("deleted")
-    with api.client("operator") as client:
+    with api.client("author") as client:
         first = create(client, doc(name))
         client.put(f"{BASE}/{name}", json=doc(name, 2)).raise_for_status()
         deleted = client.delete(f"{BASE}/{name}")
@@ -289,7 +289,7 @@ def test_deleted_workflows_are_gone_but_kept(api: Api) -> None:
 
 def test_rename_then_run_by_the_new_name(api: Api) -> None:
     name, new_name, other = unique("old"), unique("new"), unique("taken")
-    with api.client("operator") as client:
+    with api.client("author") as client:
         first = create(client, doc(name))
         client.put(f"{BASE}/{name}", json=doc(name, 2)).raise_for_status()
         create(client, doc(other))
@@ -317,7 +317,7 @@ def test_rename_then_run_by_the_new_name(api: Api) -> None:
 
 def test_viewers_read_and_cannot_change(api: Api) -> None:
     name = unique("roles")
-    with api.client("operator") as client:
+    with api.client("author") as client:
         create(client, doc(name))
         client.put(f"{BASE}/{name}", json=doc(name, 2)).raise_for_status()
     with api.client("viewer") as viewer:
@@ -347,7 +347,7 @@ def test_viewers_read_and_cannot_change(api: Api) -> None:
 
 def test_every_change_is_audited(api: Api) -> None:
     name, new_name = unique("audited"), unique("audited-new")
-    with api.client("operator") as client:
+    with api.client("author") as client:
         create(client, doc(name))
         client.put(f"{BASE}/{name}", json=doc(name, 2)).raise_for_status()
         client.post(f"{BASE}/{name}/disable").raise_for_status()
@@ -365,8 +365,8 @@ def test_every_change_is_audited(api: Api) -> None:
     new = audit_entries(api, new_name)
     assert [e["action"] for e in new] == ["workflow.rename", "workflow.delete",
                                           "workflow.create", "workflow.disable"]
-    assert new[0]["details"]["old_name"] == name and new[0]["who"] == "test-operator"
-    assert new[0]["role"] == "operator" and new[0]["path"] == f"{BASE}/{name}/rename"
+    assert new[0]["details"]["old_name"] == name and new[0]["who"] == "test-author"
+    assert new[0]["role"] == "author" and new[0]["path"] == f"{BASE}/{name}/rename"
     submitted = audit_entries(api, run_id)
     assert [e["action"] for e in submitted] == ["run.submit"]
     assert submitted[0]["details"]["workflow"] == new_name

@@ -43,7 +43,7 @@ def read_events(response: httpx.Response, stop_after: int | None = None
 
 def test_sigterm_closes_event_streams_and_last_event_id_resumes(fresh, service, tmp_path):
     env = fresh.env()
-    key = make_key(env, "faults-viewer", "operator")
+    key = make_key(env, "faults-viewer", "author")
     headers = {"Authorization": f"Bearer {key}"}
     fresh.start_worker("w1")
     proc, url = start_api(env, tmp_path / "api1.log")

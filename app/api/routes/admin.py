@@ -1,4 +1,7 @@
-"""Admin endpoints: API keys and the audit log."""
+"""Admin endpoints: API keys (create, list, change role, revoke) and the audit log.
+
+Roles (``app.api.security``): every endpoint here needs an admin key.
+"""
 
 from __future__ import annotations
 
@@ -45,6 +48,23 @@ def create_key(request: Request, body: KeyCreate, principal: Admin) -> KeyCreate
 def list_keys(request: Request, _: Admin) -> list[dict[str, Any]]:
     """Every key (never its secret or hash)."""
     return request.app.state.keys.list()  # type: ignore[no-any-return]
+
+
+class KeyRole(BaseModel):
+    role: Role = Field(description="The key's new role.")
+
+
+@router.patch("/keys/{key_id}", response_model=KeyOut,
+              responses={404: {"description": "No active key."}})
+def change_key_role(request: Request, key_id: str, body: KeyRole,
+                    principal: Admin) -> dict[str, Any]:
+    """Give a key another role (e.g. ``author`` to an operator key that submits inline
+    code): this process at once, every other within seconds."""
+    keys = request.app.state.keys
+    if not keys.set_role(key_id, body.role):
+        raise HTTPException(404, f"no active key {key_id}")
+    audit(request, principal, "key.role", key_id, role=str(body.role))
+    return keys.get(key_id)  # type: ignore[no-any-return]
 
 
 @router.delete("/keys/{key_id}", status_code=204, responses={404: {"description": "No "

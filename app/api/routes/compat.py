@@ -4,6 +4,10 @@ response fields, so its clients keep working.
 Its "workflow id" is a run id here. ``GET /api/v1/workflows/{id}`` answers with the run
 when ``id`` is one, else with the stored workflow of that name (see workflows.py).
 Unlike the original, cancel really stops the run: running steps are terminated.
+
+Roles (``app.api.security``): status and documents need a viewer key; submit and cancel
+an operator key, and a submitted workflow is inline, so an operator's may use only the
+modules of ``CHORDFLOW_OPERATOR_MODULES`` (an author's any: see ``runs.submit_run``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Validate a workflow without running it; list the step modules."""
+"""Validate a workflow without running it; list the step modules.
+
+Roles (``app.api.security``): both need a viewer key: validating runs nothing, and
+whoever may read may check a workflow before an author stores it.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,11 @@
-"""Runs: submit, list, inspect, cancel, re-run, follow (SSE), logs and graph."""
+"""Runs: submit, list, inspect, cancel, re-run, follow (SSE), logs and graph.
+
+Roles (``app.api.security``): reading a run (list, get, events, logs, graph) needs a
+viewer key; submitting, cancelling and re-running an operator key. A submission of a
+stored workflow runs whatever its modules; an inline one from an operator may use only
+the modules of ``CHORDFLOW_OPERATOR_MODULES`` (``app.api.inline_policy``), an author's
+any. A re-run repeats a plan someone already submitted, so it is not checked again.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +22,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from app.api.audit import audit
+from app.api.inline_policy import check_inline
 from app.api.schemas import (
     GraphEdge,
     GraphNode,
@@ -71,6 +79,8 @@ def submit_run(request: Request, principal: Principal, body: RunCreate,
         assert body.name is not None
         workflow = load_data(request.app.state.library.runnable(body.name, body.version))
     plan = service.engine.compile(workflow)
+    if body.workflow is not None:  # inline: an operator may use only some modules
+        check_inline(principal, plan, request.app.state.operator_modules)
     plan.effective_variables(body.variables)  # unknown variables: 422 before anything
     run_id = None
     if idempotency_key:

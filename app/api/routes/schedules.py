@@ -5,6 +5,12 @@ and run now. The schedules are fired by Celery beat's tick (``chordflow worker
 --beat``), not by the API: see ``app.schedules`` for the design. Every change is
 audited (``schedule.create``, ``schedule.update``, ``schedule.delete``,
 ``schedule.trigger``).
+
+Roles (``app.api.security``): reading needs a viewer key; creating, changing, deleting
+and triggering an operator key. A schedule names a stored workflow and never holds a
+definition, so it lets an operator do later only what it may do now: run a stored
+workflow an author wrote, with variables (a disabled one's runs fail until an author
+enables it).
 """
 
 from __future__ import annotations

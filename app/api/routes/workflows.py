@@ -5,6 +5,11 @@ rename, enable/disable, versions, diff between versions, and runs by name.
 read runs there); it answers with ``stored_workflow`` when ``name`` is not a run id.
 The document of a workflow is stored exactly as sent; the path names the workflow,
 so a document's own ``name`` only matters on create (it names the new workflow).
+
+Roles (``app.api.security``): reading (list, versions, diff) needs a viewer key; running
+a stored, enabled workflow (``POST /workflows/{name}/runs``) an operator key, whatever
+its modules, since an author wrote it; everything that changes what is stored or
+whether it may run (create, update, delete, rename, enable, disable) an author key.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from app.api.library import (
 )
 from app.api.routes.runs import submit_run
 from app.api.schemas import RunCreate, RunCreated
-from app.api.security import AUTH_RESPONSES, Operator, Principal, Viewer
+from app.api.security import AUTH_RESPONSES, Author, Operator, Principal, Viewer
 from app.engine.report import iso
 from app.errors import ValidationFailed
 from app.workflow.loader import load_data
@@ -188,7 +193,7 @@ def _taken(exc: WorkflowExists) -> HTTPException:
 
 @router.post("/workflows", status_code=201, response_model=StoredWorkflow,
              responses={**_TAKEN, **_INVALID})
-def create_workflow(request: Request, principal: Operator,
+def create_workflow(request: Request, principal: Author,
                     document: WorkflowDocument) -> StoredWorkflow:
     """Store a new workflow, named by its document, as version 1."""
     name = validated(request, document).name
@@ -211,7 +216,7 @@ def list_workflows(request: Request, _: Viewer,
 
 @router.put("/workflows/{workflow_id}", response_model=StoredWorkflow,
             responses={**_MISSING, **_INVALID})
-def update_workflow(request: Request, name: PathName, principal: Operator,
+def update_workflow(request: Request, name: PathName, principal: Author,
                     document: WorkflowDocument) -> StoredWorkflow:
     """Store ``document`` as the next version of ``name``; every earlier one is kept.
     Each call makes a version, even of an identical document (compare the digests)."""
@@ -223,7 +228,7 @@ def update_workflow(request: Request, name: PathName, principal: Operator,
 
 
 @router.delete("/workflows/{workflow_id}", response_model=WorkflowInfo, responses=_MISSING)
-def delete_workflow(request: Request, name: PathName, principal: Operator) -> WorkflowInfo:
+def delete_workflow(request: Request, name: PathName, principal: Author) -> WorkflowInfo:
     """Soft delete: no longer listed or runnable, and the name is free; versions kept."""
     entry = library_of(request).delete(name)
     audit(request, principal, "workflow.delete", name, version=entry.latest,
@@ -236,7 +241,7 @@ def delete_workflow(request: Request, name: PathName, principal: Operator) -> Wo
 @router.post("/workflows/{name}/rename", response_model=WorkflowInfo,
              responses={**_MISSING, **_TAKEN})
 def rename_workflow(request: Request, name: str, body: RenameRequest,
-                    principal: Operator) -> WorkflowInfo:
+                    principal: Author) -> WorkflowInfo:
     """Rename; versions and history stay with the workflow. Later runs carry the new
     name."""
     try:
@@ -257,13 +262,13 @@ def _set_enabled(request: Request, name: str, principal: Principal,
 
 
 @router.post("/workflows/{name}/enable", response_model=WorkflowInfo, responses=_MISSING)
-def enable_workflow(request: Request, name: str, principal: Operator) -> WorkflowInfo:
+def enable_workflow(request: Request, name: str, principal: Author) -> WorkflowInfo:
     """Allow runs of ``name`` again."""
     return _set_enabled(request, name, principal, True)
 
 
 @router.post("/workflows/{name}/disable", response_model=WorkflowInfo, responses=_MISSING)
-def disable_workflow(request: Request, name: str, principal: Operator) -> WorkflowInfo:
+def disable_workflow(request: Request, name: str, principal: Author) -> WorkflowInfo:
     """Refuse new runs of ``name`` (409) until it is enabled; runs under way go on."""
     return _set_enabled(request, name, principal, False)
 
