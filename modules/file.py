@@ -1,7 +1,10 @@
 """``file``: read and write JSON, YAML, CSV and text files.
 
 The format comes from ``format`` or else the extension. Relative paths are relative to
-the step's scratch directory, like a ``bash`` step's working directory. CSV reads give
+the step's scratch directory, like a ``bash`` step's working directory, and every path
+must stay inside the run's scratch directory or an admin's root (``CHORDFLOW_FILE_ROOTS``;
+modules/paths.py, symbolic links resolved); the outputs' ``path`` is the resolved one.
+CSV reads give
 a list of dicts of strings (CSV has no types); CSV writes take a list of dicts and use
 the union of their keys, in order of first appearance, as the header.
 """
@@ -18,9 +21,12 @@ import yaml
 
 from app.errors import StepFailed
 from modules.context import StepContext
+from modules.paths import confine
 from modules.registry import StepModule
 
-module = StepModule("file", "Read and write JSON, YAML, CSV and text files.")
+#: runs_code=False: it reads and writes data in the step's scratch directory and the
+#: admin's roots; nothing the caller wrote runs.
+module = StepModule("file", "Read and write JSON, YAML, CSV and text files.", runs_code=False)
 
 Format = Literal["json", "yaml", "csv", "text"]
 _EXTENSIONS: dict[str, Format] = {
@@ -28,11 +34,6 @@ _EXTENSIONS: dict[str, Format] = {
     ".txt": "text", ".text": "text", ".log": "text", ".md": "text", ".conf": "text",
     ".ini": "text", ".cfg": "text", ".html": "text", ".xml": "text", ".sh": "text",
 }
-
-
-def _resolve(ctx: StepContext, path: str) -> Path:
-    p = Path(path).expanduser()
-    return p if p.is_absolute() else ctx.workdir / p
 
 
 def _format(path: Path, given: Format | None) -> Format:
@@ -53,11 +54,12 @@ def read(
 ) -> dict[str, Any]:
     """Read a file; outputs data (parsed), path and size.
 
-    path: the file (relative to the step's scratch directory).
+    path: the file (relative to the step's scratch directory); inside the run's
+        scratch directory or CHORDFLOW_FILE_ROOTS.
     format: json, yaml, csv or text; defaults to the extension's.
     encoding: text encoding.
     """
-    target = _resolve(ctx, path)
+    target = confine(ctx, path, "path")
     fmt = _format(target, format)
     try:
         text = target.read_text(encoding=encoding)
@@ -88,12 +90,13 @@ def write(
 ) -> dict[str, Any]:
     """Write data to a file; outputs path and size.
 
-    path: the file (relative to the step's scratch directory).
+    path: the file (relative to the step's scratch directory); inside the run's
+        scratch directory or CHORDFLOW_FILE_ROOTS.
     data: what to write; a list of dicts for CSV.
     format: json, yaml, csv or text; defaults to the extension's.
     mkdirs: create missing parent directories.
     """
-    target = _resolve(ctx, path)
+    target = confine(ctx, path, "path")
     fmt = _format(target, format)
     if fmt == "json":
         text = json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n"

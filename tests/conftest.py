@@ -28,7 +28,7 @@ from app.workflow.loader import load_data
 from app.workflow.models import Workflow
 from modules.registry import Registry
 from tests.servers import (
-    TEST_SECRET,
+    TEST_SECRETS,
     celery_worker,
     free_port,
     mongo_server,
@@ -41,7 +41,10 @@ Runner = Callable[..., dict[str, Any]]
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(workdir=tmp_path / "work")
+    """Confined like a worker (local runs are not by default), with the test's own
+    directory as the admin's root: a test's files live there, and the scratch
+    directories inside it are still refused to every other run."""
+    return Settings(workdir=tmp_path / "work", file_roots=[tmp_path], embedded_confined=True)
 
 
 @pytest.fixture
@@ -67,16 +70,20 @@ class CeleryStack:
     db: str
     workdir: Path
     logs: Path
+    #: The workers' CHORDFLOW_FILE_ROOTS: where the tests' files (their tmp_path) are.
+    file_roots: Path | None = None
     _service: Any = None
 
     def env(self, **extra: str) -> dict[str, str]:
-        return worker_env(self.broker, self.mongo, self.db, self.workdir, **extra)
+        roots = {"CHORDFLOW_FILE_ROOTS": str(self.file_roots)} if self.file_roots else {}
+        return worker_env(self.broker, self.mongo, self.db, self.workdir,
+                          **{**roots, **extra})
 
     def settings(self) -> Settings:
         # The workers' secrets: a submitter checks that those a workflow names exist.
         return Settings(broker_url=self.broker, mongo_url=self.mongo, mongo_db=self.db,
                         workdir=self.workdir, visibility_timeout=30,
-                        secrets={"api_token": TEST_SECRET})
+                        secrets=dict(TEST_SECRETS))
 
     def service(self) -> Any:
         """One client for the stack (closed with it)."""
@@ -98,7 +105,7 @@ def celery_stack(mongo_url: str, tmp_path_factory: pytest.TempPathFactory
     base = tmp_path_factory.mktemp("celery")
     with redis_server() as (broker, port, _):
         stack = CeleryStack(broker, port, mongo_url, f"c{uuid.uuid4().hex[:10]}",
-                            base / "work", base)
+                            base / "work", base, tmp_path_factory.getbasetemp())
         with celery_worker(stack.env(), "w1", "--concurrency", "4", log=base / "w1.log"), \
                 celery_worker(stack.env(), "w2", "--pool", "threads", "--concurrency", "4",
                               log=base / "w2.log"):

@@ -124,6 +124,11 @@ def mongo_server() -> Iterator[str]:
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_SECRET = "tok-3141592653-secret"
+#: A secret that is a shell trap: pasted into a command it would create files and break
+#: the quoting (tests/security/test_injection.py checks it is inserted as text).
+TEST_SHELL_SECRET = "x$(touch pwned)`touch pwned2`'y"
+#: Every secret the test workers have.
+TEST_SECRETS = {"api_token": TEST_SECRET, "shell_trap": TEST_SHELL_SECRET}
 
 
 def worker_env(broker: str, mongo: str, db: str, workdir: Path, **extra: str) -> dict[str, str]:
@@ -141,7 +146,7 @@ def worker_env(broker: str, mongo: str, db: str, workdir: Path, **extra: str) ->
         "CHORDFLOW_UNACKED_RESTORE_INTERVAL": "1",
         "C_FORCE_ROOT": "1",
         # A configured secret, for the tests that check it is never recorded in clear.
-        "CHORDFLOW_SECRETS": json.dumps({"api_token": TEST_SECRET}),
+        "CHORDFLOW_SECRETS": json.dumps(TEST_SECRETS),
         **extra,
     }
 

@@ -107,3 +107,93 @@ def test_unclosed_reference_is_an_error():
 def test_unresolvable_reference_is_an_error(text, message):
     with pytest.raises(ReferenceResolutionError, match=message):
         render(text)
+
+
+# -- shell code: references are inserted quoted unless marked raw ----------------------
+
+SHELL_SCOPE = {"variables": {"word": "hello", "spaced": "a b", "evil": "'; echo INJECTED; '",
+                             "sub": "$(id)", "n": 3, "argv": ["ls", "-l"], "empty": "",
+                             "obj": {"k": "v w"}, "code": "echo one; echo two"}}
+
+
+def shell(value):
+    return compile_template(value, shell=True).render(resolve_in(SHELL_SCOPE))
+
+
+def test_shell_code_inserts_each_reference_quoted():
+    assert shell("echo ${variables.word}") == "echo hello"  # a plain word is unchanged
+    assert shell("echo ${variables.spaced}!") == "echo 'a b'!"
+    assert shell("echo X=${variables.evil}") == "echo X=''\"'\"'; echo INJECTED; '\"'\"''"
+    assert shell("echo ${variables.sub} ${variables.n}") == "echo '$(id)' 3"
+    assert shell("echo [${variables.empty}]") == "echo ['']"
+    assert shell("echo ${variables.obj}") == "echo '{\"k\": \"v w\"}'"
+
+
+def test_shell_code_raw_marker_inserts_code():
+    assert shell("${variables.word} ${raw:variables.code}") == "hello echo one; echo two"
+    assert shell("echo ${ raw: variables.spaced }") == "echo a b"
+    node = compile_template("x ${raw:steps.a.outputs.c}", shell=True)
+    assert [r.text for r in node.references()] == ["steps.a.outputs.c"]
+
+
+def test_shell_code_whole_string_reference_is_quoted_unless_raw():
+    assert shell("${variables.code}") == "'echo one; echo two'"
+    assert shell("${raw:variables.code}") == "echo one; echo two"
+    assert shell("${variables.n}") == "3"
+    assert shell("${variables.argv}") == ["ls", "-l"]  # a list is argv: run without a shell
+
+
+def test_shell_code_escape_and_literals_stay_as_written():
+    assert shell("X=1; echo $${X} ${variables.spaced}") == "X=1; echo ${X} 'a b'"
+    assert shell("echo 'literal; text'") == "echo 'literal; text'"
+    assert shell(["printf", "%s", "${variables.evil}"]) == ["printf", "%s",
+                                                            SHELL_SCOPE["variables"]["evil"]]
+
+
+def test_raw_marker_outside_shell_code_is_an_error():
+    with pytest.raises(TemplateSyntaxError, match="only in parameters that are shell code"):
+        compile_template({"msg": "hi ${raw:variables.word}"}, "params")
+    with pytest.raises(TemplateSyntaxError, match="empty reference"):
+        compile_template("echo ${raw:}", shell=True)
+
+
+NASTY = ["'; echo INJECTED; '", '"; echo INJECTED; "', "$(echo INJECTED)", "`echo INJECTED`",
+         "a\\\necho INJECTED", "\\", "x' ; echo INJECTED ; '", "$HOME", "a\nEOX", "#!*?[a]~"]
+
+
+@pytest.mark.parametrize(("template", "expected"), [
+    ("printf '%s\\n' ${variables.v}", "{v}"),
+    ('printf "%s\\n" "hi ${variables.v}!"', "hi {v}!"),
+    ("printf '%s\\n' 'hi ${variables.v}!'", "hi {v}!"),
+    ('printf "%s\\n" "$(printf %s ${variables.v})"', "{v}"),
+    ('printf "%s\\n" "`printf %s ${variables.v}`"', "{v}"),
+    ('printf "%s\\n" "`printf %s "${variables.v}"`"', "{v}"),
+    ("printf '%s\\n' \"$(printf %s \"`printf %s ${variables.v}`\")\"", "{v}"),
+    ("cat <<EOF\nv=${variables.v}\nEOF", "v={v}"),
+    ("cat <<'EOF'\nv=${variables.v} $HOME\nEOF", "v={v} $HOME"),
+    ("cat <<-EOF\n\tv=${variables.v}\n\tEOF", "v={v}"),
+    ("# note ${variables.v}\necho done", "done"),
+])
+@pytest.mark.parametrize("value", NASTY)
+@pytest.mark.parametrize("sh", ["/bin/sh", "bash"])
+def test_shell_quoting_holds_wherever_the_reference_stands(template, expected, value, sh):
+    """Each command really runs in a shell (/bin/sh, and bash, which is /bin/sh on some
+    hosts): the value comes back as text, nothing of it runs."""
+    import shutil
+    import subprocess
+
+    if shutil.which(sh) is None:
+        pytest.skip(f"{sh} is not installed")
+    cmd = compile_template(template, shell=True).render(resolve_in({"variables": {"v": value}}))
+    done = subprocess.run([sh, "-c", cmd], capture_output=True, text=True, timeout=10)
+    assert (done.returncode, done.stdout) == (0, expected.replace("{v}", value) + "\n"), cmd
+
+
+def test_shell_quoting_refuses_what_it_cannot_quote():
+    with pytest.raises(TemplateSyntaxError, match="parameter expansion"):
+        compile_template("echo $${X:-${variables.v}}", "params.cmd", shell=True)
+    with pytest.raises(TemplateSyntaxError, match="here-document"):
+        compile_template("cat <<${variables.v}\nx\n", "params.cmd", shell=True)
+    node = compile_template("cat <<EOF\n${variables.v}\nEOF", shell=True)
+    with pytest.raises(ReferenceResolutionError, match="delimiter of the here-document"):
+        node.render(resolve_in({"variables": {"v": "a\nEOF\necho INJECTED"}}))

@@ -156,7 +156,8 @@ def test_workers_on_two_hosts_serve_their_own_queues(tmp_path: Path) -> None:
             {"name": "first", "module": "bash", "queue": "q-host-a",
              "params": {"cmd": "hostname"}},
             {"name": "second", "module": "bash", "queue": "q-host-b",
-             "params": {"cmd": "hostname; echo from ${steps.first.outputs.stdout}"}},
+             # The output is inserted quoted, its newline too: printf keeps one.
+             "params": {"cmd": "hostname; printf 'from %s' ${steps.first.outputs.stdout}"}},
             {"name": "third", "module": "echo", "queue": "q-host-a",
              "params": {"b": "${steps.second.outputs.stdout}"}},
         ]}

@@ -5,6 +5,8 @@ a reference to a secret that does not exist is refused before anything runs."""
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from app.engine.state import RunStatus
@@ -32,8 +34,12 @@ def test_a_secret_reaches_a_step_only_through_its_own_reference(celery_stack):
     service = celery_stack.service()
     run_id = service.submit(load_data({"name": "secret-env", "steps": [
         {"name": "use", "module": "bash",
-         "params": {"cmd": 'test "$TOKEN" = "$EXPECTED" && echo same',
-                    "env": {"TOKEN": "${secrets.api_token}", "EXPECTED": TEST_SECRET}}}]}))
+         # Compared by digest: the secret itself must not appear in any stored document
+         # (tests/api/test_security.py scans them all).
+         "params": {"cmd": 'test "$(printf %s "$TOKEN" | sha256sum)" = "$EXPECTED  -" '
+                           '&& echo same',
+                    "env": {"TOKEN": "${secrets.api_token}",
+                            "EXPECTED": hashlib.sha256(TEST_SECRET.encode()).hexdigest()}}}]}))
     assert service.wait(run_id, timeout=60) is RunStatus.SUCCEEDED
     report = service.report(run_id)
     assert report["steps"]["use"]["outputs"]["stdout"] == "same\n"
