@@ -22,6 +22,9 @@ from app.engine.state import RUN_FINISHED, RunStatus
 from app.errors import StoreUnavailable
 from app.workflow.models import Workflow
 
+#: Elements of a ``foreach`` the API or the CLI expands itself; a longer list is
+#: expanded by a worker.
+EXPAND_HERE_MAX = 1000
 #: With an announcement to wake it, a waiter still reads the store this often.
 STORE_CHECK_SECONDS = 2.0
 
@@ -48,8 +51,11 @@ class RunService:
 
         settings = settings or get_settings()
         celery_app = app if settings == get_settings() else make_celery(settings)
-        return cls(build_engine(celery_app, settings, patience=patience),
-                   FinishedSignal(celery_app))
+        engine = build_engine(celery_app, settings, patience=patience)
+        # A long foreach released here is expanded by a worker: a submission answers
+        # in the time of one message, not of one per element.
+        engine.expand_elsewhere = EXPAND_HERE_MAX
+        return cls(engine, FinishedSignal(celery_app))
 
     def submit(self, workflow: Workflow | Plan, variables: Mapping[str, Any] | None = None,
                *, trigger: str = "manual", run_id: str | None = None) -> str:

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from app.errors import StepCancelled, StepTimeout
+from app.workflow.limits import Limits
+from modules.limits import Captured
 
 #: What a step's processes inherit of the worker's environment (see ``step_environment``).
 BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
@@ -65,10 +67,14 @@ class StepContext:
     cancel_event: threading.Event = field(default_factory=threading.Event)
     item_index: int | None = None
     workflow: str = ""
-    #: What the attempt printed and logged, as (time, stream, text): the engine stores
-    #: it with the run when the attempt ends, so ``chordflow logs`` reads it from any
-    #: host. Modules add to it with ``capture``; ``logger`` messages land here too.
-    captured: list[tuple[float, str, str]] = field(default_factory=list)
+    #: What the attempt printed and logged: the engine stores it with the run when the
+    #: attempt ends, so ``chordflow logs`` reads it from any host. Modules add to it
+    #: with ``capture``; ``logger`` messages land here too. Bounded by ``limits.logs``
+    #: (its head and tail kept, see modules/limits.py): the engine makes both.
+    captured: Captured = field(default_factory=Captured)
+    #: What the step may leave behind: a module that returns what it read or printed
+    #: (bash's stdout) keeps it within ``limits.outputs``.
+    limits: Limits = field(default_factory=Limits)
     #: Who runs the attempt (a Celery worker's node name, or host:pid).
     worker: str = ""
     #: The attempt's lease, where there are leases (Celery): once it is lost, another
@@ -76,6 +82,10 @@ class StepContext:
     lease: AttemptLease | None = None
     #: The environment the step's subprocesses start from (its own ``env`` is added).
     base_env: Mapping[str, str] = field(default_factory=step_environment)
+    #: Where the step's local paths may lead besides its run's scratch directory (the
+    #: admin's ``CHORDFLOW_FILE_ROOTS``); None: anywhere (a local embedded run). Modules
+    #: check their path params with ``modules.paths.confine``.
+    file_roots: tuple[Path, ...] | None = None
 
     @property
     def abandoned(self) -> bool:
@@ -84,15 +94,23 @@ class StepContext:
 
     def capture(self, stream: str, text: str) -> None:
         """Keep a stream's output ("stdout", "stderr") or a message ("log")."""
-        if text:
-            self.captured.append((time.time(), stream, text))
+        self.captured.add(stream, text)
+
+    @property
+    def scratch_root(self) -> Path:
+        """The parent of every run's scratch directory."""
+        return Path(self.workdir_root or Path(tempfile.gettempdir()) / "chordflow")
+
+    @property
+    def run_dir(self) -> Path:
+        """The run's scratch directory: its steps' directories are inside it."""
+        return self.scratch_root / self.run_id
 
     @property
     def workdir(self) -> Path:
         """This step's scratch directory, created on first use (most steps need none)."""
-        root = Path(self.workdir_root or Path(tempfile.gettempdir()) / "chordflow")
         name = self.step if self.item_index is None else f"{self.step}-{self.item_index}"
-        path = root / self.run_id / name
+        path = self.run_dir / name
         path.mkdir(parents=True, exist_ok=True)
         return path
 
@@ -114,8 +132,7 @@ class CapturingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
     """A step's logger: each message goes to the worker's log (with run id and step)
     and to the step's captured output."""
 
-    def __init__(self, logger: logging.Logger, ctx_extra: dict[str, Any],
-                 sink: list[tuple[float, str, str]]):
+    def __init__(self, logger: logging.Logger, ctx_extra: dict[str, Any], sink: Captured):
         super().__init__(logger, ctx_extra)
         self.sink = sink
 
@@ -127,7 +144,7 @@ class CapturingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
                 text = record.getMessage()
             except Exception:
                 text = f"{msg} {args}"
-            self.sink.append((time.time(), "log", f"{logging.getLevelName(level)} {text}"))
+            self.sink.add("log", f"{logging.getLevelName(level)} {text}")
         super().log(level, msg, *args, **kwargs)
 
 

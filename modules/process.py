@@ -12,31 +12,51 @@ started too (``sh -c "sleep 30"`` leaves no orphaned ``sleep``). It is sent SIGT
 then SIGKILL after a short grace period; at once SIGKILL if the attempt lost its lease
 (another attempt may be running the step already). The group is registered with the
 process's reaper (modules/reaper.py), which kills it if the worker itself dies.
+
+Its stdout and stderr are read as they come, each into a ``HeadTail`` (modules/limits.py)
+that keeps the first and the last part and counts the rest: a command printing 100 MB
+costs the worker about the attempt's log limit (``CHORDFLOW_MAX_LOG_BYTES``) per stream,
+never the 100 MB. What it printed is captured for ``chordflow logs`` within that limit,
+and returned (``Completed``) within ``keep``.
 """
 
 from __future__ import annotations
 
+import codecs
 import os
 import signal
 import subprocess
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import IO
 
 from app.errors import StepCancelled, StepTimeout
 from modules.context import StepContext
+from modules.limits import HeadTail, format_bytes, json_size
 from modules.reaper import reaper
 
 #: How often a waiting step looks at its cancel event: the latency of a cancel.
 POLL_SECONDS = 0.1
 GRACE_SECONDS = 2.0
+#: Bytes read from a pipe at a time.
+CHUNK = 64 * 1024
+#: Seconds a stopped step waits for its pipes to close (a process it started may have
+#: left the group and still hold them).
+DRAIN_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
 class Completed:
     exit_code: int
+    #: What the process printed; beyond ``keep`` (see ``run_process``) its head and its
+    #: tail, with a line between them saying how much was cut.
     stdout: str
     stderr: str
+    #: Bytes it printed on each, all of it (more than the text above when cut).
+    stdout_bytes: int = 0
+    stderr_bytes: int = 0
 
 
 def run_process(
@@ -48,14 +68,23 @@ def run_process(
     env: Mapping[str, str] | None = None,
     timeout: float | None = None,
     stdin: str | None = None,
+    keep: int | None = None,
+    keep_reason: str = "",
 ) -> Completed:
-    """Run ``cmd`` to completion, or raise StepTimeout / StepCancelled having killed it."""
+    """Run ``cmd`` to completion, or raise StepTimeout / StepCancelled having killed it.
+
+    ``keep``: bytes (JSON-encoded: the text usually becomes an output) of each stream
+    the result holds, its head and its tail; by default the attempt's log limit.
+    ``keep_reason`` says why, in the line that replaces what was cut.
+    """
     full_env = {**ctx.base_env, **{str(k): str(v) for k, v in (env or {}).items()}}
     deadline, limit = ctx.deadline, "the step's timeout"
     if timeout is not None:
         own = time.monotonic() + timeout
         if deadline is None or own < deadline:
             deadline, limit = own, f"{timeout:g}s"
+    log_limit = ctx.limits.logs
+    keep = log_limit if keep is None else keep
     proc = subprocess.Popen(  # noqa: S603 - running commands is this module's job
         cmd if shell or not isinstance(cmd, str) else [cmd],
         shell=shell,
@@ -64,57 +93,121 @@ def run_process(
         stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True,
-        errors="replace",
         start_new_session=True,
     )
     lease = ctx.lease
     reaper.register(proc.pid, lease.stop_deadline() if lease is not None else None)
     if lease is not None:
         lease.adopt(proc.pid)
+    streams = {"stdout": HeadTail(max(keep, log_limit)), "stderr": HeadTail(max(keep, log_limit))}
+    pipes: list[tuple[IO[bytes] | None, HeadTail]] = [
+        (proc.stdout, streams["stdout"]), (proc.stderr, streams["stderr"])]
+    threads = [threading.Thread(target=_drain, args=(pipe, sink), daemon=True,
+                                name=f"drain-{proc.pid}") for pipe, sink in pipes]
+    if stdin is not None:
+        threads.append(threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True,
+                                        name=f"feed-{proc.pid}"))
+    for thread in threads:
+        thread.start()
+    readers = threads[:2]
     try:
-        return _wait(ctx, proc, stdin, deadline, limit)
+        code = _wait(ctx, proc, readers, deadline, limit)
     except BaseException:
         # Whatever stops this step (a timeout, a cancel, a lost lease, Celery's soft
         # time limit or a revoke raised into the task) stops its processes too; what
         # they printed so far is kept.
-        out, err = _stop(proc, at_once=ctx.abandoned)
-        ctx.capture("stdout", out)
-        ctx.capture("stderr", err)
+        _stop(proc, readers, at_once=ctx.abandoned)
+        _capture(ctx, streams, log_limit)
         raise
     finally:
         reaper.forget(proc.pid)
         if lease is not None:
             lease.release(proc.pid)
+    _capture(ctx, streams, log_limit)
+
+    def cut_line(stream: str) -> Callable[[int], str]:
+        why = f": {keep_reason}" if keep_reason else ""
+        return lambda cut: f"\n[... {format_bytes(cut)} of {stream} cut{why} ...]\n"
+
+    out, err = (streams[name].text(keep, cut_line(name), json_size)
+                for name in ("stdout", "stderr"))
+    return Completed(code, out, err, streams["stdout"].total, streams["stderr"].total)
+
+
+def _drain(pipe: IO[bytes] | None, sink: HeadTail) -> None:
+    """Read a pipe to its end into ``sink`` (the reader thread of one stream)."""
+    if pipe is None:
+        return
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    try:
+        fd = pipe.fileno()
+        while chunk := os.read(fd, CHUNK):
+            sink.write(decoder.decode(chunk))
+        sink.write(decoder.decode(b"", final=True))
+    except (OSError, ValueError):
+        pass  # closed under us: the step is over
+    finally:
+        try:
+            pipe.close()
+        except OSError:
+            pass
+
+
+def _feed(pipe: IO[bytes] | None, text: str) -> None:
+    """Write the command's standard input, then close it (its own thread: a command
+    that prints before it has read all of it must not block us)."""
+    if pipe is None:
+        return
+    try:
+        pipe.write(text.encode())
+    except (BrokenPipeError, OSError, ValueError):
+        pass  # the command did not read it all; its exit code says what that meant
+    finally:
+        try:
+            pipe.close()
+        except (BrokenPipeError, OSError):
+            pass
+
+
+def _capture(ctx: StepContext, streams: Mapping[str, HeadTail], limit: int) -> None:
+    """Hand each stream to the attempt's captured output, within the log limit: its
+    head, what was cut (a gap), its tail."""
+    for name, buffer in streams.items():
+        head, cut, tail = buffer.parts(limit)
+        ctx.captured.add(name, head)
+        ctx.captured.add_gap(name, cut)
+        ctx.captured.add(name, tail)
 
 
 def _wait(
-    ctx: StepContext, proc: subprocess.Popen[str], stdin: str | None,
+    ctx: StepContext, proc: subprocess.Popen[bytes], readers: Sequence[threading.Thread],
     deadline: float | None, limit: str,
-) -> Completed:
-    pending_input = stdin
+) -> int:
+    """The exit code, once the process has exited and its pipes are read to the end."""
     while True:
         wait = POLL_SECONDS
         if deadline is not None:
             wait = max(0.0, min(wait, deadline - time.monotonic()))
         try:
-            out, err = proc.communicate(input=pending_input, timeout=wait)
-            ctx.capture("stdout", out)
-            ctx.capture("stderr", err)
-            return Completed(proc.returncode, out, err)
+            proc.wait(timeout=wait)
+            for reader in readers:
+                reader.join(wait)
+            if not any(reader.is_alive() for reader in readers):
+                return proc.returncode
         except subprocess.TimeoutExpired:
-            pending_input = None
+            pass
         if ctx.abandoned:
-            raise StepCancelled("command was killed: the attempt lost its lease") from None
+            raise StepCancelled("command was killed: the attempt lost its lease")
         if deadline is not None and time.monotonic() >= deadline:
-            raise StepTimeout(f"command timed out after {limit} and was killed") from None
+            raise StepTimeout(f"command timed out after {limit} and was killed")
         if ctx.cancel_event.is_set():
-            raise StepCancelled("command was killed: the run was cancelled") from None
+            raise StepCancelled("command was killed: the run was cancelled")
 
 
-def _stop(proc: subprocess.Popen[str], *, at_once: bool = False) -> tuple[str, str]:
-    """Kill the process group (SIGTERM, then SIGKILL; ``at_once``: SIGKILL); what it
-    printed, as far as it can still be read."""
+def _stop(proc: subprocess.Popen[bytes], readers: Sequence[threading.Thread], *,
+          at_once: bool = False) -> None:
+    """Kill the process group (SIGTERM, then SIGKILL; ``at_once``: SIGKILL), then let
+    the readers take what it printed, as far as it can still be read."""
     signals = ((signal.SIGKILL, 5.0),) if at_once else \
         ((signal.SIGTERM, GRACE_SECONDS), (signal.SIGKILL, 5.0))
     for sig, wait in signals:
@@ -122,11 +215,16 @@ def _stop(proc: subprocess.Popen[str], *, at_once: bool = False) -> tuple[str, s
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
             pass
+        until = time.monotonic() + wait
         try:
-            out, err = proc.communicate(timeout=wait)
-            return out or "", err or ""
+            proc.wait(timeout=wait)
         except subprocess.TimeoutExpired:
             continue
-        except ValueError:  # the pipes were closed already
-            return "", ""
-    return "", ""
+        # Its pipes close once the rest of its group is gone too; a member that
+        # outlives the signal (holding them) gets the next one.
+        for reader in readers:
+            reader.join(max(0.0, until - time.monotonic()))
+        if not any(reader.is_alive() for reader in readers):
+            return
+    for reader in readers:
+        reader.join(DRAIN_SECONDS)

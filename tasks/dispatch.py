@@ -74,7 +74,8 @@ class CeleryDispatcher:
             shadow=f"{first.workflow}.{first.step}.gather", ignore_result=True,
         )
         with _broker_errors(self.settings):
-            chord([self.signature(m) for m in messages])(body)
+            result = chord([self.signature(m) for m in messages])(body)
+        _stop_following(result)
 
     def revoke(self, run_id: str, task_ids: list[str]) -> None:
         if task_ids:
@@ -105,6 +106,8 @@ class CeleryDispatcher:
             kwargs["timeout"] = message.timeout
         if message.readmit:
             kwargs["readmit"] = True
+        if message.expand:
+            kwargs["expand"] = True
         if message.generation:
             kwargs["generation"] = message.generation
         if message.queued_at is not None:
@@ -143,3 +146,31 @@ def _broker_errors(settings: Settings) -> Iterator[None]:
 def _safe_url(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     return f"{scheme}{sep}{rest.rsplit('@', 1)[-1]}" if sep else url
+
+
+def _stop_following(result: Any) -> None:
+    """Forget a sent chord's parts in this process.
+
+    Celery's chord makes a GroupResult of its parts, which subscribes the sending
+    process to every part's result channel (Redis) and keeps every part's AsyncResult
+    until it is ready. Nobody here waits on a part (the chord's body gathers them), so
+    an API process that starts a 100,000-element ``foreach`` would hold 100,000
+    subscriptions and decode each part's result as it arrives: they are dropped at once.
+    """
+    header = getattr(result, "parent", None)
+    ids = [part.id for part in getattr(header, "results", None) or ()]
+    backend = getattr(header, "backend", None)
+    # The waiters are Celery's own AsyncResult objects for those ids (not the ones the
+    # GroupResult lists): they are dropped by id, then the channels unsubscribed.
+    pending = getattr(backend, "_pending_results", None)
+    consumer = getattr(backend, "result_consumer", None)
+    if not ids or pending is None or consumer is None:
+        return
+    try:
+        for task_id in ids:
+            for mapping in pending:
+                mapping.pop(task_id, None)
+            consumer.cancel_for(task_id)
+    except Exception:  # a subscription left behind costs memory, not correctness
+        log.debug("could not forget the parts of chord %s", getattr(header, "id", "?"),
+                  exc_info=True)

@@ -46,6 +46,9 @@ def build_engine(app: Celery, settings: Settings | None = None, *,
         on_finish=FinishedSignal(app).announce,
         lease_seconds=settings.lease_seconds,
         step_env=step_environment(settings.step_env_passthrough),
+        # A worker serves API users: its steps' paths are always confined.
+        file_roots=settings.file_roots,
+        limits=settings.limits(),
     )
 
 

@@ -45,6 +45,9 @@ class TaskMessage:
     #: Not a run but a retry whose delay is over, to queue again for a ``max_parallel``
     #: slot.
     readmit: bool = False
+    #: Not a run but a ``foreach`` step to expand into its elements: a long list is
+    #: expanded by a worker, not by the API process that released the step.
+    expand: bool = False
     #: The next attempt of the attempt being executed right now (an executor may send it
     #: as its own retry, as Celery's ``Task.retry`` does).
     retry: bool = False
@@ -70,7 +73,8 @@ class TaskMessage:
         """Deterministic: a redelivered or duplicated message has the same id."""
         base = f"{self.run_id}:{self.key.token}:{self.attempt}"
         suffix = f".r{self.generation}" if self.generation else ""
-        return base + suffix + (".admit" if self.readmit else "")
+        return base + suffix + (".admit" if self.readmit else "") + \
+            (".expand" if self.expand else "")
 
 
 class Dispatcher(Protocol):

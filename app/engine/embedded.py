@@ -5,6 +5,10 @@ the watchdog that enforces each step's ``timeout`` and stops running work on can
 Work is stopped through the step context's cancel event: a ``bash`` step's process
 group is killed, an async step's task is cancelled. Plain Python code in a thread
 cannot be killed; its step is failed at the deadline and its late result is ignored.
+
+Local paths are not confined by default (``chordflow run`` and the Python API run the
+local user's own workflows, with the user's own rights: ``--var out=./out`` works);
+``CHORDFLOW_EMBEDDED_CONFINED=true`` confines them as on workers (modules/paths.py).
 """
 
 from __future__ import annotations
@@ -61,6 +65,9 @@ class EmbeddedExecutor:
             workdir=settings.workdir,
             on_finish=self._on_finish,
             step_env=step_environment(settings.step_env_passthrough),
+            # A local run is the user's own: confined only if asked (modules/paths.py).
+            file_roots=settings.file_roots if settings.embedded_confined else None,
+            limits=settings.limits(),
         )
         self._pool = ThreadPoolExecutor(
             max_workers=threads or settings.embedded_threads, thread_name_prefix="chordflow"

@@ -31,8 +31,9 @@ import time
 import traceback
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from app.engine.counting import RunCounts
@@ -71,9 +72,12 @@ from app.errors import (
     StepFailed,
     StoreUnavailable,
 )
+from app.workflow.limits import Limits
+from app.workflow.limits import current as current_limits
 from app.workflow.models import Workflow
 from app.workflow.templating import resolve_in
 from modules.context import CapturingLogger, StepContext, step_environment
+from modules.limits import Captured, log_batches, log_pieces, oversized_outputs
 from modules.registry import ParamsInvalid, Registry
 
 #: Attempts a step may take over beyond its retries after losing its worker.
@@ -108,6 +112,9 @@ class Engine(Release, Recovery):
         lease_seconds: float | None = None,
         count_linger: float | None = None,
         step_env: Mapping[str, str] | None = None,
+        file_roots: Iterable[os.PathLike[str] | str] | None = None,
+        limits: Limits | None = None,
+        expand_elsewhere: int | None = None,
     ):
         self.store = store
         self.events = EventLog(store)
@@ -119,6 +126,16 @@ class Engine(Release, Recovery):
         self.secrets = dict(secrets or {})
         #: What steps' subprocesses inherit of this process's environment.
         self.step_env = dict(step_environment() if step_env is None else step_env)
+        #: Where steps' local paths may lead besides their run's scratch directory
+        #: (modules/paths.py); None: anywhere, for a local run of the user's own.
+        self.file_roots = None if file_roots is None else tuple(Path(r) for r in file_roots)
+        #: How large a run may grow as it runs (a referenced ``foreach`` list), and
+        #: what a step may leave behind (its outputs, its captured output per attempt).
+        self.limits = limits or current_limits()
+        #: A ``foreach`` list longer than this is expanded by a worker (a message), not
+        #: here: the API and the CLI submit without sending 100,000 messages themselves.
+        #: None: expand here (workers, the embedded executor).
+        self.expand_elsewhere = expand_elsewhere
         self.workdir = workdir
         self.on_finish = on_finish
         #: Who runs the attempts this engine executes (Celery: the worker's node name).
@@ -343,15 +360,20 @@ class Engine(Release, Recovery):
         if msg.readmit:  # a retry's delay is over: queue again for a max_parallel slot
             self._admit(run, sp, key)
             return None
+        if msg.expand:  # a long foreach released elsewhere: expand it here
+            known: dict[str, StepRecord | None] = {}
+            if self._release(run, plan, sp.name, known, expand_here=True):
+                self._propagate(run, plan, [sp.name], known)  # decided otherwise here
+            return None
         if msg.outcome is not None:  # an attempt whose recording had to wait for the store
             return self._record(run, plan, sp, msg, Outcome.from_message(msg.outcome))
         records = self.store.get_steps(run.id, sp.reads) if sp.reads else {}
         scope = self._scope(run, records)
         if key.index is not None:
-            step_rec = self.store.get_steps(run.id, (sp.name,))[sp.name]
-            if step_rec.items is None or key.index >= len(step_rec.items):
+            item = self.store.get_item(run.id, sp.name, key.index)
+            if item is None:
                 return None
-            scope["item"] = step_rec.items[key.index].value
+            scope["item"] = item.value
             scope["item_index"] = key.index
 
         try:
@@ -411,8 +433,13 @@ class Engine(Release, Recovery):
         params: dict[str, Any], rendered: dict[str, Any], scope: dict[str, Any],
         cancel_event: threading.Event, deadline: float | None, lease: Lease | None,
     ) -> Outcome:
-        """Run the step's module once: what it returned, or how it failed."""
-        captured: list[tuple[float, str, str]] = []
+        """Run the step's module once: what it returned, or how it failed.
+
+        Outputs over ``limits.outputs`` fail the step for good (they would be
+        the same again). What it printed and logged is kept within
+        ``limits.logs``, head and tail (modules/limits.py).
+        """
+        captured = Captured(self.limits.logs)
         ctx = StepContext(
             run_id=run.id,
             step=sp.name,
@@ -429,6 +456,8 @@ class Engine(Release, Recovery):
             worker=self.worker,
             lease=lease,
             base_env=self.step_env,
+            file_roots=self.file_roots,
+            limits=self.limits,
         )
         try:
             outputs = call_step(sp, params, ctx)
@@ -438,13 +467,18 @@ class Engine(Release, Recovery):
                 )
                 outputs = {**outputs, **declared}
         except StepCancelled:
-            return Outcome("cancelled", error="cancelled", captured=captured)
+            return Outcome("cancelled", error="cancelled", captured=captured.lines())
         except StepFailed as exc:
-            return Outcome("failed", error=str(exc), final=exc.final, captured=captured)
+            return Outcome("failed", error=str(exc), final=exc.final,
+                           captured=captured.lines())
         except Exception as exc:  # a step module's own failure, whatever its type
             step_log.debug("step %s failed", key.token, exc_info=True)
-            return Outcome("crashed", error=f"{type(exc).__name__}: {exc}", captured=captured)
-        return Outcome("succeeded", outputs=outputs, captured=captured)
+            return Outcome("crashed", error=f"{type(exc).__name__}: {exc}",
+                           captured=captured.lines())
+        too_large = oversized_outputs(key.token, outputs, self.limits.outputs)
+        if too_large is not None:
+            return Outcome("failed", error=too_large, final=True, captured=captured.lines())
+        return Outcome("succeeded", outputs=outputs, captured=captured.lines())
 
     def _record(self, run: RunRecord, plan: Plan, sp: StepPlan, msg: TaskMessage,
                 outcome: Outcome) -> str | None:
@@ -510,18 +544,39 @@ class Engine(Release, Recovery):
 
     def _keep_output(self, run_id: str, key: TaskKey, attempt: int,
                      captured: list[tuple[float, str, str]]) -> None:
-        """Store what the attempt printed and logged (secrets masked), in one write."""
+        """Store what the attempt printed and logged (secrets masked).
+
+        Already within the log limit (``Captured``); here each text is split into
+        pieces far below MongoDB's 16 MB document (at line ends where it can), and the
+        lines are written in batches. Times are made strictly increasing in the
+        attempt's order, the order readers sort by. If the store refuses them, one
+        line saying so is still tried: output is worth less than the step's result,
+        but it must not vanish without a word.
+        """
         if not captured:
             return
-        lines = [LogLine(run_id, key.token, attempt, stream,
-                         redact(text, self.secrets) if self.secrets else text,
-                         self.worker, ts) for ts, stream, text in captured]
+        lines: list[LogLine] = []
+        last = 0.0
+        for ts, stream, text in captured:
+            text = redact(text, self.secrets) if self.secrets else text
+            for piece in log_pieces(text):
+                last = max(ts, last + 1e-6)
+                lines.append(LogLine(run_id, key.token, attempt, stream, piece, self.worker,
+                                     last))
         try:
-            self.store.append_logs(lines)
+            for batch in log_batches(lines, lambda line: len(line.text)):
+                self.store.append_logs(batch)
         except StoreUnavailable:
             raise  # waited out by the caller, like the result
-        except Exception:  # output is worth less than the step's result: never fail for it
+        except Exception as exc:  # never fail a step for its output
             log.warning("could not store the output of %s", key.token, exc_info=True)
+            lost = (f"WARNING the output of this attempt could not be stored "
+                    f"({type(exc).__name__}: {str(exc)[:300]})")
+            try:
+                self.store.append_logs([LogLine(run_id, key.token, attempt, "log", lost,
+                                                self.worker, last + 1e-6)])
+            except Exception:
+                log.warning("could not store that the output of %s was lost", key.token)
 
     def _claim(
         self, run: RunRecord, key: TaskKey, msg: TaskMessage, started: float,
@@ -597,10 +652,9 @@ class Engine(Release, Recovery):
 
     def _unit(self, run_id: str, key: TaskKey) -> StepRecord | ItemRecord | None:
         """The record of a task: a step's, or a ``foreach`` element's."""
-        rec = self.store.get_steps(run_id, (key.step,))[key.step]
-        if key.index is None:
-            return rec
-        return rec.items[key.index] if rec.items and key.index < len(rec.items) else None
+        if key.index is not None:
+            return self.store.get_item(run_id, key.step, key.index)
+        return self.store.get_steps(run_id, (key.step,)).get(key.step)
 
     def attempt_failed(self, msg: TaskMessage, error: str, *, final: bool = False) -> bool:
         """Retry the attempt if retries are left (and the failure is not ``final``),

@@ -195,6 +195,11 @@ class MemoryStore:
             unit.resends = resends + 1
             return True
 
+    def get_item(self, run_id: str, name: str, index: int) -> ItemRecord | None:
+        with self._lock:
+            item = self._unit(run_id, name, index)
+            return copy.deepcopy(item) if isinstance(item, ItemRecord) else None
+
     def _unit(self, run_id: str, name: str, index: int | None) -> StepRecord | ItemRecord | None:
         step = self._steps[run_id][name]
         if index is None:

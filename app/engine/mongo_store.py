@@ -2,7 +2,9 @@
 
 Collections::
 
-    workflows  every definition ever run, by content digest (name, version, definition)
+    workflows  every definition ever run, by content digest (name, version, definition;
+               a large one as ``parts``, see app/engine/large_values.py)
+    workflow_parts  the compressed parts of large definitions, ``_id`` = "<digest>/<n>"
     runs       one document per run; ``steps_left`` and ``active`` are its counters,
                ``slots`` the keys holding its ``max_parallel`` slots
     steps      one document per step of a run, ``_id`` = "<run>/<step>"; ``joined``
@@ -42,6 +44,7 @@ import pymongo
 from pymongo.collection import Collection as MongoCollection
 from pymongo.errors import DuplicateKeyError
 
+from app.engine import large_values
 from app.engine.dispatch import TaskKey
 from app.engine.patience import UNREACHABLE, Patience
 from app.engine.patient_collection import PatientCollection
@@ -96,6 +99,7 @@ class MongoStore:
         self._waiting = PatientCollection(self.waiting, patient)
         self._events = PatientCollection(self.events_, patient)
         self._logs = PatientCollection(db["logs"], patient)
+        self._parts = PatientCollection(db["workflow_parts"], patient)
         self._ops = PatientCollection(db["ops"], patient)
 
     def ensure_indexes(self) -> None:
@@ -125,10 +129,16 @@ class MongoStore:
     def create_run(self, run: RunRecord, steps: Iterable[StepRecord], workflow: Any) -> None:
         definition = workflow.model_dump(mode="json") if hasattr(workflow, "model_dump") \
             else dict(workflow)
+        stored: dict[str, Any] = {"definition": definition}
+        text = large_values.text_of(definition)
+        if len(text) > large_values.INLINE_BYTES:  # beyond one document: in parts
+            parts = large_values.split(run.digest, text)
+            self._parts.insert_many(parts, ignore_duplicates=True)
+            stored = {"parts": len(parts), "encoding": large_values.ENCODING}
         self.patience.call(lambda: self.workflows.update_one(
             {"_id": run.digest},
             {"$setOnInsert": {"name": run.workflow, "version": run.version,
-                              "definition": definition, "created_at": now()}},
+                              "created_at": now(), **stored}},
             upsert=True,
         ))
         # Steps first: a run is never seen without them. (Duplicates are the same steps,
@@ -148,7 +158,14 @@ class MongoStore:
         doc = self._workflows.find_one({"_id": run.digest})
         if doc is None:
             raise RunNotFound(f"run '{run_id}' names workflow {run.digest}, which is missing")
-        return doc["definition"]
+        if "parts" not in doc:
+            return doc["definition"]
+        count = int(doc["parts"])
+        parts = self._parts.find({"_id": {"$in": large_values.part_ids(run.digest, count)}})
+        try:
+            return large_values.join(list(parts), count)
+        except ValueError as exc:
+            raise RunNotFound(f"run '{run_id}' names workflow {run.digest}: {exc}") from None
 
     def list_runs(self, status: Collection[RunStatus] | None = None, *,
                   after: str | None = None, limit: int = 0) -> list[RunRecord]:
@@ -233,6 +250,10 @@ class MongoStore:
                     assert rec.items is not None
                     rec.items[doc["index"]] = _item_record(doc)
         return records
+
+    def get_item(self, run_id: str, name: str, index: int) -> ItemRecord | None:
+        doc = self._items.find_one({"_id": f"{run_id}/{name}/{index}"})
+        return None if doc is None else _item_record(doc)
 
     def transition_step(
         self,

@@ -23,10 +23,18 @@ from typing import Any
 import networkx as nx
 
 from app.errors import ConditionError, ValidationFailed, WorkflowError
+from app.workflow import limits
 from app.workflow.conditions import Condition, parse_condition
 from app.workflow.models import Step, Workflow
 from app.workflow.references import STEP_ATTRIBUTES, Reference
-from app.workflow.templating import Literal, Node, Ref, TemplateSyntaxError, compile_template
+from app.workflow.templating import (
+    Literal,
+    Node,
+    Ref,
+    TemplateSyntaxError,
+    compile_params,
+    compile_template,
+)
 from modules.registry import MethodSpec, ModuleError, Registry
 
 #: Which reference roots each kind of field may use.
@@ -95,6 +103,11 @@ class Plan:
                     )
                     for name in unknown
                 )
+            found = limits.value_problem(dict(overrides), limits.current().nesting)
+            if found is not None:
+                where, what = found
+                raise ValidationFailed([WorkflowError(
+                    what, field=f"variables.{where}" if where else "variables")])
             variables.update(overrides)
         return variables
 
@@ -234,7 +247,9 @@ def _compile_step(step: Step, scope: _Scope, registry: Registry) -> dict[str, An
     #: step read -> the first field that reads it (named if the edge closes a cycle)
     reads: dict[str, str] = {}
 
-    params, refs = _compile_field(step.params, "params", step.name, errors)
+    # The params a method declares as shell code insert references shell-quoted.
+    params, refs = _compile_field(step.params, "params", step.name, errors,
+                                  shell_params=method.shell_params if method else ())
     _merge(reads, _check_refs(refs, param_roots, step, "params", scope))
 
     outputs: Node | None = None
@@ -287,12 +302,17 @@ def _compile_step(step: Step, scope: _Scope, registry: Registry) -> dict[str, An
 
 
 def _compile_field(
-    value: Any, fld: str, step: str | None, errors: list[WorkflowError]
+    value: Any, fld: str, step: str | None, errors: list[WorkflowError],
+    shell_params: Collection[str] = (),
 ) -> tuple[Node, list[tuple[str, Reference]]]:
-    """Compile one field; return the node and its references with their field paths."""
+    """Compile one field; return the node and its references with their field paths.
+    ``shell_params``: the keys of a params mapping whose values are shell code."""
     refs: list[tuple[str, Reference]] = []
     try:
-        node = compile_template(value, fld, refs)
+        if shell_params and isinstance(value, Mapping):
+            node = compile_params(value, shell_params, fld, refs)
+        else:
+            node = compile_template(value, fld, refs)
     except TemplateSyntaxError as exc:
         errors.append(WorkflowError(str(exc), step=step, field=exc.where))
         return Literal(None), []

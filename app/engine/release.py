@@ -9,6 +9,7 @@ share its store, dispatcher and transitions.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -109,6 +110,7 @@ class Release:
     def _release(
         self: Engine, run: RunRecord, plan: Plan, name: str,
         known: dict[str, StepRecord | None] | None = None, *, again: bool = False,
+        expand_here: bool = False,
     ) -> bool:
         """All parents of ``name`` are done: decide its fate. True if it finished already
         (then its record is added to ``known``). ``again``: it may have been released
@@ -147,8 +149,19 @@ class Release:
                     StepStatus.FAILED,
                     error=f"foreach: expected a list, got {type(items).__name__}",
                 )
+            if len(items) > self.limits.foreach_items:
+                return decide(StepStatus.FAILED, error=(
+                    f"foreach: the list has {len(items):,} elements, over the limit of "
+                    f"{self.limits.foreach_items:,} (CHORDFLOW_MAX_FOREACH_ITEMS)"))
             if not items:
                 return decide(StepStatus.SUCCEEDED, outputs={"items": []})
+            if not expand_here and self.expand_elsewhere is not None and \
+                    len(items) > self.expand_elsewhere:
+                # The step stays pending until a worker expands it; a lost message is
+                # sent again by a resume (the step is pending with its parents done).
+                self.dispatcher.dispatch(replace(
+                    self._message(run, sp, TaskKey(name), 0, 0.0), expand=True))
+                return False
             if self._chord_mode(run):
                 self._dispatch_chord(run, sp, items)
                 return False

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any, Protocol
 
-from app.engine.records import Event, LogLine, RunRecord, StepRecord
+from app.engine.records import Event, ItemRecord, LogLine, RunRecord, StepRecord
 from app.engine.state import RunStatus, StepStatus
 
 
@@ -29,6 +29,11 @@ class Store(Protocol):
         self, run_id: str, names: Collection[str] | None = None
     ) -> dict[str, StepRecord]:
         """Step records by name (all of them when ``names`` is None)."""
+
+    def get_item(self, run_id: str, name: str, index: int) -> ItemRecord | None:
+        """One ``foreach`` element's record (None if the step has no such element): what
+        an element's task reads, never the whole list (that would make a ``foreach``
+        of n elements read n² records)."""
 
     def set_run_status(
         self, run_id: str, expect: Collection[RunStatus], status: RunStatus, **fields: Any

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.errors import ConditionError, ReferenceResolutionError
+from app.workflow import limits
 from app.workflow.references import Reference, parse_reference
 from app.workflow.templating import Resolver
 
@@ -154,16 +155,32 @@ class Condition:
         return list(self.expr.references())
 
 
-def parse_condition(text: str) -> Condition:
-    """Parse a ``when`` expression; raise ConditionError saying where it went wrong."""
-    return Condition(text, _Parser(text).parse())
+def parse_condition(text: str, max_depth: int | None = None) -> Condition:
+    """Parse a ``when`` expression; raise ConditionError saying where it went wrong.
+
+    ``max_depth``: levels of parentheses, brackets and ``not`` allowed (the parser and
+    the evaluation recurse once per level); the process's nesting limit by default.
+    """
+    if max_depth is None:
+        max_depth = limits.current().nesting
+    return Condition(text, _Parser(text, max_depth).parse())
 
 
 class _Parser:
-    def __init__(self, text: str):
+    def __init__(self, text: str, max_depth: int = limits.DEFAULT_NESTING):
         self.text = text
         self.tokens = list(self._tokenize(text))
         self.pos = 0
+        self.max_depth = max_depth
+        self.depth = 0
+
+    def deeper(self) -> None:
+        """One level more of nesting; refuse past the limit (before Python's stack)."""
+        self.depth += 1
+        if self.depth > self.max_depth:
+            raise ConditionError(
+                f"nested more than {self.max_depth} levels deep (parentheses, brackets "
+                "and 'not'; the limit is CHORDFLOW_MAX_NESTING)")
 
     def _tokenize(self, text: str) -> Iterator[tuple[str, str, int]]:
         pos = 0
@@ -226,7 +243,10 @@ class _Parser:
     def parse_not(self) -> Expr:
         if self.at_word("not"):
             self.take()
-            return Not(self.parse_not())
+            self.deeper()
+            inner = self.parse_not()
+            self.depth -= 1
+            return Not(inner)
         return self.parse_compare()
 
     def parse_compare(self) -> Expr:
@@ -267,12 +287,15 @@ class _Parser:
         if kind == "word" and value.lower() in _KEYWORDS:
             return Const(_KEYWORDS[value.lower()])
         if kind == "op" and value == "(":
+            self.deeper()
             expr = self.parse_or()
             if not self.at_op(")"):
                 raise ConditionError(f"missing ')' in {self.text!r}")
             self.take()
+            self.depth -= 1
             return expr
         if kind == "op" and value == "[":
+            self.deeper()
             items: list[Expr] = []
             while not self.at_op("]"):
                 items.append(self.parse_operand())
@@ -281,6 +304,7 @@ class _Parser:
                 elif not self.at_op("]"):
                     raise ConditionError(f"expected ',' or ']' in list in {self.text!r}")
             self.take()
+            self.depth -= 1
             return ListExpr(tuple(items))
         hint = " (write references as ${...} and strings in quotes)" if kind == "word" else ""
         raise ConditionError(f"unexpected {value!r} at position {at + 1} in {self.text!r}{hint}")

@@ -7,6 +7,7 @@ field, like every other workflow error.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,13 @@ import yaml
 from pydantic import ValidationError
 
 from app.errors import ValidationFailed, WorkflowError
+from app.workflow import limits
 from app.workflow.dialects import to_canonical
 from app.workflow.models import Workflow
+
+#: Levels of a workflow document above a step's params (the document, ``steps``, the
+#: step, ``params``, and a dialect's wrapping such as ``workflow_json``).
+DOCUMENT_LEVELS = 6
 
 
 def load_file(path: str | Path, *, environ: Mapping[str, str] | None = None) -> Workflow:
@@ -51,6 +57,14 @@ def load_data(data: Any, *, name_hint: str | None = None,
         return data
     if not isinstance(data, Mapping):
         raise ValidationFailed([WorkflowError("a workflow must be an object")])
+    # Before a dialect walks it (recursively): the document itself within the limits,
+    # with room for the levels a workflow's own structure takes (steps, a step, params).
+    nesting = limits.current().nesting
+    found = limits.value_problem(data, nesting + DOCUMENT_LEVELS, named=nesting)
+    if found is not None:
+        step, where = _step_of(data, found[0])
+        raise ValidationFailed([WorkflowError(found[1], step=step,
+                                              field=limits.shorten(where) or None)])
     canonical = to_canonical(data, name_hint, environ)
     if "name" not in canonical and name_hint:
         canonical["name"] = name_hint
@@ -58,6 +72,22 @@ def load_data(data: Any, *, name_hint: str | None = None,
         return Workflow.model_validate(canonical)
     except ValidationError as exc:
         raise ValidationFailed(_located(exc, canonical)) from None
+
+
+_STEP_PATH = re.compile(r"^(\w+)\[(\d+)\]\.?(.*)$")
+
+
+def _step_of(data: Mapping[str, Any], where: str) -> tuple[str | None, str]:
+    """``steps[3].params.x`` of a raw document (any dialect) as (the step's name, the
+    field in it), when the list holds a named step there; else (None, ``where``)."""
+    m = _STEP_PATH.match(where)
+    if m is None:
+        return None, where
+    items = data.get(m.group(1))
+    index = int(m.group(2))
+    item = items[index] if isinstance(items, list) and index < len(items) else None
+    name = (item.get("name") or item.get("step_name")) if isinstance(item, Mapping) else None
+    return (str(name), m.group(3)) if isinstance(name, str) and name else (None, where)
 
 
 def _format_of(path: Path) -> str:
@@ -90,5 +120,7 @@ def _located(exc: ValidationError, data: Mapping[str, Any]) -> list[WorkflowErro
             message = "unknown field"
         elif e["type"] == "missing":
             message = "is required"
+        elif e["type"] == "value_error" and "error" in e.get("ctx", {}):
+            message = str(e["ctx"]["error"])  # our own words, without "Value error, "
         errors.append(WorkflowError(message, step=step, field=fld or None))
     return errors

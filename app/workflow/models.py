@@ -11,6 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from app.workflow import limits
+
 #: Step names appear inside references (``${steps.NAME.outputs.x}``), so no dots or
 #: brackets. Dashes are allowed: the replaced systems used them.
 STEP_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
@@ -60,8 +62,30 @@ class Step(BaseModel):
     @field_validator("when")
     @classmethod
     def _when_not_blank(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
+        if value is None:
+            return value
+        if not value.strip():
             raise ValueError("must not be empty")
+        most = limits.current().when_length
+        if len(value) > most:
+            raise ValueError(f"is {len(value):,} characters long, over the limit of "
+                             f"{most:,} (CHORDFLOW_MAX_WHEN_LENGTH)")
+        return value
+
+    @field_validator("params", "outputs")
+    @classmethod
+    def _storable(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return limits.check_value(value)  # type: ignore[no-any-return]
+
+    @field_validator("foreach")
+    @classmethod
+    def _foreach_within_limits(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            most = limits.current().foreach_items
+            if len(value) > most:
+                raise ValueError(f"lists {len(value):,} elements, over the limit of "
+                                 f"{most:,} (CHORDFLOW_MAX_FOREACH_ITEMS)")
+            limits.check_value(value)
         return value
 
 
@@ -77,6 +101,20 @@ class Workflow(BaseModel):
     max_parallel: int | None = Field(default=None, ge=1)
     steps: list[Step] = Field(min_length=1)
     outputs: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("variables", "outputs")
+    @classmethod
+    def _storable(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return limits.check_value(value)  # type: ignore[no-any-return]
+
+    @field_validator("steps", mode="before")
+    @classmethod
+    def _not_too_many(cls, value: Any) -> Any:
+        most = limits.current().steps
+        if isinstance(value, list) and len(value) > most:
+            raise ValueError(f"{len(value):,} steps, over the limit of {most:,} "
+                             "(CHORDFLOW_MAX_STEPS)")
+        return value
 
     @field_validator("version", mode="before")
     @classmethod
