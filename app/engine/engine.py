@@ -155,6 +155,8 @@ class Engine(Release, Recovery):
         #: variables, max_parallel) never changes within a generation, so a worker reads
         #: it once rather than once per step.
         self._runs: OrderedDict[tuple[str, int], RunRecord] = OrderedDict()
+        #: ``foreach`` steps this process marked running (see ``_mark_started``).
+        self._started: OrderedDict[tuple[str, str, int], None] = OrderedDict()
         self._runs_lock = threading.Lock()
 
     # -- plans ---------------------------------------------------------------------
@@ -403,8 +405,7 @@ class Engine(Release, Recovery):
             self.leases.fresh(lease)
         try:
             if key.index is not None:
-                self.store.transition_step(run.id, sp.name, QUEUED_ONLY, StepStatus.RUNNING,
-                                           started_at=started, worker=self.worker)
+                self._mark_started(run, sp.name, started)
             self._event(run.id, "step_started", key,
                         {"attempt": attempt, "worker": self.worker})
             outcome = self._attempt(run, sp, key, msg, params, rendered, scope, cancel_event,
@@ -632,6 +633,20 @@ class Engine(Release, Recovery):
                     {"lost_worker": rec.worker, "attempt": msg.attempt + 1,
                      "lease": str(state)})
         return msg.attempt + 1
+
+    def _mark_started(self, run: RunRecord, name: str, started: float) -> None:
+        """A ``foreach`` step is running once its first element is: one try per step in
+        this process (the first element's claim does it; for the 99,999 others the
+        compare-and-set would only fail, a wasted round trip each)."""
+        marker = (run.id, name, run.reruns)
+        with self._runs_lock:
+            if marker in self._started:
+                return
+            self._started[marker] = None
+            if len(self._started) > RUN_CACHE_SIZE:
+                self._started.popitem(last=False)
+        self.store.transition_step(run.id, name, QUEUED_ONLY, StepStatus.RUNNING,
+                                   started_at=started, worker=self.worker)
 
     def _give_up_on(self, run: RunRecord, key: TaskKey, msg: TaskMessage,
                     rec: StepRecord | ItemRecord) -> bool:

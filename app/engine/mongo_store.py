@@ -34,6 +34,7 @@ app/engine/patience.py and app/engine/patient_collection.py.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Collection, Iterable, Mapping
@@ -100,6 +101,9 @@ class MongoStore:
         self._events = PatientCollection(self.events_, patient)
         self._logs = PatientCollection(db["logs"], patient)
         self._parts = PatientCollection(db["workflow_parts"], patient)
+        #: The attempts each foreach step was raised to by this process.
+        self._attempts_seen: dict[str, int] = {}
+        self._seen_lock = threading.Lock()
         self._ops = PatientCollection(db["ops"], patient)
 
     def ensure_indexes(self) -> None:
@@ -325,12 +329,24 @@ class MongoStore:
         if not _compare_and_set(self._items, f"{run_id}/{name}/{index}", expect, status,
                                 attempt, fields, expect_generation, expect_lease):
             return False
-        if "attempts" in fields:  # the step shows its busiest element's attempts
+        if "attempts" in fields and self._raise_attempts(f"{run_id}/{name}", fields["attempts"]):
+            # The step shows its busiest element's attempts.
             self._steps.update_one(
                 {"_id": f"{run_id}/{name}", "attempts": {"$lt": fields["attempts"]}},
                 {"$set": {"attempts": fields["attempts"]}},
             )
         return True
+
+    def _raise_attempts(self, step_id: str, attempts: int) -> bool:
+        """Whether the step's attempts may still be below ``attempts``: not once this
+        process raised them that far (the elements of one foreach all start at 1)."""
+        with self._seen_lock:
+            if self._attempts_seen.get(step_id, 0) >= attempts:
+                return False
+            self._attempts_seen[step_id] = attempts
+            if len(self._attempts_seen) > 10_000:
+                self._attempts_seen.pop(next(iter(self._attempts_seen)))
+            return True
 
     def set_lease(self, run_id: str, name: str, index: int | None, attempt: int,
                   holder: str, until: float, timeout: float | None = None) -> bool:
