@@ -11,10 +11,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from chordflow.workflow.limits import Limits
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-
-from app.workflow.limits import Limits
 
 
 class Settings(BaseSettings):

@@ -59,13 +59,12 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from chordflow.api.library import WorkflowLibrary
+from chordflow.errors import ChordflowError
+from chordflow.workflow.loader import load_data
 from croniter import CroniterBadCronError, CroniterBadDateError, croniter
 from pymongo.collection import Collection
 from pymongo.database import Database
-
-from app.api.library import WorkflowLibrary
-from app.errors import ChordflowError
-from app.workflow.loader import load_data
 
 log = logging.getLogger("chordflow.schedules")
 
@@ -304,7 +303,7 @@ class Schedules:
 def _library(db: Any) -> WorkflowLibrary:
     """The stored workflows, reading only the environment an admin allows (a scheduled
     run happens on a worker: its documents must not read the worker's settings)."""
-    from app.config import get_settings
+    from chordflow.config import get_settings
 
     return WorkflowLibrary(db, get_settings().dialect_environ())
 

@@ -13,14 +13,14 @@ import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from app.config import Settings, get_settings
-from app.engine.engine import Engine
-from app.engine.mongo_store import CLIENT_PATIENCE
-from app.engine.plan import Plan
-from app.engine.report import run_report
-from app.engine.state import RUN_FINISHED, RunStatus
-from app.errors import StoreUnavailable
-from app.workflow.models import Workflow
+from chordflow.config import Settings, get_settings
+from chordflow.engine.engine import Engine
+from chordflow.engine.mongo_store import CLIENT_PATIENCE
+from chordflow.engine.plan import Plan
+from chordflow.engine.report import run_report
+from chordflow.engine.state import RUN_FINISHED, RunStatus
+from chordflow.errors import StoreUnavailable
+from chordflow.workflow.models import Workflow
 
 #: Elements of a ``foreach`` the API or the CLI expands itself; a longer list is
 #: expanded by a worker.
@@ -45,9 +45,9 @@ class RunService:
         """On MongoDB and Celery. ``patience``: seconds a store call waits for an
         unreachable MongoDB before StoreUnavailable (someone is waiting for the answer:
         a person at the CLI, an HTTP client)."""
-        from tasks.finished import FinishedSignal
-        from tasks.runtime import build_engine
-        from workers.celery_app import app, make_celery
+        from chordflow.tasks.finished import FinishedSignal
+        from chordflow.tasks.runtime import build_engine
+        from chordflow.workers.celery_app import app, make_celery
 
         settings = settings or get_settings()
         celery_app = app if settings == get_settings() else make_celery(settings)
@@ -110,6 +110,6 @@ class RunService:
 
 
 def _default_app() -> Any:
-    from workers.celery_app import app
+    from chordflow.workers.celery_app import app
 
     return app

@@ -13,10 +13,9 @@ import uuid
 from typing import Any
 
 import pymongo
+from chordflow.config import get_settings
+from chordflow.workers.celery_app import make_celery
 from fastapi import FastAPI, HTTPException
-
-from app.config import get_settings
-from workers.celery_app import make_celery
 
 settings = get_settings()
 celery = make_celery(settings)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import tasks.recovery  # noqa: F401 - registers chordflow's tasks
-import tasks.step  # noqa: F401
-from workers.celery_app import app
+import chordflow.tasks.recovery  # noqa: F401 - registers chordflow's tasks
+import chordflow.tasks.step  # noqa: F401
+from chordflow.workers.celery_app import app
 
 
 @app.task(name="bench.noop")

@@ -33,15 +33,15 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from celery import chain, chord, group  # noqa: E402
+from chordflow.config import Settings  # noqa: E402
+from chordflow.engine.state import RunStatus  # noqa: E402
+from chordflow.service import RunService  # noqa: E402
+from chordflow.workers.celery_app import make_celery  # noqa: E402
+from chordflow.workflow.loader import load_data  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from app.config import Settings  # noqa: E402
-from app.engine.state import RunStatus  # noqa: E402
-from app.service import RunService  # noqa: E402
-from app.workflow.loader import load_data  # noqa: E402
 from tests.servers import mongo_server, redis_server, stop_group, worker_env  # noqa: E402
-from workers.celery_app import make_celery  # noqa: E402
 
 
 def chain_doc(n: int) -> dict[str, Any]:

@@ -28,15 +28,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from chordflow.config import Settings  # noqa: E402
+from chordflow.engine.embedded import EmbeddedExecutor  # noqa: E402
+from chordflow.engine.plan import compile_plan  # noqa: E402
+from chordflow.engine.state import RunStatus  # noqa: E402
+from chordflow.modules.registry import load_registry  # noqa: E402
+from chordflow.workflow.loader import load_data  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
-
-from app.config import Settings  # noqa: E402
-from app.engine.embedded import EmbeddedExecutor  # noqa: E402
-from app.engine.plan import compile_plan  # noqa: E402
-from app.engine.state import RunStatus  # noqa: E402
-from app.workflow.loader import load_data  # noqa: E402
-from modules.registry import load_registry  # noqa: E402
 
 THREADS = 8
 

@@ -31,12 +31,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from chordflow.engine.lease import TAKEOVER_GRACE  # noqa: E402
+from chordflow.engine.state import RunStatus  # noqa: E402
+from chordflow.service import RunService  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from app.engine.lease import TAKEOVER_GRACE  # noqa: E402
-from app.engine.state import RunStatus  # noqa: E402
-from app.service import RunService  # noqa: E402
 from tests.faults.stack import (  # noqa: E402
     LEASE_SECONDS,
     FaultStack,

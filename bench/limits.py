@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx  # noqa: E402
 from celery import group  # noqa: E402
+from chordflow.workers.celery_app import make_celery  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
@@ -40,7 +41,6 @@ from tests.servers import (  # noqa: E402
     wait_for_port,
     worker_env,
 )
-from workers.celery_app import make_celery  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CHORDFLOW = str(Path(sys.executable).parent / "chordflow")
@@ -153,7 +153,7 @@ def main() -> None:
 
 
 def make_celery_for(env: dict[str, str]) -> Any:
-    from app.config import Settings
+    from chordflow.config import Settings
 
     return make_celery(Settings(broker_url=env["CHORDFLOW_BROKER_URL"],
                                 mongo_url=env["CHORDFLOW_MONGO_URL"],

@@ -1,7 +1,13 @@
 """Step modules: what a step can do. Built-ins live here, one file per module."""
 
-from modules.context import StepContext
-from modules.registry import MethodSpec, Registry, StepModule, default_registry, load_registry
+from chordflow.modules.context import StepContext
+from chordflow.modules.registry import (
+    MethodSpec,
+    Registry,
+    StepModule,
+    default_registry,
+    load_registry,
+)
 
 __all__ = [
     "MethodSpec",

@@ -19,12 +19,12 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from app.errors import StepFailed
-from modules.context import StepContext
-from modules.limits import format_bytes
-from modules.paths import confine
-from modules.process import run_process
-from modules.registry import StepModule
+from chordflow.errors import StepFailed
+from chordflow.modules.context import StepContext
+from chordflow.modules.limits import format_bytes
+from chordflow.modules.paths import confine
+from chordflow.modules.process import run_process
+from chordflow.modules.registry import StepModule
 
 module = StepModule("bash", "Run shell commands.", default_method="run")
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from app.errors import StepCancelled, StepTimeout
-from app.workflow.limits import Limits
-from modules.limits import Captured
+from chordflow.errors import StepCancelled, StepTimeout
+from chordflow.modules.limits import Captured
+from chordflow.workflow.limits import Limits
 
 #: What a step's processes inherit of the worker's environment (see ``step_environment``).
 BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")

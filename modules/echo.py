@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from modules.context import StepContext
-from modules.registry import StepModule
+from chordflow.modules.context import StepContext
+from chordflow.modules.registry import StepModule
 
 #: runs_code=False: it returns its params; nothing the caller wrote runs.
 module = StepModule("echo", "Return the params as outputs.", default_method="run", runs_code=False)

@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-
-from app.errors import StepFailed
-from modules.context import StepContext
-from modules.paths import confine
-from modules.registry import StepModule
+from chordflow.errors import StepFailed
+from chordflow.modules.context import StepContext
+from chordflow.modules.paths import confine
+from chordflow.modules.registry import StepModule
 
 #: runs_code=False: it reads and writes data in the step's scratch directory and the
 #: admin's roots; nothing the caller wrote runs.

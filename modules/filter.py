@@ -13,11 +13,10 @@ import operator
 from collections.abc import Callable
 from typing import Any, Literal
 
+from chordflow.errors import StepFailed
+from chordflow.modules.context import StepContext
+from chordflow.modules.registry import StepModule
 from pydantic import BaseModel, ConfigDict
-
-from app.errors import StepFailed
-from modules.context import StepContext
-from modules.registry import StepModule
 
 #: runs_code=False: conditions are data (column, operator, value), not expressions.
 module = StepModule(

@@ -13,10 +13,9 @@ import asyncio
 from typing import Any
 
 import httpx
-
-from app.errors import StepFailed, StepTimeout
-from modules.context import StepContext, run_coroutine
-from modules.registry import StepModule
+from chordflow.errors import StepFailed, StepTimeout
+from chordflow.modules.context import StepContext, run_coroutine
+from chordflow.modules.registry import StepModule
 
 #: runs_code=False: it sends requests the caller describes; nothing the caller wrote
 #: runs on the worker.

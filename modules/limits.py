@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from app.workflow.limits import DEFAULT_LOG_BYTES
+from chordflow.workflow.limits import DEFAULT_LOG_BYTES
 
 T = TypeVar("T")
 

@@ -34,8 +34,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from app.errors import StepFailed
-from modules.context import StepContext
+from chordflow.errors import StepFailed
+from chordflow.modules.context import StepContext
 
 
 class PathOutsideRoots(StepFailed):

@@ -32,10 +32,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO
 
-from app.errors import StepCancelled, StepTimeout
-from modules.context import StepContext
-from modules.limits import HeadTail, format_bytes, json_size
-from modules.reaper import reaper
+from chordflow.errors import StepCancelled, StepTimeout
+from chordflow.modules.context import StepContext
+from chordflow.modules.limits import HeadTail, format_bytes, json_size
+from chordflow.modules.reaper import reaper
 
 #: How often a waiting step looks at its cancel event: the latency of a cancel.
 POLL_SECONDS = 0.1

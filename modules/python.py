@@ -13,9 +13,9 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from app.errors import StepFailed
-from modules.context import StepContext, run_coroutine
-from modules.registry import StepModule
+from chordflow.errors import StepFailed
+from chordflow.modules.context import StepContext, run_coroutine
+from chordflow.modules.registry import StepModule
 
 module = StepModule("python", "Call a Python function.", default_method="call")
 

@@ -25,9 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chordflow.errors import ChordflowError, ModuleUnavailable
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
-
-from app.errors import ChordflowError, ModuleUnavailable
 
 MethodFn = Callable[..., Any]
 
@@ -350,7 +349,7 @@ def load_registry(module_paths: Iterable[Path] = ()) -> Registry:
     """Built-ins, then entry points, then module directories."""
     registry = Registry()
     for name in BUILTINS:
-        registry.add(importlib.import_module(f"modules.{name}").module)
+        registry.add(importlib.import_module(f"chordflow.modules.{name}").module)
     for ep in importlib.metadata.entry_points(group="chordflow.modules"):
         registry.add(_module_attr(ep.load(), f"entry point '{ep.name}'"))
     for directory in module_paths:
@@ -378,7 +377,7 @@ def default_registry() -> Registry:
     """The process-wide registry, loaded on first use from the settings' module path."""
     global _default
     if _default is None:
-        from app.config import get_settings
+        from chordflow.config import get_settings
 
         _default = load_registry(get_settings().modules_path)
     return _default

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from app.engine.state import RunStatus
+from chordflow.engine.state import RunStatus
 
 log = logging.getLogger("chordflow.tasks")
 

@@ -17,11 +17,10 @@ from typing import Any
 
 from celery import Celery, chord, current_task
 from celery.canvas import Signature
+from chordflow.config import Settings
+from chordflow.engine.dispatch import TaskMessage
+from chordflow.errors import DispatchFailed
 from kombu.exceptions import OperationalError
-
-from app.config import Settings
-from app.engine.dispatch import TaskMessage
-from app.errors import DispatchFailed
 
 log = logging.getLogger("chordflow.dispatch")
 

@@ -17,8 +17,7 @@ import time
 
 from celery import Celery, states
 from celery.exceptions import TimeoutError as CeleryTimeout
-
-from app.engine.state import RunStatus
+from chordflow.engine.state import RunStatus
 
 log = logging.getLogger("chordflow.finished")
 

@@ -24,13 +24,12 @@ from contextlib import nullcontext
 from typing import Any
 
 from celery import Celery
-
-from app.config import get_settings
-from app.engine.engine import Engine
-from app.engine.state import RunStatus
-from app.errors import StoreUnavailable
-from tasks.runtime import served_queues, worker_engine
-from workers.celery_app import app
+from chordflow.config import get_settings
+from chordflow.engine.engine import Engine
+from chordflow.engine.state import RunStatus
+from chordflow.errors import StoreUnavailable
+from chordflow.tasks.runtime import served_queues, worker_engine
+from chordflow.workers.celery_app import app
 
 log = logging.getLogger("chordflow.reconcile")
 

@@ -12,15 +12,14 @@ import logging
 
 from celery import Celery
 from celery.signals import worker_process_init, worker_process_shutdown, worker_shutdown
-
-from app.config import Settings, get_settings
-from app.engine.counting import LINGER_SECONDS as COUNT_LINGER_SECONDS
-from app.engine.engine import Engine
-from app.engine.mongo_store import MongoStore
-from modules.context import step_environment
-from modules.registry import default_registry
-from tasks.dispatch import CeleryDispatcher
-from tasks.finished import FinishedSignal
+from chordflow.config import Settings, get_settings
+from chordflow.engine.counting import LINGER_SECONDS as COUNT_LINGER_SECONDS
+from chordflow.engine.engine import Engine
+from chordflow.engine.mongo_store import MongoStore
+from chordflow.modules.context import step_environment
+from chordflow.modules.registry import default_registry
+from chordflow.tasks.dispatch import CeleryDispatcher
+from chordflow.tasks.finished import FinishedSignal
 
 log = logging.getLogger("chordflow.runtime")
 
@@ -67,7 +66,7 @@ def worker_engine() -> Engine:
     """This worker process's engine, built on first use."""
     global _engine
     if _engine is None:
-        from workers.celery_app import app
+        from chordflow.workers.celery_app import app
 
         _engine = build_engine(app)
     return _engine

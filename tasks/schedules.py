@@ -1,7 +1,7 @@
 """The schedule tick: Celery beat sends ``chordflow.schedules.tick`` every
 ``schedule_tick_seconds``; it submits the runs of the schedules that are due.
 
-See ``app.schedules`` for the design: the schedules live in MongoDB, each due one is
+See ``chordflow.schedules`` for the design: the schedules live in MongoDB, each due one is
 claimed with a compare-and-set before its run is submitted, so overlapping ticks (or two
 beats) never submit an occurrence twice. The task is not acknowledged late and expires
 after one tick: a tick lost or dropped is simply done by the next one.
@@ -12,10 +12,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from app.schedules import tick
-from app.service import RunService
-from tasks.runtime import worker_engine
-from workers.celery_app import app
+from chordflow.schedules import tick
+from chordflow.service import RunService
+from chordflow.tasks.runtime import worker_engine
+from chordflow.workers.celery_app import app
 
 
 #: No task events (``send_events``), and the beat sends no ``task-sent`` event

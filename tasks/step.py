@@ -22,13 +22,12 @@ from typing import Any
 
 from celery import Task
 from celery.exceptions import Reject, Retry
-
-from app.engine.dispatch import TaskMessage
-from app.errors import DispatchFailed, StoreUnavailable
-from tasks.cancel_watch import CancelWatch
-from tasks.dispatch import GATHER_TASK, STEP_TASK
-from tasks.runtime import ensure_indexes, worker_engine
-from workers.celery_app import app
+from chordflow.engine.dispatch import TaskMessage
+from chordflow.errors import DispatchFailed, StoreUnavailable
+from chordflow.tasks.cancel_watch import CancelWatch
+from chordflow.tasks.dispatch import GATHER_TASK, STEP_TASK
+from chordflow.tasks.runtime import ensure_indexes, worker_engine
+from chordflow.workers.celery_app import app
 
 log = logging.getLogger("chordflow.tasks")
 

@@ -18,15 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from chordflow.config import Settings
+from chordflow.engine.embedded import EmbeddedExecutor
+from chordflow.engine.mongo_store import MongoStore
+from chordflow.engine.plan import compile_plan
+from chordflow.engine.report import run_report
+from chordflow.modules.registry import Registry
+from chordflow.workflow.loader import load_data
+from chordflow.workflow.models import Workflow
 
-from app.config import Settings
-from app.engine.embedded import EmbeddedExecutor
-from app.engine.mongo_store import MongoStore
-from app.engine.plan import compile_plan
-from app.engine.report import run_report
-from app.workflow.loader import load_data
-from app.workflow.models import Workflow
-from modules.registry import Registry
 from tests.servers import (
     TEST_SECRETS,
     celery_worker,
@@ -87,7 +87,7 @@ class CeleryStack:
 
     def service(self) -> Any:
         """One client for the stack (closed with it)."""
-        from app.service import RunService
+        from chordflow.service import RunService
 
         if self._service is None:
             self._service = RunService.celery(self.settings())

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from app.engine.state import RunStatus
-from tasks.cancel_watch import CancelWatch
+from chordflow.engine.state import RunStatus
+from chordflow.tasks.cancel_watch import CancelWatch
 
 
 def test_a_cancelled_run_sets_the_events_of_its_steps_only() -> None:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
-from app.errors import ConditionError
-from app.workflow.conditions import parse_condition
-from app.workflow.templating import resolve_in
+from chordflow.errors import ConditionError
+from chordflow.workflow.conditions import parse_condition
+from chordflow.workflow.templating import resolve_in
 
 SCOPE = {
     "variables": {"mode": "full", "n": 5, "tags": ["x", "y"], "none": None},

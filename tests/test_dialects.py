@@ -12,12 +12,11 @@ import os
 from pathlib import Path
 
 import pytest
-
-from app.config import Settings
-from app.errors import ValidationFailed
-from app.workflow.dialects import detect
-from app.workflow.loader import load_data, load_file
-from modules.registry import load_registry
+from chordflow.config import Settings
+from chordflow.errors import ValidationFailed
+from chordflow.modules.registry import load_registry
+from chordflow.workflow.dialects import detect
+from chordflow.workflow.loader import load_data, load_file
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DIALECTS = FIXTURES / "dialects"
@@ -176,7 +175,7 @@ def test_procedures_kt_example_runs_in_order(run_workflow):
 
 
 def test_procedures_kt_example_without_the_module_names_it():
-    from app.engine.plan import compile_plan
+    from chordflow.engine.plan import compile_plan
 
     with pytest.raises(ValidationFailed) as info:
         compile_plan(load_file(DIALECTS / "procedures_kt.json"), load_registry())
@@ -240,9 +239,9 @@ def test_procedures_status_false_fails_and_stops_the_rest(run_workflow):
 
 
 def test_procedures_var_sys_and_nested_references(run_workflow, tmp_path):
-    from app.config import Settings
-    from app.engine.embedded import EmbeddedExecutor
-    from app.engine.report import run_report
+    from chordflow.config import Settings
+    from chordflow.engine.embedded import EmbeddedExecutor
+    from chordflow.engine.report import run_report
 
     doc = {"name": "refs", "variables": {"env": "production", "n": {"k": [5]}},
            "procedures": [

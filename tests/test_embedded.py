@@ -8,11 +8,10 @@ import time
 from pathlib import Path
 
 import pytest
-
-from app.engine.embedded import EmbeddedExecutor
-from app.engine.report import run_report
-from app.engine.state import RunStatus, StepStatus
-from app.workflow.loader import load_data
+from chordflow.engine.embedded import EmbeddedExecutor
+from chordflow.engine.report import run_report
+from chordflow.engine.state import RunStatus, StepStatus
+from chordflow.workflow.loader import load_data
 
 
 def wait_for_file(path: Path, timeout: float = 10) -> str:
@@ -148,7 +147,7 @@ def test_close_cancels_unfinished_runs(settings, tmp_path):
 
 
 def test_secrets_are_usable_but_never_recorded(tmp_path):
-    from app.config import Settings
+    from chordflow.config import Settings
 
     settings = Settings(workdir=tmp_path, secrets={"token": "s3cr3t-value"})
     with EmbeddedExecutor(settings=settings) as ex:
@@ -163,7 +162,7 @@ def test_secrets_are_usable_but_never_recorded(tmp_path):
 
 
 def test_secrets_never_reach_outputs_errors_or_events(tmp_path):
-    from app.config import Settings
+    from chordflow.config import Settings
 
     settings = Settings(workdir=tmp_path, secrets={"token": "s3cr3t-value"})
     with EmbeddedExecutor(settings=settings) as ex:

@@ -7,10 +7,9 @@ from __future__ import annotations
 import uuid
 
 import pymongo
+from chordflow.engine.mongo_store import MongoStore
+from chordflow.engine.records import RunRecord, StepRecord
 from pymongo import monitoring
-
-from app.engine.mongo_store import MongoStore
-from app.engine.records import RunRecord, StepRecord
 
 
 class Commands(monitoring.CommandListener):

@@ -9,7 +9,7 @@ import threading
 import time
 from pathlib import Path
 
-from app.engine.lease import (
+from chordflow.engine.lease import (
     STOP_AT,
     Lease,
     LeaseKeeper,
@@ -18,17 +18,17 @@ from app.engine.lease import (
     lease_state,
     process_identity,
 )
-from app.engine.memory_store import MemoryStore
-from app.engine.records import RunRecord, StepRecord
-from app.engine.state import StepStatus
-from app.errors import StoreUnavailable
+from chordflow.engine.memory_store import MemoryStore
+from chordflow.engine.records import RunRecord, StepRecord
+from chordflow.engine.state import StepStatus
+from chordflow.errors import StoreUnavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_a_holder_is_gone_only_if_it_is_a_dead_process_of_this_machine():
     done = subprocess.run([sys.executable, "-c",
-                           "from app.engine.lease import process_identity; "
+                           "from chordflow.engine.lease import process_identity; "
                            "print(process_identity())"],
                           capture_output=True, text=True, timeout=30, check=True, cwd=ROOT)
     dead = done.stdout.strip()

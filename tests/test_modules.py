@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from modules.registry import StepModule, default_registry, load_registry
+from chordflow.modules.registry import StepModule, default_registry, load_registry
 
 
 def one(run_workflow, module: str, method_: str | None = None, **params):

@@ -22,14 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from chordflow.config import Settings
+from chordflow.engine.embedded import EmbeddedExecutor
+from chordflow.engine.mongo_store import MongoStore
+from chordflow.engine.records import LogLine
+from chordflow.engine.report import run_report
+from chordflow.modules.limits import Captured, HeadTail, format_bytes, utf8_size
+from chordflow.workflow.loader import load_data
 
-from app.config import Settings
-from app.engine.embedded import EmbeddedExecutor
-from app.engine.mongo_store import MongoStore
-from app.engine.records import LogLine
-from app.engine.report import run_report
-from app.workflow.loader import load_data
-from modules.limits import Captured, HeadTail, format_bytes, utf8_size
 from tests.servers import celery_worker
 
 SMALL = 64 * 1024

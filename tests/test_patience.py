@@ -12,13 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
+from chordflow.engine.mongo_store import MongoStore
+from chordflow.engine.patience import LONGEST_PAUSE, Patience
+from chordflow.engine.records import RunRecord, StepRecord
+from chordflow.engine.state import RunStatus, StepStatus
+from chordflow.errors import StoreUnavailable
 from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
 
-from app.engine.mongo_store import MongoStore
-from app.engine.patience import LONGEST_PAUSE, Patience
-from app.engine.records import RunRecord, StepRecord
-from app.engine.state import RunStatus, StepStatus
-from app.errors import StoreUnavailable
 from tests.servers import NX_QUIET, free_port, stop, wait_for_port
 
 

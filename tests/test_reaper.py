@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from modules.reaper import reaper
+from chordflow.modules.reaper import reaper
 
 ROOT = Path(__file__).resolve().parent.parent
 

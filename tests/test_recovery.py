@@ -8,17 +8,16 @@ import time
 import uuid
 from pathlib import Path
 
+import chordflow.engine.recovery
 import pytest
-
-import app.engine.recovery
-from app.engine.dispatch import TaskMessage
-from app.engine.embedded import EmbeddedExecutor
-from app.engine.lease import TAKEOVER_GRACE, LeaseKeeper
-from app.engine.memory_store import MemoryStore
-from app.engine.mongo_store import MongoStore
-from app.engine.state import RunStatus, StepStatus
-from app.errors import StoreUnavailable
-from app.workflow.loader import load_data
+from chordflow.engine.dispatch import TaskMessage
+from chordflow.engine.embedded import EmbeddedExecutor
+from chordflow.engine.lease import TAKEOVER_GRACE, LeaseKeeper
+from chordflow.engine.memory_store import MemoryStore
+from chordflow.engine.mongo_store import MongoStore
+from chordflow.engine.state import RunStatus, StepStatus
+from chordflow.errors import StoreUnavailable
+from chordflow.workflow.loader import load_data
 
 
 class LossyExecutor(EmbeddedExecutor):
@@ -81,7 +80,7 @@ def _held(lossy, run_id: str, step: str, holder: str, until: float) -> None:
 def _dead_process_identity() -> str:
     """The lease-holder identity of a process of this machine that has exited."""
     done = subprocess.run([sys.executable, "-c",
-                           "from app.engine.lease import process_identity as p; print(p())"],
+                           "from chordflow.engine.lease import process_identity as p; print(p())"],
                           capture_output=True, text=True, timeout=30, check=True,
                           cwd=Path(__file__).resolve().parent.parent)
     return done.stdout.strip()
@@ -104,7 +103,7 @@ def test_resume_takes_over_at_once_an_attempt_whose_holder_is_gone(lossy):
 
 
 def test_an_expired_lease_is_taken_over_only_after_the_grace(lossy, monkeypatch):
-    monkeypatch.setattr(app.engine.recovery, "TAKEOVER_GRACE", 1.0)
+    monkeypatch.setattr(chordflow.engine.recovery, "TAKEOVER_GRACE", 1.0)
     lossy.engine.leases = LeaseKeeper(lossy.store, 30.0)
     lossy.lose = {"b"}
     run_id = lossy.submit(lossy.compile(load_data(DOC)))
@@ -288,7 +287,7 @@ def test_an_outcome_that_could_not_be_recorded_is_recorded_later_not_run_again(
 
 
 def test_a_reconciler_pass_does_bounded_work_and_the_next_goes_on(mongo_url, settings):
-    from tasks.recovery import reconcile
+    from chordflow.tasks.recovery import reconcile
 
     store = MongoStore(mongo_url, f"r{uuid.uuid4().hex[:12]}")
     ex = LossyExecutor(settings=settings, store=store)

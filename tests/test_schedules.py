@@ -14,10 +14,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-
-from app.api.library import WorkflowLibrary
-from app.engine.mongo_store import MongoStore
-from app.schedules import (
+from chordflow.api.library import WorkflowLibrary
+from chordflow.engine.mongo_store import MongoStore
+from chordflow.schedules import (
     InvalidSchedule,
     ScheduleMissing,
     Schedules,

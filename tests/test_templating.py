@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
-from app.errors import ReferenceResolutionError
-from app.workflow.references import parse_reference
-from app.workflow.templating import (
+from chordflow.errors import ReferenceResolutionError
+from chordflow.workflow.references import parse_reference
+from chordflow.workflow.templating import (
     Interpolated,
     Literal,
     Ref,

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
-from app.engine.plan import compile_plan
-from app.errors import ValidationFailed
-from app.workflow.loader import load_data, load_text
-from modules.registry import load_registry
+from chordflow.engine.plan import compile_plan
+from chordflow.errors import ValidationFailed
+from chordflow.modules.registry import load_registry
+from chordflow.workflow.loader import load_data, load_text
 
 REGISTRY = load_registry()
 

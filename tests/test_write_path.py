@@ -8,15 +8,14 @@ import threading
 from typing import Any
 
 import pytest
-
-from app.engine.counting import RunCounts
-from app.engine.dispatch import TaskMessage
-from app.engine.engine import Engine
-from app.engine.memory_store import MemoryStore
-from app.engine.records import RunRecord
-from app.engine.state import RunStatus, StepStatus
-from app.workflow.loader import load_data
-from modules.registry import default_registry
+from chordflow.engine.counting import RunCounts
+from chordflow.engine.dispatch import TaskMessage
+from chordflow.engine.engine import Engine
+from chordflow.engine.memory_store import MemoryStore
+from chordflow.engine.records import RunRecord
+from chordflow.engine.state import RunStatus, StepStatus
+from chordflow.modules.registry import default_registry
+from chordflow.workflow.loader import load_data
 
 
 class InlineDispatcher:
@@ -203,7 +202,7 @@ def test_counts_that_could_not_be_written_are_kept_for_the_next_flush():
 
 def test_a_fan_out_on_a_batching_engine_finishes_with_every_step_counted():
     """The engine as workers build it (counts batched), on a thread pool."""
-    from app.engine.embedded import EmbeddedExecutor
+    from chordflow.engine.embedded import EmbeddedExecutor
 
     with EmbeddedExecutor(threads=8) as ex:
         ex.engine.counts.linger = 0.05
@@ -222,8 +221,8 @@ def test_foreach_elements_are_read_by_id_in_slices(mongo_url: str, monkeypatch) 
     stays small at any foreach size; every element comes back, in place."""
     import uuid
 
-    from app.engine import mongo_store
-    from app.engine.embedded import EmbeddedExecutor
+    from chordflow.engine import mongo_store
+    from chordflow.engine.embedded import EmbeddedExecutor
 
     monkeypatch.setattr(mongo_store, "IDS_PER_QUERY", 3)
     ex = EmbeddedExecutor(store=mongo_store.MongoStore(mongo_url, f"t{uuid.uuid4().hex[:12]}"))
@@ -244,8 +243,8 @@ def test_foreach_elements_are_read_by_id_in_slices(mongo_url: str, monkeypatch) 
 def test_a_submission_writes_its_events_in_one_insert(monkeypatch) -> None:
     """run_created and run_started reach the store together (one round trip of a POST
     /runs), and an error in between still writes what happened before it."""
-    from app.engine.records import Event
-    from app.service import RunService
+    from chordflow.engine.records import Event
+    from chordflow.service import RunService
 
     class CountingStore(MemoryStore):
         def __init__(self) -> None:

@@ -21,9 +21,8 @@ from typing import Any
 
 from celery import Celery
 from celery.signals import beat_init
+from chordflow.config import Settings, get_settings
 from kombu import Queue
-
-from app.config import Settings, get_settings
 
 #: Step priorities run 0-9, higher first (as in RabbitMQ and Airflow). Redis orders
 #: its priority queues the other way round; the dispatcher translates.
@@ -33,7 +32,8 @@ PRIORITY_STEPS = list(range(10))
 def make_celery(settings: Settings) -> Celery:
     app = Celery("chordflow", broker=settings.broker_url,
                  backend=settings.celery_result_backend(),
-                 include=["tasks.step", "tasks.recovery", "tasks.schedules"])
+                 include=["chordflow.tasks.step", "chordflow.tasks.recovery",
+                          "chordflow.tasks.schedules"])
     transport_options: dict[str, Any] = {}
     if settings.broker_url.startswith(("redis://", "rediss://")):
         transport_options = {

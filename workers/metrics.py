@@ -177,8 +177,8 @@ class WorkerMetrics:
         """The step's module, or None when the engine will ignore the message."""
         if kwargs.get("readmit") or len(args) < 4:
             return None
-        from app.engine.dispatch import TaskMessage
-        from tasks.runtime import worker_engine
+        from chordflow.engine.dispatch import TaskMessage
+        from chordflow.tasks.runtime import worker_engine
 
         engine = worker_engine()
         msg = TaskMessage(args[0], args[1], args[2], int(args[3]),
@@ -194,7 +194,7 @@ class WorkerMetrics:
                  started: _Started) -> str | None:
         if state == "RETRY":  # the engine sent the next attempt as Celery's retry
             return "retried"
-        from tasks.runtime import worker_engine
+        from chordflow.tasks.runtime import worker_engine
 
         run_id, step, index, attempt = args[0], args[1], args[2], int(args[3])
         rec: Any = worker_engine().store.get_steps(run_id, (step,))[step]

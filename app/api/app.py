@@ -13,20 +13,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from chordflow.api.audit import AuditLog
+from chordflow.api.auth_limits import AuthLimits
+from chordflow.api.inline_policy import operator_modules
+from chordflow.api.keys import ApiKeys
+from chordflow.api.library import WorkflowDisabled, WorkflowLibrary, WorkflowMissing
+from chordflow.config import Settings, get_settings
+from chordflow.errors import DispatchFailed, RunNotFound, StoreUnavailable, ValidationFailed
+from chordflow.schedules import Schedules
+from chordflow.service import RunService
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pymongo.errors import ConnectionFailure
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from app.api.audit import AuditLog
-from app.api.auth_limits import AuthLimits
-from app.api.inline_policy import operator_modules
-from app.api.keys import ApiKeys
-from app.api.library import WorkflowDisabled, WorkflowLibrary, WorkflowMissing
-from app.config import Settings, get_settings
-from app.errors import DispatchFailed, RunNotFound, StoreUnavailable, ValidationFailed
-from app.schedules import Schedules
-from app.service import RunService
 
 log = logging.getLogger("chordflow.api")
 
@@ -57,7 +56,7 @@ def create_app(settings: Settings | None = None, service: RunService | None = No
             if own:
                 app.state.service.close()
 
-    from app.api.routes import admin, compat, meta, ops, runs, schedules, workflows
+    from chordflow.api.routes import admin, compat, meta, ops, runs, schedules, workflows
 
     docs = settings.api_docs
     app = FastAPI(

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from chordflow.api.security import Principal
+from chordflow.engine.records import now
 from fastapi import Request
 from pymongo.database import Database
-
-from app.api.security import Principal
-from app.engine.records import now
 
 
 class AuditLog:

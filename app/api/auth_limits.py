@@ -8,7 +8,7 @@ a token bucket that refills continuously); past it, a request is refused with 42
 ``Retry-After`` before its key is looked up or hashed.
 
 What is never limited, so that valid requests are not slowed: a token in the valid-key
-cache (``app.api.keys``), and a token that authenticated on this process within
+cache (``chordflow.api.keys``), and a token that authenticated on this process within
 ``PROVEN_SECONDS`` (remembered by its SHA-256 only). The second is what keeps a key's
 owner working while its id is attacked: the attacker, not knowing the token, cannot
 present a proven one. A key not used on this process for longer (or a process that has

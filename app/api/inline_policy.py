@@ -18,11 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from chordflow.api.security import Principal, Role
+from chordflow.engine.plan import Plan
+from chordflow.modules.registry import Registry
 from fastapi import HTTPException, status
-
-from app.api.security import Principal, Role
-from app.engine.plan import Plan
-from modules.registry import Registry
 
 #: Refused steps named in the answer; a workflow of thousands gets a count of the rest.
 SHOWN = 5

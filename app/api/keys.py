@@ -6,7 +6,7 @@ successfully checked key is remembered in the process for ``CACHE_SECONDS`` (by 
 SHA-256 of the key, never the key itself); a revocation or a role change takes effect
 everywhere within that time.
 
-Checking is split so that the caller (``app.api.security``) can refuse a client that is
+Checking is split so that the caller (``chordflow.api.security``) can refuse a client that is
 over its failure budget between the cheap parts and the scrypt: ``cached`` (no store, no
 hash), ``parse`` (a malformed token costs nothing), then ``check``, which looks the id
 up and hashes only for a key that exists and is not revoked.
@@ -23,10 +23,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from chordflow.api.principal import Principal, Role
+from chordflow.engine.records import now
 from pymongo.database import Database
-
-from app.api.principal import Principal, Role
-from app.engine.records import now
 
 CACHE_SECONDS = 10.0
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
@@ -56,7 +55,7 @@ def parse(token: str) -> tuple[str, str] | None:
 
 class Outcome(StrEnum):
     """How a key check ended; only VALID admits. The others say whether the id
-    exists, which the failure limits need (``app.api.auth_limits``)."""
+    exists, which the failure limits need (``chordflow.api.auth_limits``)."""
 
     VALID = "valid"
     MALFORMED = "malformed"
@@ -156,6 +155,6 @@ class ApiKeys:
         return Verdict(Outcome.VALID, principal)
 
     def verify(self, token: str) -> Principal | None:
-        """The principal of ``token``, or None (unlimited: ``app.api.security`` adds
+        """The principal of ``token``, or None (unlimited: ``chordflow.api.security`` adds
         the failure limits)."""
         return self.cached(token) or self.check(token).principal

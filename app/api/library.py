@@ -31,13 +31,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from chordflow.engine.records import now
+from chordflow.errors import ChordflowError
+from chordflow.workflow.dialects import to_canonical
 from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
-
-from app.engine.records import now
-from app.errors import ChordflowError
-from app.workflow.dialects import to_canonical
 
 #: A claim not (yet) matched by its workflow is left alone this long: a create or
 #: rename in flight finishes well within it; only a crashed one leaves it longer.

@@ -1,5 +1,5 @@
-"""The ASGI application uvicorn serves (``app.api.main:app``), from ``CHORDFLOW_*``."""
+"""The ASGI application uvicorn serves (``chordflow.api.main:app``), from ``CHORDFLOW_*``."""
 
-from app.api.app import create_app
+from chordflow.api.app import create_app
 
 app = create_app()

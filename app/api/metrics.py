@@ -90,6 +90,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from chordflow.engine.state import RUN_FINISHED, STEP_FINISHED, RunStatus
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -99,8 +100,6 @@ from prometheus_client.core import (
 )
 from prometheus_client.utils import floatToGoString
 from pymongo.errors import OperationFailure
-
-from app.engine.state import RUN_FINISHED, STEP_FINISHED, RunStatus
 
 log = logging.getLogger("chordflow.api.metrics")
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from chordflow.engine.records import RunRecord, StepRecord
+from chordflow.engine.report import iso
 from pydantic import BaseModel, Field, model_validator
-
-from app.engine.records import RunRecord, StepRecord
-from app.engine.report import iso
 
 
 class RunCreate(BaseModel):

@@ -5,7 +5,7 @@ Roles are ordered, each allowed what the one before it is:
 - ``viewer`` reads: runs, logs, stored workflows, schedules, modules; validates.
 - ``operator`` runs what authors wrote: stored, enabled workflows (with variables),
   schedules of them; cancels and re-runs runs; and submits inline workflows made only of
-  the modules in ``CHORDFLOW_OPERATOR_MODULES`` (``app.api.inline_policy``).
+  the modules in ``CHORDFLOW_OPERATOR_MODULES`` (``chordflow.api.inline_policy``).
 - ``author`` writes what runs: creates, changes, renames, deletes, enables and disables
   stored workflows, and submits inline workflows with any module (code included).
 - ``admin`` manages keys and reads the audit log.
@@ -15,7 +15,7 @@ Every endpoint but the probes names the least role it needs with ``Viewer``,
 keys made before ``author`` existed keep their role.
 
 Failed authentications are limited per client address and per key id
-(``app.api.auth_limits``); the order of the checks in ``check_token`` is what makes a
+(``chordflow.api.auth_limits``); the order of the checks in ``check_token`` is what makes a
 refusal cheap: the valid-key cache first, then the token's shape, then the limits, and
 only then the store and the scrypt.
 """
@@ -25,11 +25,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any
 
+from chordflow.api.auth_limits import AuthLimits, Refusal
+from chordflow.api.keys import ApiKeys, digest, parse
+from chordflow.api.principal import Principal, Role
 from fastapi import Depends, HTTPException, Request, status
-
-from app.api.auth_limits import AuthLimits, Refusal
-from app.api.keys import ApiKeys, digest, parse
-from app.api.principal import Principal, Role
 
 __all__ = ["AUTH_RESPONSES", "Admin", "Author", "DEVELOPMENT", "Operator", "Principal",
            "Role", "Viewer", "authenticate", "check_token", "require"]

@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from chordflow.errors import ValidationFailed
+from chordflow.workflow.loader import load_file
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-
-from app.errors import ValidationFailed
-from app.workflow.loader import load_file
 
 app = typer.Typer(
     name="chordflow",
@@ -61,8 +60,8 @@ def fail_invalid(message: str) -> NoReturn:
 
 
 def _compile(file: Path, variables: dict[str, Any] | None = None) -> Any:
-    from app.engine.plan import compile_plan
-    from modules.registry import default_registry
+    from chordflow.engine.plan import compile_plan
+    from chordflow.modules.registry import default_registry
 
     try:
         # A local file may read this machine's environment (the DAG engine's ${NAME}).
@@ -112,9 +111,9 @@ def run(
 
 def _run_embedded(plan: Any, variables: dict[str, Any], as_json: bool,
                   threads: int | None) -> tuple[dict[str, Any], bool]:
-    from app.cli.progress import watch
-    from app.engine.embedded import EmbeddedExecutor
-    from app.engine.report import run_report
+    from chordflow.cli.progress import watch
+    from chordflow.engine.embedded import EmbeddedExecutor
+    from chordflow.engine.report import run_report
 
     executor = EmbeddedExecutor(threads=threads)
     run_id = executor.submit(plan, variables)
@@ -128,7 +127,7 @@ def _run_embedded(plan: Any, variables: dict[str, Any], as_json: bool,
     # Steps that ignore cancellation (plain Python in a thread) are not waited for long.
     clean = executor.close(timeout=CLOSE_TIMEOUT)
     if not out.is_terminal and not as_json:
-        from app.cli.progress import step_table
+        from chordflow.cli.progress import step_table
 
         out.print(step_table(plan, executor.store.get_steps(run_id, plan.order)))
     return run_report(executor.store, run_id, list(plan.order)), clean
@@ -136,8 +135,8 @@ def _run_embedded(plan: Any, variables: dict[str, Any], as_json: bool,
 
 def _run_celery(plan: Any, variables: dict[str, Any],
                 as_json: bool) -> tuple[dict[str, Any], bool]:
-    from app.cli.progress import step_table, watch
-    from app.service import RunService
+    from chordflow.cli.progress import step_table, watch
+    from chordflow.service import RunService
 
     service = RunService.celery()
     run_id = service.submit(plan, variables)
@@ -190,7 +189,7 @@ def validate(file: FileArg, var: VarOpt = None) -> None:
 @app.command()
 def graph(file: FileArg) -> None:
     """Print the workflow's DAG as Mermaid flowchart text."""
-    from app.engine.graph import mermaid
+    from chordflow.engine.graph import mermaid
 
     sys.stdout.write(mermaid(_compile(file)))
 
@@ -200,7 +199,7 @@ def modules(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List step modules, their methods and parameters."""
-    from modules.registry import default_registry
+    from chordflow.modules.registry import default_registry
 
     listing = default_registry().describe()
     if as_json:
@@ -237,17 +236,17 @@ def worker(
     )] = None,
 ) -> None:
     """Start a Celery worker that runs steps."""
-    from app.config import get_settings
+    from chordflow.config import get_settings
 
     settings = get_settings()
     metrics = None
     port = metrics_port or settings.worker_metrics_port
     if port:  # before Celery (and prometheus_client) load and the pool forks
-        from workers.metrics import install
+        from chordflow.workers.metrics import install
 
         metrics = install(port, settings.worker_metrics_dir,
                           metrics_host or settings.worker_metrics_host)
-    from workers.celery_app import app as celery_app
+    from chordflow.workers.celery_app import app as celery_app
 
     argv = ["worker", "-Q", queues or settings.default_queue, "-P", pool, "-l", loglevel,
             "-E", "--without-mingle", "--without-gossip"]
@@ -259,7 +258,7 @@ def worker(
         argv += ["-B", "-s", str(settings.workdir / "celerybeat-schedule")]
         settings.workdir.mkdir(parents=True, exist_ok=True)
     if settings.log_format == "json":
-        from app.log_format import json_for_celery
+        from chordflow.log_format import json_for_celery
 
         json_for_celery()
     _say_if_the_store_is_down(settings)
@@ -267,7 +266,7 @@ def worker(
         celery_app.worker_main(argv)
     finally:
         if metrics is not None:
-            from workers.metrics import cleanup
+            from chordflow.workers.metrics import cleanup
 
             cleanup(metrics, remove=settings.worker_metrics_dir is None)
 
@@ -275,8 +274,8 @@ def worker(
 def _say_if_the_store_is_down(settings: Any) -> None:
     """A worker starts whether MongoDB answers or not (its steps wait for it); if it
     does not, say so once, now, rather than leave the operator guessing."""
-    from app.engine.mongo_store import MongoStore
-    from app.errors import StoreUnavailable
+    from chordflow.engine.mongo_store import MongoStore
+    from chordflow.errors import StoreUnavailable
 
     store = MongoStore(settings.mongo_url, settings.mongo_db, patience=0)
     try:
@@ -290,14 +289,14 @@ def _say_if_the_store_is_down(settings: Any) -> None:
 
 
 def _service() -> Any:
-    from app.service import RunService
+    from chordflow.service import RunService
 
     return RunService.celery()
 
 
 def _over_http() -> bool:
     """True when CHORDFLOW_API_URL is set: status, cancel and rerun use the API."""
-    from app.config import get_settings
+    from chordflow.config import get_settings
 
     return bool(get_settings().api_url)
 
@@ -307,7 +306,7 @@ def status(run_id: RunIdArg,
            as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Show a run (through the API when CHORDFLOW_API_URL is set, else from MongoDB)."""
     if _over_http():
-        from app.cli.remote import report_over_http
+        from chordflow.cli.remote import report_over_http
 
         report = report_over_http(run_id)
     else:
@@ -331,7 +330,7 @@ def print_report(report: Mapping[str, Any]) -> None:
 def cancel(run_id: RunIdArg) -> None:
     """Cancel a running run: nothing more starts, running steps are stopped."""
     if _over_http():
-        from app.cli.remote import cancel_over_http
+        from chordflow.cli.remote import cancel_over_http
 
         cancel_over_http(run_id)  # exits 2 with the server's reason if it cannot
     else:
@@ -358,7 +357,7 @@ def rerun(run_id: RunIdArg,
     """Run a failed run again from its failed steps, keeping what succeeded."""
     http = _over_http()
     if http:
-        from app.cli.remote import rerun_over_http, wait_over_http
+        from chordflow.cli.remote import rerun_over_http, wait_over_http
 
         steps = rerun_over_http(run_id)  # exits 2 with the server's reason if it cannot
     else:
@@ -385,9 +384,9 @@ def rerun(run_id: RunIdArg,
 @app.command()
 def reconcile() -> None:
     """Resume every running run once (what the periodic reconciler does)."""
-    from app.config import get_settings
-    from tasks.recovery import reconcile as reconcile_all
-    from workers.celery_app import app as celery_app
+    from chordflow.config import get_settings
+    from chordflow.tasks.recovery import reconcile as reconcile_all
+    from chordflow.workers.celery_app import app as celery_app
 
     settings = get_settings()
     report = reconcile_all(_service().engine, celery_app, settings.reconcile_grace,
@@ -396,7 +395,7 @@ def reconcile() -> None:
 
 
 def _register_server_commands() -> None:
-    from app.cli.server import api, flower, keys_app
+    from chordflow.cli.server import api, flower, keys_app
 
     app.command()(api)
     app.command()(flower)
@@ -407,7 +406,7 @@ _register_server_commands()
 
 
 def _register_remote_commands() -> None:
-    from app.cli.remote import logs, runs, schedules_app, submit, workflows_app
+    from chordflow.cli.remote import logs, runs, schedules_app, submit, workflows_app
 
     app.command()(submit)
     app.command()(runs)
@@ -420,8 +419,8 @@ _register_remote_commands()
 
 
 def main() -> None:
-    from app.config import get_settings
-    from app.log_format import configure
+    from chordflow.config import get_settings
+    from chordflow.log_format import configure
 
     try:
         log_format = get_settings().log_format
@@ -443,7 +442,7 @@ def main() -> None:
 def refusal(exc: BaseException) -> str | None:
     """The one line to print for an error that is the world's, not a bug: an unknown
     run, an unreachable store or broker. None for anything else (a traceback, then)."""
-    from app.errors import DispatchFailed, RunNotFound, StoreUnavailable
+    from chordflow.errors import DispatchFailed, RunNotFound, StoreUnavailable
 
     if isinstance(exc, RunNotFound | StoreUnavailable | DispatchFailed):
         return str(exc)

@@ -7,15 +7,14 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from chordflow.engine.plan import Plan
+from chordflow.engine.records import StepRecord
+from chordflow.engine.state import RunStatus
+from chordflow.engine.store import Store
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
-
-from app.engine.plan import Plan
-from app.engine.records import StepRecord
-from app.engine.state import RunStatus
-from app.engine.store import Store
 
 STYLES = {
     "pending": "dim",

@@ -10,7 +10,7 @@ failed or was cancelled, 2 refused (an invalid workflow or request, no such run 
 workflow, a missing key or role, a conflict, an unreachable API: the reason goes to
 stderr, never a traceback), 130 interrupted while waiting (the run is cancelled first).
 
-The helpers of ``app.cli.main`` are imported where they are used: ``main`` registers
+The helpers of ``chordflow.cli.main`` are imported where they are used: ``main`` registers
 these commands while it is itself being imported.
 """
 
@@ -30,12 +30,11 @@ from urllib.parse import quote
 import httpx
 import typer
 import yaml
+from chordflow.engine.dispatch import TaskKey
+from chordflow.engine.report import event_line
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-
-from app.engine.dispatch import TaskKey
-from app.engine.report import event_line
 
 #: Seconds an ordinary request may take (an SSE stream has no read timeout).
 TIMEOUT = 30.0
@@ -107,7 +106,7 @@ class ApiError(Exception):
 
 
 def _invalid_workflow(errors: list[Any]) -> str:
-    from app.errors import WorkflowError
+    from chordflow.errors import WorkflowError
 
     lines = []
     for e in errors:
@@ -141,7 +140,7 @@ class Client:
 
     @classmethod
     def from_settings(cls) -> Client:
-        from app.config import get_settings
+        from chordflow.config import get_settings
 
         settings = get_settings()
         return cls(settings.api_base_url, settings.api_key)
@@ -239,7 +238,7 @@ def client() -> Iterator[Client]:
 
 def fail(message: str) -> NoReturn:
     """Print ``message`` (plain text, not markup) as the error and exit 2."""
-    from app.cli.main import fail_invalid
+    from chordflow.cli.main import fail_invalid
 
     fail_invalid(escape(message))
 
@@ -282,7 +281,7 @@ def when(value: Any) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S") + ("Z" if moment.tzinfo else "")
 
 
-# -- runs: what status, cancel and rerun of app.cli.main call -----------------------------
+# -- runs: what status, cancel and rerun of chordflow.cli.main call -----------------------------
 
 def as_report(run: Mapping[str, Any]) -> dict[str, Any]:
     """A run as ``GET /runs/{id}`` answers it, in the shape of the CLI's run report
@@ -389,7 +388,7 @@ def _cancel_interrupted(api: Client, run_id: str, reason: str) -> None:
 
 def print_run(report: Mapping[str, Any]) -> None:
     """What ``status`` prints: the summary, then one line per step."""
-    from app.cli.main import print_report
+    from chordflow.cli.main import print_report
 
     print_report(report)
 
@@ -397,7 +396,7 @@ def print_run(report: Mapping[str, Any]) -> None:
 def _start(api: Client, path: str, body: dict[str, Any], wait: bool, as_json: bool,
            idempotency_key: str | None) -> None:
     """POST a run to ``path``; print its id (or JSON), or wait and report it."""
-    from app.cli.main import EXIT_FAILED, EXIT_OK
+    from chordflow.cli.main import EXIT_FAILED, EXIT_OK
 
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
     response = api.request("POST", path, body=body, headers=headers)
@@ -430,7 +429,7 @@ def _start(api: Client, path: str, body: dict[str, Any], wait: bool, as_json: bo
 def read_document(file: Path) -> dict[str, Any]:
     """A workflow file (JSON or YAML, any dialect) as a document. As ``chordflow run``
     does, an unnamed canonical or procedures workflow is named after its file."""
-    from app.workflow.dialects import CANONICAL, detect, procedures
+    from chordflow.workflow.dialects import CANONICAL, detect, procedures
 
     try:
         data = yaml.safe_load(file.read_text(encoding="utf-8"))
@@ -470,7 +469,7 @@ def submit(
     idempotency_key: IdempotencyOpt = None,
 ) -> None:
     """Submit a workflow file to the API; print the run id, or with --wait its report."""
-    from app.cli.main import parse_vars
+    from chordflow.cli.main import parse_vars
 
     variables = parse_vars(var)
     document = read_document(file)
@@ -762,7 +761,7 @@ def workflows_run(
     idempotency_key: IdempotencyOpt = None,
 ) -> None:
     """Run a stored workflow; print the run id, or with --wait its report."""
-    from app.cli.main import parse_vars
+    from chordflow.cli.main import parse_vars
 
     body: dict[str, Any] = {"variables": parse_vars(var)}
     if version is not None:
@@ -843,7 +842,7 @@ def schedules_create(
     as_json: JsonOpt = False,
 ) -> None:
     """Schedule runs of a stored workflow: --cron EXPR or --every SECONDS."""
-    from app.cli.main import parse_vars
+    from chordflow.cli.main import parse_vars
 
     if (cron is None) == (every is None):
         fail("give exactly one of --cron and --every")

@@ -25,7 +25,7 @@ SHUTDOWN_GRACE = 2
 keys_app = typer.Typer(help="Create, list, change the role of and revoke API keys "
                             "(directly in MongoDB).", no_args_is_help=True)
 
-#: What --role and ``keys role`` say the roles are for (``app.api.security``).
+#: What --role and ``keys role`` say the roles are for (``chordflow.api.security``).
 ROLES_HELP = ("viewer (read), operator (run stored workflows; inline only with "
               "CHORDFLOW_OPERATOR_MODULES), author (write stored workflows; inline with any "
               "module) or admin (keys).")
@@ -38,8 +38,7 @@ def api(
 ) -> None:
     """Serve the HTTP API (docs at /docs, schema at /openapi.json)."""
     import uvicorn
-
-    from app.config import get_settings
+    from chordflow.config import get_settings
 
     settings = get_settings()
     log_config: Any = uvicorn.config.LOGGING_CONFIG
@@ -48,11 +47,11 @@ def api(
         # each worker process too: uvicorn configures logging again there).
         log_config = {"version": 1, "disable_existing_loggers": False, "handlers": {
             "json": {"class": "logging.StreamHandler", "formatter": "json"}},
-            "formatters": {"json": {"()": "app.log_format.JsonFormatter"}},
+            "formatters": {"json": {"()": "chordflow.log_format.JsonFormatter"}},
             "root": {"handlers": ["json"], "level": "INFO"}}
     # On SIGTERM, open event streams get SHUTDOWN_GRACE seconds, then are closed (their
     # clients reconnect with Last-Event-ID): a restart never waits for a stream's hour.
-    uvicorn.run("app.api.main:app", host=host or settings.api_host,
+    uvicorn.run("chordflow.api.main:app", host=host or settings.api_host,
                 port=port or settings.api_port, workers=workers or settings.api_workers,
                 log_level="info", proxy_headers=True, log_config=log_config,
                 timeout_graceful_shutdown=SHUTDOWN_GRACE)
@@ -77,15 +76,15 @@ def flower(
                   "user:password (or FLOWER_AUTH with FLOWER_AUTH_PROVIDER for OAuth), or "
                   "pass --no-login to serve it to anyone who can reach it", highlight=False)
         raise typer.Exit(2)
-    from workers.celery_app import app as celery_app
+    from chordflow.workers.celery_app import app as celery_app
 
     celery_app.start(["flower", f"--port={port}", f"--address={address}"])
 
 
 def _keys():  # type: ignore[no-untyped-def]
-    from app.api.keys import ApiKeys
-    from app.config import get_settings
-    from app.engine.mongo_store import MongoStore
+    from chordflow.api.keys import ApiKeys
+    from chordflow.config import get_settings
+    from chordflow.engine.mongo_store import MongoStore
 
     settings = get_settings()
     return ApiKeys(MongoStore(settings.mongo_url, settings.mongo_db).db)
@@ -93,7 +92,7 @@ def _keys():  # type: ignore[no-untyped-def]
 
 def _role(value: str, option: str) -> Any:
     """The Role named ``value``; exit 2 naming ``option`` and the roles otherwise."""
-    from app.api.security import Role
+    from chordflow.api.security import Role
 
     try:
         return Role(value)

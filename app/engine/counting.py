@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from app.engine.store import Store
+from chordflow.engine.store import Store
 
 log = logging.getLogger("chordflow.counting")
 

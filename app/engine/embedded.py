@@ -22,17 +22,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
-from app.config import Settings, get_settings
-from app.engine.dispatch import TaskMessage
-from app.engine.engine import Engine
-from app.engine.memory_store import MemoryStore
-from app.engine.plan import Plan
-from app.engine.state import RunStatus
-from app.engine.store import Store
-from app.errors import StoreUnavailable
-from app.workflow.models import Workflow
-from modules.context import step_environment
-from modules.registry import Registry, default_registry
+from chordflow.config import Settings, get_settings
+from chordflow.engine.dispatch import TaskMessage
+from chordflow.engine.engine import Engine
+from chordflow.engine.memory_store import MemoryStore
+from chordflow.engine.plan import Plan
+from chordflow.engine.state import RunStatus
+from chordflow.engine.store import Store
+from chordflow.errors import StoreUnavailable
+from chordflow.modules.context import step_environment
+from chordflow.modules.registry import Registry, default_registry
+from chordflow.workflow.models import Workflow
 
 log = logging.getLogger("chordflow.embedded")
 

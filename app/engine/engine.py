@@ -36,11 +36,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from app.engine.counting import RunCounts
-from app.engine.dispatch import Dispatcher, TaskKey, TaskMessage
-from app.engine.eventlog import EventLog
-from app.engine.invoke import call_step
-from app.engine.lease import (
+from chordflow.engine.counting import RunCounts
+from chordflow.engine.dispatch import Dispatcher, TaskKey, TaskMessage
+from chordflow.engine.eventlog import EventLog
+from chordflow.engine.invoke import call_step
+from chordflow.engine.lease import (
     TAKEOVER_GRACE,
     Lease,
     LeaseKeeper,
@@ -48,13 +48,13 @@ from app.engine.lease import (
     lease_state,
     process_identity,
 )
-from app.engine.outcome import Outcome
-from app.engine.plan import Plan, StepPlan, compile_plan
-from app.engine.records import Event, ItemRecord, LogLine, RunRecord, StepRecord, now
-from app.engine.recovery import Recovery
-from app.engine.redaction import redact
-from app.engine.release import Release
-from app.engine.state import (
+from chordflow.engine.outcome import Outcome
+from chordflow.engine.plan import Plan, StepPlan, compile_plan
+from chordflow.engine.records import Event, ItemRecord, LogLine, RunRecord, StepRecord, now
+from chordflow.engine.recovery import Recovery
+from chordflow.engine.redaction import redact
+from chordflow.engine.release import Release
+from chordflow.engine.state import (
     CLAIMABLE,
     QUEUED_ONLY,
     RUNNING_ONLY,
@@ -63,8 +63,8 @@ from app.engine.state import (
     RunStatus,
     StepStatus,
 )
-from app.engine.store import Store
-from app.errors import (
+from chordflow.engine.store import Store
+from chordflow.errors import (
     ChordflowError,
     DispatchFailed,
     ReferenceResolutionError,
@@ -72,13 +72,13 @@ from app.errors import (
     StepFailed,
     StoreUnavailable,
 )
-from app.workflow.limits import Limits
-from app.workflow.limits import current as current_limits
-from app.workflow.models import Workflow
-from app.workflow.templating import resolve_in
-from modules.context import CapturingLogger, StepContext, step_environment
-from modules.limits import Captured, log_batches, log_pieces, oversized_outputs
-from modules.registry import ParamsInvalid, Registry
+from chordflow.modules.context import CapturingLogger, StepContext, step_environment
+from chordflow.modules.limits import Captured, log_batches, log_pieces, oversized_outputs
+from chordflow.modules.registry import ParamsInvalid, Registry
+from chordflow.workflow.limits import Limits
+from chordflow.workflow.limits import current as current_limits
+from chordflow.workflow.models import Workflow
+from chordflow.workflow.templating import resolve_in
 
 #: Attempts a step may take over beyond its retries after losing its worker.
 MAX_TAKEOVERS = 3

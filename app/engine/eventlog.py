@@ -23,8 +23,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from app.engine.records import Event
-from app.engine.store import Store
+from chordflow.engine.records import Event
+from chordflow.engine.store import Store
 
 log = logging.getLogger("chordflow.events")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from app.engine.plan import Plan
+from chordflow.engine.plan import Plan
 
 _STATUS_STYLE = {
     "succeeded": "fill:#d4edda,stroke:#28a745",

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from app.engine.plan import StepPlan
-from app.errors import StepFailed
-from modules.context import StepContext, run_coroutine
+from chordflow.engine.plan import StepPlan
+from chordflow.errors import StepFailed
+from chordflow.modules.context import StepContext, run_coroutine
 
 
 def call_step(sp: StepPlan, params: dict[str, Any], ctx: StepContext) -> dict[str, Any]:

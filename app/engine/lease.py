@@ -40,9 +40,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cache
 
-from app.engine.store import Store
-from app.errors import StoreUnavailable
-from modules.reaper import reaper
+from chordflow.engine.store import Store
+from chordflow.errors import StoreUnavailable
+from chordflow.modules.reaper import reaper
 
 log = logging.getLogger("chordflow.lease")
 

@@ -13,10 +13,10 @@ from collections import defaultdict, deque
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
-from app.engine.dispatch import TaskKey
-from app.engine.records import Event, ItemRecord, LogLine, RunRecord, StepRecord
-from app.engine.state import RunStatus, StepStatus, check_run, check_step
-from app.errors import RunNotFound
+from chordflow.engine.dispatch import TaskKey
+from chordflow.engine.records import Event, ItemRecord, LogLine, RunRecord, StepRecord
+from chordflow.engine.state import RunStatus, StepStatus, check_run, check_step
+from chordflow.errors import RunNotFound
 
 
 class MemoryStore:

@@ -42,16 +42,15 @@ from dataclasses import asdict, fields
 from typing import Any, TypeVar
 
 import pymongo
+from chordflow.engine import large_values
+from chordflow.engine.dispatch import TaskKey
+from chordflow.engine.patience import UNREACHABLE, Patience
+from chordflow.engine.patient_collection import PatientCollection
+from chordflow.engine.records import Event, ItemRecord, LogLine, RunRecord, StepRecord, now
+from chordflow.engine.state import RunStatus, StepStatus, check_run, check_step
+from chordflow.errors import RunNotFound, StoreUnavailable
 from pymongo.collection import Collection as MongoCollection
 from pymongo.errors import DuplicateKeyError
-
-from app.engine import large_values
-from app.engine.dispatch import TaskKey
-from app.engine.patience import UNREACHABLE, Patience
-from app.engine.patient_collection import PatientCollection
-from app.engine.records import Event, ItemRecord, LogLine, RunRecord, StepRecord, now
-from app.engine.state import RunStatus, StepStatus, check_run, check_step
-from app.errors import RunNotFound, StoreUnavailable
 
 _STEP_FIELDS = {f.name for f in fields(StepRecord)} - {"items"}
 _ITEM_FIELDS = {f.name for f in fields(ItemRecord)}

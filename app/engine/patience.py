@@ -26,9 +26,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
+from chordflow.errors import StoreUnavailable
 from pymongo.errors import ConnectionFailure
-
-from app.errors import StoreUnavailable
 
 log = logging.getLogger("chordflow.store")
 

@@ -27,11 +27,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from chordflow.engine.patience import Patience
 from pymongo import ReturnDocument
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
-
-from app.engine.patience import Patience
 
 DUPLICATE_KEY = 11000
 

@@ -1,6 +1,6 @@
 """Compiling a workflow into a plan: everything checkable before a step runs.
 
-``compile_plan`` validates a :class:`~app.workflow.models.Workflow` against the module
+``compile_plan`` validates a :class:`~chordflow.workflow.models.Workflow` against the module
 registry and returns an immutable :class:`Plan`, or raises ``ValidationFailed`` with
 every problem, each naming its step and field: unknown modules, methods and params,
 malformed or dangling references, references used where they mean nothing (``${item}``
@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import networkx as nx
-
-from app.errors import ConditionError, ValidationFailed, WorkflowError
-from app.workflow import limits
-from app.workflow.conditions import Condition, parse_condition
-from app.workflow.models import Step, Workflow
-from app.workflow.references import STEP_ATTRIBUTES, Reference
-from app.workflow.templating import (
+from chordflow.errors import ConditionError, ValidationFailed, WorkflowError
+from chordflow.modules.registry import MethodSpec, ModuleError, Registry
+from chordflow.workflow import limits
+from chordflow.workflow.conditions import Condition, parse_condition
+from chordflow.workflow.models import Step, Workflow
+from chordflow.workflow.references import STEP_ATTRIBUTES, Reference
+from chordflow.workflow.templating import (
     Literal,
     Node,
     Ref,
@@ -35,7 +35,6 @@ from app.workflow.templating import (
     compile_params,
     compile_template,
 )
-from modules.registry import MethodSpec, ModuleError, Registry
 
 #: Which reference roots each kind of field may use.
 PARAM_ROOTS = frozenset({"variables", "steps", "run", "secrets"})

@@ -11,7 +11,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from app.engine.state import RunStatus, StepStatus
+from chordflow.engine.state import RunStatus, StepStatus
 
 
 def now() -> float:

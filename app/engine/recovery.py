@@ -27,15 +27,15 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from app.engine.dispatch import TaskKey
-from app.engine.lease import TAKEOVER_GRACE, LeaseState, holder_gone, lease_state
-from app.engine.records import ItemRecord, StepRecord, now
-from app.engine.state import STEP_FINISHED, RunStatus, StepStatus
+from chordflow.engine.dispatch import TaskKey
+from chordflow.engine.lease import TAKEOVER_GRACE, LeaseState, holder_gone, lease_state
+from chordflow.engine.records import ItemRecord, StepRecord, now
+from chordflow.engine.state import STEP_FINISHED, RunStatus, StepStatus
 
 if TYPE_CHECKING:
-    from app.engine.engine import Engine
-    from app.engine.plan import StepPlan
-    from app.engine.records import RunRecord
+    from chordflow.engine.engine import Engine
+    from chordflow.engine.plan import StepPlan
+    from chordflow.engine.records import RunRecord
 
 #: The longest the reconciler waits between two resends of one queued attempt.
 MAX_RESEND_DELAY = 3600.0

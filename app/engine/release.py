@@ -13,10 +13,10 @@ from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from app.engine.dispatch import TaskKey
-from app.engine.plan import Plan, StepPlan
-from app.engine.records import ItemRecord, RunRecord, StepRecord, now
-from app.engine.state import (
+from chordflow.engine.dispatch import TaskKey
+from chordflow.engine.plan import Plan, StepPlan
+from chordflow.engine.records import ItemRecord, RunRecord, StepRecord, now
+from chordflow.engine.state import (
     PENDING_ONLY,
     QUEUED_ONLY,
     READY_ONLY,
@@ -24,11 +24,11 @@ from app.engine.state import (
     STEP_FINISHED,
     StepStatus,
 )
-from app.errors import ConditionError, ReferenceResolutionError
-from app.workflow.templating import resolve_in
+from chordflow.errors import ConditionError, ReferenceResolutionError
+from chordflow.workflow.templating import resolve_in
 
 if TYPE_CHECKING:
-    from app.engine.engine import Engine
+    from chordflow.engine.engine import Engine
 
 
 

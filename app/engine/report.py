@@ -10,7 +10,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from app.engine.store import Store
+from chordflow.engine.store import Store
 
 
 def iso(ts: float | None) -> str | None:

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any, Protocol
 
-from app.engine.records import Event, ItemRecord, LogLine, RunRecord, StepRecord
-from app.engine.state import RunStatus, StepStatus
+from chordflow.engine.records import Event, ItemRecord, LogLine, RunRecord, StepRecord
+from chordflow.engine.state import RunStatus, StepStatus
 
 
 class Store(Protocol):

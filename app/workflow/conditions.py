@@ -22,10 +22,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from app.errors import ConditionError, ReferenceResolutionError
-from app.workflow import limits
-from app.workflow.references import Reference, parse_reference
-from app.workflow.templating import Resolver
+from chordflow.errors import ConditionError, ReferenceResolutionError
+from chordflow.workflow import limits
+from chordflow.workflow.references import Reference, parse_reference
+from chordflow.workflow.templating import Resolver
 
 _TOKEN_RE = re.compile(
     r"""\s*(?:

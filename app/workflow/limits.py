@@ -49,7 +49,7 @@ class Limits:
 
 def current() -> Limits:
     """This process's limits, from its settings (the environment)."""
-    from app.config import get_settings
+    from chordflow.config import get_settings
 
     return get_settings().limits()
 

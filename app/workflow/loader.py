@@ -13,12 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from chordflow.errors import ValidationFailed, WorkflowError
+from chordflow.workflow import limits
+from chordflow.workflow.dialects import to_canonical
+from chordflow.workflow.models import Workflow
 from pydantic import ValidationError
-
-from app.errors import ValidationFailed, WorkflowError
-from app.workflow import limits
-from app.workflow.dialects import to_canonical
-from app.workflow.models import Workflow
 
 #: Levels of a workflow document above a step's params (the document, ``steps``, the
 #: step, ``params``, and a dialect's wrapping such as ``workflow_json``).

@@ -2,16 +2,15 @@
 
 These models check shape and option values only. Whether a module exists, where a
 reference points and whether the graph has a cycle need the whole workflow and the
-module registry; ``app.engine.plan.compile_plan`` checks those.
+module registry; ``chordflow.engine.plan.compile_plan`` checks those.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from chordflow.workflow import limits
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-from app.workflow import limits
 
 #: Step names appear inside references (``${steps.NAME.outputs.x}``), so no dots or
 #: brackets. Dashes are allowed: the replaced systems used them.

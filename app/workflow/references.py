@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from app.errors import ReferenceResolutionError
+from chordflow.errors import ReferenceResolutionError
 
 Segment = str | int
 

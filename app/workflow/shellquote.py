@@ -29,7 +29,7 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from app.errors import ReferenceResolutionError
+from chordflow.errors import ReferenceResolutionError
 
 _DOUBLE_RE = re.compile(r'[\\$`"]')
 _HEREDOC_RE = re.compile(r"[\\$`]")

@@ -38,9 +38,9 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from app.errors import ReferenceResolutionError
-from app.workflow.references import Reference, parse_reference, walk
-from app.workflow.shellquote import Quoting, quotings
+from chordflow.errors import ReferenceResolutionError
+from chordflow.workflow.references import Reference, parse_reference, walk
+from chordflow.workflow.shellquote import Quoting, quotings
 
 _TOKEN_RE = re.compile(r"\$\$\{|\$\{([^{}]*)\}")
 

@@ -440,7 +440,7 @@ def test_the_api_url_may_name_the_api_prefix(api: Api) -> None:
 def test_error_bodies_are_reported() -> None:
     """The client's error parsing, without a server: FastAPI's validation errors and
     non-JSON bodies are reported too."""
-    from app.cli.remote import ApiError
+    from chordflow.cli.remote import ApiError
 
     validation = httpx.Response(422, json={"detail": [
         {"loc": ["query", "limit"], "msg": "Input should be greater than 0"}]})

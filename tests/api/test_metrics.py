@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 import redis
+from chordflow.api.metrics import BUCKETS, OVERLAP_SECONDS, Histogram, MetricsCollector
+from chordflow.engine.mongo_store import MongoStore
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.api.metrics import BUCKETS, OVERLAP_SECONDS, Histogram, MetricsCollector
-from app.engine.mongo_store import MongoStore
 from tests.api.conftest import Api
 from tests.api.test_runs import wait_run
 
@@ -364,9 +364,8 @@ def test_broker_queue_lengths_by_passive_declare() -> None:
     """The transport-independent path, on kombu's in-memory transport (the API tests
     above cover Redis)."""
     from celery import Celery
+    from chordflow.api.metrics import broker_queue_lengths
     from kombu import Queue
-
-    from app.api.metrics import broker_queue_lengths
 
     app = Celery("metrics-test", broker="memory://")
     busy, missing = unique("busy"), unique("missing")

@@ -20,12 +20,12 @@ import httpx
 import pymongo
 import pymongo.errors
 import pytest
+from chordflow.api import keys as keys_module
+from chordflow.api.auth_limits import AuthLimits, FailureBudget
+from chordflow.api.keys import CACHE_SECONDS, ApiKeys
+from chordflow.api.security import Role, check_token
 from fastapi import HTTPException
 
-from app.api import keys as keys_module
-from app.api.auth_limits import AuthLimits, FailureBudget
-from app.api.keys import CACHE_SECONDS, ApiKeys
-from app.api.security import Role, check_token
 from tests.api.conftest import CHORDFLOW, ROLES, Api, make_key, start_api
 from tests.api.test_runs import unique, wait_run
 from tests.servers import ROOT, free_port, stop_group

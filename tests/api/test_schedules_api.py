@@ -14,10 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
+from chordflow.config import Settings
+from chordflow.schedules import tick
+from chordflow.service import RunService
 
-from app.config import Settings
-from app.schedules import tick
-from app.service import RunService
 from tests.api.conftest import CHORDFLOW, Api
 from tests.api.test_workflows import audit_entries, wait_run
 from tests.servers import ROOT, celery_worker

@@ -10,15 +10,15 @@ from typing import Any
 import httpx
 import pymongo
 import pytest
-
-from app.api.library import (
+from chordflow.api.library import (
     STALE_CLAIM_SECONDS,
     WorkflowDisabled,
     WorkflowExists,
     WorkflowLibrary,
     WorkflowMissing,
 )
-from app.engine.records import now
+from chordflow.engine.records import now
+
 from tests.api.conftest import Api
 from tests.api.test_runs import wait_run
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from chordflow.config import Settings
 
-from app.config import Settings
 from tests.servers import ROOT
 
 COMPOSE = ROOT / "docker-compose.yml"

@@ -20,8 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from chordflow.config import Settings
 
-from app.config import Settings
 from tests.deploy.files import API_PORT, argv, compose, compose_env
 from tests.servers import (
     ROOT,

@@ -11,10 +11,10 @@ from unittest import mock
 
 import pytest
 import typer.main
+from chordflow.api.routes import ops
+from chordflow.cli.main import app as cli_app
+from chordflow.config import Settings
 
-from app.api.routes import ops
-from app.cli.main import app as cli_app
-from app.config import Settings
 from tests.deploy.files import (
     API_PORT,
     COMPOSE,
@@ -51,8 +51,8 @@ def check_chordflow_command(args: list[str]) -> Any:
 
 
 def check_celery_flower(args: list[str]) -> None:
-    assert args[:3] == ["celery", "-A", "workers.celery_app"] or (
-        args[0].endswith("/celery") and args[1:3] == ["-A", "workers.celery_app"]), args
+    assert args[:3] == ["celery", "-A", "chordflow.workers.celery_app"] or (
+        args[0].endswith("/celery") and args[1:3] == ["-A", "chordflow.workers.celery_app"]), args
     assert "flower" in args
     assert "--port=5555" in args or "5555" in args
 

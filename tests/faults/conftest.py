@@ -33,7 +33,7 @@ def fresh(stack: FaultStack) -> Iterator[FaultStack]:
 
 @pytest.fixture
 def service(fresh: FaultStack) -> Iterator[object]:
-    from app.service import RunService
+    from chordflow.service import RunService
 
     svc = RunService.celery(fresh.settings())
     try:

@@ -121,7 +121,7 @@ class FaultStack:
                              "CHORDFLOW_RECONCILE_GRACE": "3", **extra})
 
     def settings(self):  # type: ignore[no-untyped-def]
-        from app.config import Settings
+        from chordflow.config import Settings
 
         return Settings(broker_url=self.redis.url, mongo_url=self.mongo.url,
                         mongo_db=self.db, workdir=self.base / "work",

@@ -9,8 +9,8 @@ import time
 
 import httpx
 import pytest
+from chordflow.engine.state import RunStatus, StepStatus
 
-from app.engine.state import RunStatus, StepStatus
 from tests.api.conftest import make_key, start_api
 from tests.faults.stack import wait_until
 from tests.faults.workload import check

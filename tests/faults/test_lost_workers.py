@@ -14,8 +14,8 @@ import signal
 import time
 
 import pytest
+from chordflow.engine.lease import TAKEOVER_GRACE
 
-from app.engine.lease import TAKEOVER_GRACE
 from tests.faults.stack import (
     LEASE_SECONDS,
     alive,

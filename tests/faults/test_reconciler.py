@@ -11,13 +11,13 @@ import uuid
 import httpx
 import pytest
 import redis
+from chordflow.api.metrics import render_metrics
+from chordflow.engine.plan import compile_plan
+from chordflow.engine.state import RunStatus, StepStatus
+from chordflow.modules.registry import load_registry
+from chordflow.service import RunService
+from chordflow.workflow.loader import load_data
 
-from app.api.metrics import render_metrics
-from app.engine.plan import compile_plan
-from app.engine.state import RunStatus, StepStatus
-from app.service import RunService
-from app.workflow.loader import load_data
-from modules.registry import load_registry
 from tests.api.conftest import start_api
 from tests.faults.stack import wait_until
 from tests.faults.workload import check
@@ -40,7 +40,7 @@ def test_one_broken_run_does_not_stop_the_others_being_recovered(
     extra = tmp_path / "extra"
     extra.mkdir()
     (extra / "extra.py").write_text(textwrap.dedent('''
-        from modules.registry import StepModule
+        from chordflow.modules.registry import StepModule
         module = StepModule("extra", "only the submitter has it")
 
         @module.method

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.engine.state import RunStatus, StepStatus
+from chordflow.engine.state import RunStatus, StepStatus
+
 from tests.faults.stack import living_in_groups
 
 #: The queue of the long steps.
@@ -87,7 +88,7 @@ class Workload:
         return {"name": name, "steps": steps}
 
     def submit(self, service: Any, name: str = "faults") -> list[str]:
-        from app.workflow.loader import load_data
+        from chordflow.workflow.loader import load_data
 
         workflow = load_data(self.document(name))
         self.run_ids = [service.submit(workflow) for _ in range(self.runs)]

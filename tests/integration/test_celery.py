@@ -17,10 +17,10 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from chordflow.engine.eventlog import LINGER_SECONDS
+from chordflow.engine.state import RunStatus, StepStatus
+from chordflow.workflow.loader import load_data
 
-from app.engine.eventlog import LINGER_SECONDS
-from app.engine.state import RunStatus, StepStatus
-from app.workflow.loader import load_data
 from tests.servers import ROOT, celery_worker, redis_server
 from tests.test_embedded import alive, wait_for_file
 
@@ -92,8 +92,8 @@ def test_pool_process_killed_mid_step_runs_again_on_the_same_worker(celery_stack
 def test_duplicate_of_a_running_step_on_the_same_worker_is_dropped(celery_stack, tmp_path):
     """The other side of the rule above: a second delivery of a message whose step
     another pool process of the same node is still running changes nothing."""
-    from tasks.dispatch import STEP_TASK
-    from workers.celery_app import make_celery
+    from chordflow.tasks.dispatch import STEP_TASK
+    from chordflow.workers.celery_app import make_celery
 
     count = tmp_path / "count"
     queue, worker = _one_step_worker(celery_stack, tmp_path, "twin", concurrency=2)
@@ -122,9 +122,9 @@ def test_duplicate_of_a_running_step_on_the_same_worker_is_dropped(celery_stack,
 def test_a_waiter_is_woken_by_the_runs_end_not_by_polling(celery_stack, monkeypatch):
     """The last worker announces the end through the result backend, and a waiter is
     woken by it rather than by its next look at the store."""
-    import app.service
+    import chordflow.service
 
-    monkeypatch.setattr(app.service, "STORE_CHECK_SECONDS", 600.0)
+    monkeypatch.setattr(chordflow.service, "STORE_CHECK_SECONDS", 600.0)
     service = celery_stack.service()
     wakes: list[bool] = []
     real_wait = service.finished.wait
@@ -146,8 +146,8 @@ def test_a_waiter_is_woken_by_the_runs_end_not_by_polling(celery_stack, monkeypa
 
 
 def test_duplicate_messages_change_nothing(celery_stack):
-    from tasks.dispatch import STEP_TASK
-    from workers.celery_app import make_celery
+    from chordflow.tasks.dispatch import STEP_TASK
+    from chordflow.workers.celery_app import make_celery
 
     service = celery_stack.service()
     run_id = service.submit(load_data({"name": "dup", "steps": [
@@ -297,7 +297,7 @@ def test_rabbitmq_as_broker(celery_stack, tmp_path):
                     CHORDFLOW_RESULT_BACKEND=celery_stack.broker)
     settings = stack.settings().model_copy(update={"default_queue": queue,
                                                    "result_backend": celery_stack.broker})
-    from app.service import RunService
+    from chordflow.service import RunService
 
     service = RunService.celery(settings)
     close_client = service.close

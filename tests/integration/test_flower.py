@@ -14,10 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
+from chordflow.config import Settings
+from chordflow.engine.state import RunStatus
+from chordflow.workflow.loader import load_data
 
-from app.config import Settings
-from app.engine.state import RunStatus
-from app.workflow.loader import load_data
 from tests.servers import (
     ROOT,
     START_TIMEOUT,
@@ -67,7 +67,7 @@ def poll(url: str, found: Any, what: str, log: Path) -> Any:
 
 
 def test_flower_shows_the_worker_and_the_steps_by_name(tmp_path):
-    from app.service import RunService
+    from chordflow.service import RunService
 
     with redis_server() as (broker, _, _), mongo_server() as mongo:
         db = f"f{uuid.uuid4().hex[:10]}"
@@ -104,7 +104,7 @@ def test_flower_shows_the_worker_and_the_steps_by_name(tmp_path):
 
 
 def test_flower_shows_failed_steps_as_failed_and_retries_as_retries_not_the_ticks(tmp_path):
-    from app.service import RunService
+    from chordflow.service import RunService
 
     with redis_server() as (broker, _, _), mongo_server() as mongo:
         db = f"f{uuid.uuid4().hex[:10]}"

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from chordflow.workflow.loader import load_data
 
-from app.workflow.loader import load_data
 from tests.api.conftest import start_api
 from tests.servers import celery_worker, stop_group
 

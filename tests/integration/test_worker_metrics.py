@@ -13,11 +13,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from chordflow.config import Settings
+from chordflow.engine.state import RunStatus
+from chordflow.workflow.loader import load_data
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.config import Settings
-from app.engine.state import RunStatus
-from app.workflow.loader import load_data
 from tests.servers import celery_worker, free_port, mongo_server, redis_server, worker_env
 
 SCRAPE_DEADLINE = 20.0
@@ -56,7 +56,7 @@ def metrics_worker(tmp_path: Path) -> Iterator[tuple[Settings, int, Path]]:
 
 
 def test_prefork_worker_counts_every_attempt_once(metrics_worker):
-    from app.service import RunService
+    from chordflow.service import RunService
 
     settings, port, log = metrics_worker
     service = RunService.celery(settings)
@@ -101,7 +101,7 @@ def test_a_pool_process_killed_mid_step_stops_counting_as_running(metrics_worker
     """SIGKILL skips the process's own goodbye (worker_process_shutdown): its live
     gauge must still stop counting, or steps_running reads 1 for as long as the worker
     lives."""
-    from app.service import RunService
+    from chordflow.service import RunService
 
     settings, port, log = metrics_worker
     marker, pidfile = tmp_path / "ran-once", tmp_path / "pool.pid"

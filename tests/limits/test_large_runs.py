@@ -10,10 +10,9 @@ two-core CI machine with the test server: too long for the suite's twenty minute
 from __future__ import annotations
 
 import pytest
-
-from app.engine.large_values import INLINE_BYTES
-from app.engine.state import RunStatus, StepStatus
-from app.workflow.loader import load_data
+from chordflow.engine.large_values import INLINE_BYTES
+from chordflow.engine.state import RunStatus, StepStatus
+from chordflow.workflow.loader import load_data
 
 pytestmark = pytest.mark.slow
 

@@ -19,14 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from app.config import Settings
-from app.engine.embedded import EmbeddedExecutor
-from app.engine.report import run_report
-from app.errors import StepFailed
-from app.workflow.loader import load_data
-from modules.context import StepContext
-from modules.paths import confine
+from chordflow.config import Settings
+from chordflow.engine.embedded import EmbeddedExecutor
+from chordflow.engine.report import run_report
+from chordflow.errors import StepFailed
+from chordflow.modules.context import StepContext
+from chordflow.modules.paths import confine
+from chordflow.workflow.loader import load_data
 
 #: A file every test host has and anyone may read (never a secret one such as shadow).
 HOST_FILE = "/etc/passwd"

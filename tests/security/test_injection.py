@@ -10,15 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from chordflow.config import Settings
+from chordflow.engine.embedded import EmbeddedExecutor
+from chordflow.engine.plan import compile_plan
+from chordflow.engine.report import run_report
+from chordflow.engine.state import RunStatus
+from chordflow.errors import ValidationFailed
+from chordflow.modules.registry import default_registry
+from chordflow.workflow.loader import load_data
 
-from app.config import Settings
-from app.engine.embedded import EmbeddedExecutor
-from app.engine.plan import compile_plan
-from app.engine.report import run_report
-from app.engine.state import RunStatus
-from app.errors import ValidationFailed
-from app.workflow.loader import load_data
-from modules.registry import default_registry
 from tests.servers import TEST_SHELL_SECRET
 
 #: Values that would run ``echo INJECTED`` if they were pasted into the command.

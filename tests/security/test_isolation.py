@@ -8,10 +8,10 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from chordflow.engine.state import RunStatus
+from chordflow.errors import ValidationFailed
+from chordflow.workflow.loader import load_data
 
-from app.engine.state import RunStatus
-from app.errors import ValidationFailed
-from app.workflow.loader import load_data
 from tests.servers import TEST_SECRET
 
 

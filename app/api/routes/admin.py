@@ -1,17 +1,16 @@
 """Admin endpoints: API keys (create, list, change role, revoke) and the audit log.
 
-Roles (``app.api.security``): every endpoint here needs an admin key.
+Roles (``chordflow.api.security``): every endpoint here needs an admin key.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
+from chordflow.api.audit import audit
+from chordflow.api.security import AUTH_RESPONSES, Admin, Role
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
-
-from app.api.audit import audit
-from app.api.security import AUTH_RESPONSES, Admin, Role
 
 router = APIRouter(tags=["admin"], responses=AUTH_RESPONSES)
 

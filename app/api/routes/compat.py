@@ -5,7 +5,7 @@ Its "workflow id" is a run id here. ``GET /api/v1/workflows/{id}`` answers with 
 when ``id`` is one, else with the stored workflow of that name (see workflows.py).
 Unlike the original, cancel really stops the run: running steps are terminated.
 
-Roles (``app.api.security``): status and documents need a viewer key; submit and cancel
+Roles (``chordflow.api.security``): status and documents need a viewer key; submit and cancel
 an operator key, and a submitted workflow is inline, so an operator's may use only the
 modules of ``CHORDFLOW_OPERATOR_MODULES`` (an author's any: see ``runs.submit_run``).
 """
@@ -14,17 +14,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from chordflow.api.audit import audit
+from chordflow.api.routes.runs import service_of, submit_run
+from chordflow.api.schemas import RunCreate
+from chordflow.api.security import AUTH_RESPONSES, Operator, Viewer
+from chordflow.engine.records import RunRecord, StepRecord
+from chordflow.engine.report import iso
+from chordflow.engine.state import RUN_FINISHED
+from chordflow.errors import RunNotFound
 from fastapi import APIRouter, Body, HTTPException, Request
 from pydantic import BaseModel
-
-from app.api.audit import audit
-from app.api.routes.runs import service_of, submit_run
-from app.api.schemas import RunCreate
-from app.api.security import AUTH_RESPONSES, Operator, Viewer
-from app.engine.records import RunRecord, StepRecord
-from app.engine.report import iso
-from app.engine.state import RUN_FINISHED
-from app.errors import RunNotFound
 
 router = APIRouter(prefix="/workflows", tags=["compatibility"], responses=AUTH_RESPONSES)
 
@@ -127,7 +126,7 @@ def get_workflow(request: Request, workflow_id: str, _: Viewer) -> dict[str, Any
     try:
         return run_document(request, workflow_id)
     except RunNotFound:
-        from app.api.routes.workflows import stored_workflow
+        from chordflow.api.routes.workflows import stored_workflow
 
         return stored_workflow(request, workflow_id)
 

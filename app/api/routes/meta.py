@@ -1,6 +1,6 @@
 """Validate a workflow without running it; list the step modules.
 
-Roles (``app.api.security``): both need a viewer key: validating runs nothing, and
+Roles (``chordflow.api.security``): both need a viewer key: validating runs nothing, and
 whoever may read may check a workflow before an author stores it.
 """
 
@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from chordflow.api.security import AUTH_RESPONSES, Viewer
+from chordflow.engine.graph import mermaid
+from chordflow.errors import ValidationFailed
+from chordflow.workflow.loader import load_data
 from fastapi import APIRouter, Body, Request
-
-from app.api.security import AUTH_RESPONSES, Viewer
-from app.engine.graph import mermaid
-from app.errors import ValidationFailed
-from app.workflow.loader import load_data
 
 router = APIRouter(tags=["workflows"], responses=AUTH_RESPONSES)
 

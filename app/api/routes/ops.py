@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from chordflow.api.metrics import render_metrics
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-
-from app.api.metrics import render_metrics
 
 router = APIRouter(tags=["operations"])
 

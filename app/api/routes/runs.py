@@ -1,9 +1,9 @@
 """Runs: submit, list, inspect, cancel, re-run, follow (SSE), logs and graph.
 
-Roles (``app.api.security``): reading a run (list, get, events, logs, graph) needs a
+Roles (``chordflow.api.security``): reading a run (list, get, events, logs, graph) needs a
 viewer key; submitting, cancelling and re-running an operator key. A submission of a
 stored workflow runs whatever its modules; an inline one from an operator may use only
-the modules of ``CHORDFLOW_OPERATOR_MODULES`` (``app.api.inline_policy``), an author's
+the modules of ``CHORDFLOW_OPERATOR_MODULES`` (``chordflow.api.inline_policy``), an author's
 any. A re-run repeats a plan someone already submitted, so it is not checked again.
 """
 
@@ -17,13 +17,9 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
-from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import PlainTextResponse, StreamingResponse
-
-from app.api.audit import audit
-from app.api.inline_policy import check_inline
-from app.api.schemas import (
+from chordflow.api.audit import audit
+from chordflow.api.inline_policy import check_inline
+from chordflow.api.schemas import (
     GraphEdge,
     GraphNode,
     Links,
@@ -36,15 +32,18 @@ from app.api.schemas import (
     RunSummary,
     StepOut,
 )
-from app.api.security import AUTH_RESPONSES, Operator, Principal, Viewer
-from app.engine.dispatch import TaskKey
-from app.engine.eventlog import LINGER_SECONDS
-from app.engine.graph import mermaid
-from app.engine.report import event_line, iso
-from app.engine.state import RUN_FINISHED, RunStatus
-from app.errors import RunNotFound, StoreUnavailable
-from app.service import RunService
-from app.workflow.loader import load_data
+from chordflow.api.security import AUTH_RESPONSES, Operator, Principal, Viewer
+from chordflow.engine.dispatch import TaskKey
+from chordflow.engine.eventlog import LINGER_SECONDS
+from chordflow.engine.graph import mermaid
+from chordflow.engine.report import event_line, iso
+from chordflow.engine.state import RUN_FINISHED, RunStatus
+from chordflow.errors import RunNotFound, StoreUnavailable
+from chordflow.service import RunService
+from chordflow.workflow.loader import load_data
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import PlainTextResponse, StreamingResponse
 
 log = logging.getLogger("chordflow.api.runs")
 
@@ -84,7 +83,7 @@ def submit_run(request: Request, principal: Principal, body: RunCreate,
     plan.effective_variables(body.variables)  # unknown variables: 422 before anything
     run_id = None
     if idempotency_key:
-        from app.engine.engine import new_run_id
+        from chordflow.engine.engine import new_run_id
 
         run_id = new_run_id()
         earlier = store.claim_idempotency_key(idempotency_key, run_id)

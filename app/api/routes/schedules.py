@@ -2,11 +2,11 @@
 
 Create, list, show, change (pause and resume are ``PATCH {"enabled": ...}``), delete,
 and run now. The schedules are fired by Celery beat's tick (``chordflow worker
---beat``), not by the API: see ``app.schedules`` for the design. Every change is
+--beat``), not by the API: see ``chordflow.schedules`` for the design. Every change is
 audited (``schedule.create``, ``schedule.update``, ``schedule.delete``,
 ``schedule.trigger``).
 
-Roles (``app.api.security``): reading needs a viewer key; creating, changing, deleting
+Roles (``chordflow.api.security``): reading needs a viewer key; creating, changing, deleting
 and triggering an operator key. A schedule names a stored workflow and never holds a
 definition, so it lets an operator do later only what it may do now: run a stored
 workflow an author wrote, with variables (a disabled one's runs fail until an author
@@ -17,18 +17,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from chordflow.api.audit import audit
+from chordflow.api.library import WorkflowLibrary, runnable_definition
+from chordflow.api.routes.runs import submit_run
+from chordflow.api.schemas import RunCreate, RunCreated
+from chordflow.api.security import AUTH_RESPONSES, Operator, Viewer
+from chordflow.engine.records import now
+from chordflow.engine.report import iso
+from chordflow.schedules import InvalidSchedule, Schedule, ScheduleMissing, Schedules
+from chordflow.workflow.loader import load_data
 from fastapi import APIRouter, HTTPException, Path, Request
 from pydantic import BaseModel, Field
-
-from app.api.audit import audit
-from app.api.library import WorkflowLibrary, runnable_definition
-from app.api.routes.runs import submit_run
-from app.api.schemas import RunCreate, RunCreated
-from app.api.security import AUTH_RESPONSES, Operator, Viewer
-from app.engine.records import now
-from app.engine.report import iso
-from app.schedules import InvalidSchedule, Schedule, ScheduleMissing, Schedules
-from app.workflow.loader import load_data
 
 Responses = dict[int | str, dict[str, Any]]
 _MISSING: Responses = {404: {"description": "No such schedule (or stored workflow)."}}

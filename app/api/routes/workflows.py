@@ -6,7 +6,7 @@ read runs there); it answers with ``stored_workflow`` when ``name`` is not a run
 The document of a workflow is stored exactly as sent; the path names the workflow,
 so a document's own ``name`` only matters on create (it names the new workflow).
 
-Roles (``app.api.security``): reading (list, versions, diff) needs a viewer key; running
+Roles (``chordflow.api.security``): reading (list, versions, diff) needs a viewer key; running
 a stored, enabled workflow (``POST /workflows/{name}/runs``) an operator key, whatever
 its modules, since an author wrote it; everything that changes what is stored or
 whether it may run (create, update, delete, rename, enable, disable) an author key.
@@ -19,23 +19,22 @@ import json
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, HTTPException, Path, Query, Request, Response
-from pydantic import BaseModel, Field
-
-from app.api.audit import audit
-from app.api.library import (
+from chordflow.api.audit import audit
+from chordflow.api.library import (
     StoredEntry,
     StoredVersion,
     WorkflowExists,
     WorkflowLibrary,
 )
-from app.api.routes.runs import submit_run
-from app.api.schemas import RunCreate, RunCreated
-from app.api.security import AUTH_RESPONSES, Author, Operator, Principal, Viewer
-from app.engine.report import iso
-from app.errors import ValidationFailed
-from app.workflow.loader import load_data
-from app.workflow.models import Workflow
+from chordflow.api.routes.runs import submit_run
+from chordflow.api.schemas import RunCreate, RunCreated
+from chordflow.api.security import AUTH_RESPONSES, Author, Operator, Principal, Viewer
+from chordflow.engine.report import iso
+from chordflow.errors import ValidationFailed
+from chordflow.workflow.loader import load_data
+from chordflow.workflow.models import Workflow
+from fastapi import APIRouter, Body, Header, HTTPException, Path, Query, Request, Response
+from pydantic import BaseModel, Field
 
 router = APIRouter(tags=["workflows"], responses=AUTH_RESPONSES)
 

@@ -4,9 +4,9 @@ Each dialect module turns a parsed document into the canonical form (a plain dic
 ``Workflow`` validates). Detection looks at the top-level keys only:
 
 - ``procedures`` (or the older ``tasks``): the JSON-procedure automation platform;
-  see :mod:`app.workflow.dialects.procedures`.
+  see :mod:`chordflow.workflow.dialects.procedures`.
 - ``workflow_name`` or steps with ``step_name``: the bioinformatics DAG engine; see
-  :mod:`app.workflow.dialects.dag_engine`.
+  :mod:`chordflow.workflow.dialects.dag_engine`.
 - anything else: canonical.
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from app.workflow.dialects import dag_engine, procedures
+from chordflow.workflow.dialects import dag_engine, procedures
 
 CANONICAL = "canonical"
 

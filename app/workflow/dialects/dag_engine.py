@@ -25,8 +25,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from app.errors import ValidationFailed, WorkflowError
-from app.workflow.references import Reference, format_path, parse_reference
+from chordflow.errors import ValidationFailed, WorkflowError
+from chordflow.workflow.references import Reference, format_path, parse_reference
 
 NAME = "dag-engine"
 

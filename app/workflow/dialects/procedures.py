@@ -28,7 +28,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from app.errors import ValidationFailed, WorkflowError
+from chordflow.errors import ValidationFailed, WorkflowError
 
 NAME = "procedures"
 
