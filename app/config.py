@@ -1,23 +1,90 @@
 """Settings: every ``CHORDFLOW_*`` environment variable, read once into one object.
 
 The defaults run everything on one machine; nothing here is required to try chordflow.
+
+The same settings can also come from a file: ``CHORDFLOW_CONFIG`` names a TOML
+(``.toml``) or YAML (``.yaml``/``.yml``) file whose top-level keys are the settings'
+names without the prefix (``mongo_url = "mongodb://db:27017"``). The environment wins
+over the file, so a deployment can keep one file and override a value per host. A key
+the file misspells is an error (with the name it resembles), not silently ignored, and
+so is a ``CHORDFLOW_CONFIG`` that cannot be read.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import tempfile
+import tomllib
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import yaml
 from chordflow.workflow.limits import Limits
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+#: The environment variable naming the settings file.
+CONFIG_ENV = "CHORDFLOW_CONFIG"
+
+
+class ConfigFileError(ValueError):
+    """``CHORDFLOW_CONFIG`` names a file that cannot be read, parsed or understood."""
+
+
+def read_config_file(path: Path, known: set[str]) -> dict[str, Any]:
+    """The settings of a TOML or YAML file (by its suffix; anything but ``.toml`` is
+    read as YAML, a superset of JSON); ConfigFileError naming the file and the problem.
+    Keys may be written with the ``CHORDFLOW_`` prefix or without, in any case."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigFileError(f"{CONFIG_ENV}={path}: cannot read it: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text) if path.suffix.lower() == ".toml" else yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise ConfigFileError(f"{CONFIG_ENV}={path}: not valid "
+                              f"{'TOML' if path.suffix.lower() == '.toml' else 'YAML'}: "
+                              f"{exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigFileError(f"{CONFIG_ENV}={path}: must hold a table of settings")
+    settings: dict[str, Any] = {}
+    for key, value in data.items():
+        name = str(key).lower().removeprefix("chordflow_")
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigFileError(f"{CONFIG_ENV}={path}: unknown setting '{key}'{hint}")
+        settings[name] = value
+    return settings
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CHORDFLOW_", extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The usual sources, then ``CHORDFLOW_CONFIG``'s file last: it only fills in
+        what the arguments and the environment leave unset."""
+        sources = (init_settings, env_settings, dotenv_settings, file_secret_settings)
+        path = os.environ.get(CONFIG_ENV, "").strip()
+        if not path:
+            return sources
+        data = read_config_file(Path(path).expanduser(), set(settings_cls.model_fields))
+        return (*sources, InitSettingsSource(settings_cls, init_kwargs=data))
 
     #: Threads of the embedded executor; a workflow's ``max_parallel`` limits further.
     embedded_threads: int = Field(default=16, ge=1, le=1024)

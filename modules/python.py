@@ -4,14 +4,27 @@
 works). An ``async def`` function runs in its own event loop and is cancelled at the
 step's deadline or when the run is cancelled. If the function takes a parameter named
 ``ctx`` it receives the step context. The return value is the ``result`` output.
+
+What the function prints (``print``, ``sys.stdout.write``, ``sys.stderr``) is the step's
+captured output, read by ``chordflow logs`` like a ``bash`` step's. The function runs
+in the worker's own process, where several steps may run at once (the threads pool,
+the embedded executor), so ``contextlib.redirect_stdout``, which swaps the process's
+one ``sys.stdout``, would mix their output: ``sys.stdout`` and ``sys.stderr`` are
+wrapped instead by ``StepStream``, which sends a write to the step the writing thread
+runs, and anything else to the stream it wraps (Celery's own logging proxy, a
+terminal). Threads the function starts itself are not followed.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Callable
-from typing import Any
+import io
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TextIO
 
 from chordflow.errors import StepFailed
 from chordflow.modules.context import StepContext, run_coroutine
@@ -40,6 +53,111 @@ def load_function(path: str) -> Callable[..., Any]:
     return target  # type: ignore[no-any-return]
 
 
+class _Writer:
+    """The step a thread runs and its unfinished last line per stream (a line is
+    captured once whole, so that ``print("a", "b")``'s pieces make one line)."""
+
+    def __init__(self, ctx: StepContext):
+        self.ctx = ctx
+        self.partial: dict[str, str] = {}
+
+    def write(self, stream: str, text: str) -> None:
+        text = self.partial.pop(stream, "") + text
+        whole, sep, rest = text.rpartition("\n")
+        if sep:
+            self.ctx.capture(stream, whole + sep)
+        if rest:
+            self.partial[stream] = rest
+
+    def flush(self) -> None:
+        for stream, rest in self.partial.items():
+            self.ctx.capture(stream, rest)
+        self.partial.clear()
+
+
+_current = threading.local()
+
+
+class StepStream(io.TextIOBase):
+    """``sys.stdout`` (or ``sys.stderr``) routing writes to the step the writing thread
+    runs, if any, else to ``fallback``, the stream it replaced (attributes too)."""
+
+    def __init__(self, stream: str, fallback: TextIO):
+        super().__init__()
+        self.stream = stream
+        self.fallback = fallback
+
+    def write(self, text: str) -> int:  # type: ignore[override]
+        writer: _Writer | None = getattr(_current, "writer", None)
+        if writer is None:
+            return self.fallback.write(text)
+        writer.write(self.stream, str(text))
+        return len(text)
+
+    def flush(self) -> None:
+        if getattr(_current, "writer", None) is None:
+            self.fallback.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False if getattr(_current, "writer", None) else self.fallback.isatty()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.fallback, "encoding", None) or "utf-8"
+
+    def fileno(self) -> int:
+        return self.fallback.fileno()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.fallback, name)
+
+
+_install_lock = threading.Lock()
+_active = 0
+
+
+def _wrap(stream: str) -> None:
+    """Wrap ``sys.<stream>`` as it is now (Celery replaces it at start, a test runner
+    may have since), unless it is already a StepStream."""
+    current = getattr(sys, stream)
+    if not isinstance(current, StepStream):
+        setattr(sys, stream, StepStream(stream, current))
+
+
+def _unwrap(stream: str) -> None:
+    """Put back what ``sys.<stream>`` was, if nobody replaced the StepStream since."""
+    current = getattr(sys, stream)
+    if isinstance(current, StepStream):
+        setattr(sys, stream, current.fallback)
+
+
+@contextmanager
+def captured_prints(ctx: StepContext) -> Iterator[None]:
+    """Within: what this thread prints is ``ctx``'s captured output. The streams are
+    wrapped while any step of the process is inside, and put back after the last."""
+    global _active
+    with _install_lock:
+        _wrap("stdout")
+        _wrap("stderr")
+        _active += 1
+    writer = _Writer(ctx)
+    outer = getattr(_current, "writer", None)
+    _current.writer = writer
+    try:
+        yield
+    finally:
+        _current.writer = outer
+        writer.flush()
+        with _install_lock:
+            _active -= 1
+            if _active == 0:
+                _unwrap("stdout")
+                _unwrap("stderr")
+
+
 @module.method
 def call(
     ctx: StepContext,
@@ -60,8 +178,9 @@ def call(
             kw["ctx"] = ctx
     except (TypeError, ValueError):
         pass
-    if inspect.iscoroutinefunction(fn):
-        result = run_coroutine(fn(*(args or []), **kw), ctx)
-    else:
-        result = fn(*(args or []), **kw)
+    with captured_prints(ctx):
+        if inspect.iscoroutinefunction(fn):
+            result = run_coroutine(fn(*(args or []), **kw), ctx)
+        else:
+            result = fn(*(args or []), **kw)
     return {"result": result}

@@ -84,6 +84,18 @@ class MethodSpec:
             ]
         return errors
 
+    def check_literals(self, params: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """Type errors in ``params`` whose values are literal (no reference): known before
+        the run, so reported at validation rather than when the step fails. Missing and
+        unknown names are ``check_names``'s; params left out here are not checked."""
+        try:
+            self.model.model_validate(dict(params))
+        except ValidationError as exc:
+            return [(".".join(str(x) for x in e["loc"]), e["msg"]) for e in exc.errors()
+                    if e["type"] not in ("missing", "extra_forbidden")
+                    and e["loc"] and e["loc"][0] in params]
+        return []
+
     def validate(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """Validate rendered params; raise ParamsInvalid naming each bad field."""
         try:

@@ -163,8 +163,24 @@ def test_filter_conditions(run_workflow):
     s = one(run_workflow, "filter", "filter", data=ROWS,
             conditions=[{"col": "score", "op": "gte", "value": 90}])
     assert s["status"] == "failed" and "row 4: cannot compare" in s["error"]
-    s = one(run_workflow, "filter", "filter", data=ROWS,
-            conditions=[{"col": "x", "op": "like", "value": 1}])
+    # A literal bad operator is refused at validation; one only known when the step
+    # runs (a reference) fails the step.
+    from chordflow.engine.plan import compile_plan
+    from chordflow.errors import ValidationFailed
+    from chordflow.workflow.loader import load_data
+
+    with pytest.raises(ValidationFailed) as invalid:
+        compile_plan(load_data({"name": "m", "steps": [
+            {"name": "s", "module": "filter", "method": "filter",
+             "params": {"data": ROWS, "conditions": [{"col": "x", "op": "like"}]}}]}),
+            default_registry())
+    assert [(e.step, e.field) for e in invalid.value.errors] == [
+        ("s", "params.conditions.0.op")]
+    report = run_workflow({"name": "m", "variables": {"op": "like"}, "steps": [
+        {"name": "s", "module": "filter", "method": "filter",
+         "params": {"data": ROWS, "conditions": [
+             {"col": "x", "op": "${variables.op}", "value": 1}]}}]})
+    s = report["steps"]["s"]
     assert s["status"] == "failed" and "params.conditions" in s["error"]
 
 
@@ -222,7 +238,7 @@ def test_registry_lists_modules_methods_and_params():
 
 def test_modules_load_from_a_directory(tmp_path):
     (tmp_path / "greet.py").write_text(
-        "from modules.registry import StepModule\n"
+        "from chordflow.modules.registry import StepModule\n"
         "module = StepModule('greet', 'Say hello.', default_method='run')\n"
         "@module.method\n"
         "def run(ctx, who: str = 'world') -> dict:\n"

@@ -57,7 +57,7 @@ def test_the_groups_of_a_process_that_dies_die_with_it(tmp_path):
     pidfile = tmp_path / "pgid"
     code = (
         "import os, subprocess, sys\n"
-        "from modules.reaper import reaper\n"
+        "from chordflow.modules.reaper import reaper\n"
         "p = subprocess.Popen(['sh', '-c', 'sleep 30; true'], start_new_session=True)\n"
         "reaper.register(p.pid)\n"
         f"open({str(pidfile)!r}, 'w').write(str(p.pid))\n"

@@ -195,3 +195,68 @@ def test_yaml_and_json_text():
     assert load_text(text).steps[0].params == {"x": 1}
     with pytest.raises(ValidationFailed, match="not valid JSON"):
         load_text("{", fmt="json")
+
+
+# -- suggestions, literal params, YAML hints (issue 13, item 5) ---------------------------
+
+def all_errors_of(doc: dict[str, Any]) -> list[tuple[str | None, str | None, str]]:
+    """Every error, loading's and compiling's, as the API and CLI report them."""
+    from chordflow.workflow.loader import compile_loaded
+
+    with pytest.raises(ValidationFailed) as info:
+        compile_loaded(lambda: load_data(doc), lambda w: compile_plan(w, REGISTRY))
+    return [(e.step, e.field, e.message) for e in info.value.errors]
+
+
+def test_a_misspelled_field_suggests_the_right_one_and_hides_no_other_error():
+    errs = all_errors_of(wf({"name": "a", "module": "echo", "depend_on": ["b"]},
+                            {"name": "b", "module": "echo", "depends_on": "nope"},
+                            {"name": "c", "module": "nomodule"}, varibles={"x": 1}))
+    assert ("a", "depend_on",
+            "unknown field 'depend_on' (did you mean 'depends_on'?)") in errs
+    assert (None, "varibles", "unknown field 'varibles' (did you mean 'variables'?)") in errs
+    assert any(e[:2] == ("b", "depends_on") and "unknown step 'nope'" in e[2] for e in errs)
+    assert any(e[:2] == ("c", "module") for e in errs)
+
+
+def test_an_unknown_field_like_no_other_gets_no_suggestion():
+    errs = all_errors_of(wf({"name": "a", "module": "echo", "zzzzqqq": 1}))
+    assert errs == [("a", "zzzzqqq", "unknown field 'zzzzqqq'")]
+
+
+def test_literal_params_are_checked_against_the_signature_at_validation():
+    errs = all_errors_of(wf(
+        {"name": "a", "module": "file", "method": "read",
+         "params": {"path": 3, "format": "xml"}},
+        {"name": "b", "module": "bash", "params": {"cmd": "true", "timeout": "soon",
+                                                   "check": "${variables.c}"}},
+        variables={"c": "maybe"}))
+    fields = {(step, fld) for step, fld, _ in errs}
+    assert fields == {("a", "params.path"), ("a", "params.format"), ("b", "params.timeout")}
+    assert any("valid string" in m for s, f, m in errs if f == "params.path")
+
+
+def test_templated_params_are_left_to_run_time():
+    plan = compile_plan(load_data(wf(
+        {"name": "a", "module": "file", "method": "read",
+         "params": {"path": "${variables.p}", "encoding": "${variables.e}"}},
+        variables={"p": 3, "e": "utf-8"})), REGISTRY)
+    assert list(plan.steps) == ["a"]
+
+
+def test_an_unquoted_reference_in_a_yaml_flow_mapping_says_where_and_how_to_quote():
+    text = "name: t\nsteps:\n  - {name: a, module: echo, params: {x: ${variables.x}}}\n"
+    with pytest.raises(ValidationFailed) as info:
+        load_text(text)
+    assert [e.message for e in info.value.errors] == [
+        'not valid YAML: line 3, column 41: a value starting with ${ must be quoted in '
+        'YAML: "${variables.x}"']
+
+
+def test_other_yaml_and_json_errors_say_line_and_column():
+    with pytest.raises(ValidationFailed) as info:
+        load_text("name: t\nsteps: [a: b: c]\n  x\n")
+    assert "line 2, column" in info.value.errors[0].message
+    with pytest.raises(ValidationFailed) as info:
+        load_text('{"name": "t",}', fmt="json")
+    assert info.value.errors[0].message.startswith("not valid JSON: line 1, column 14")

@@ -11,20 +11,28 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from chordflow.api.audit import AuditLog
 from chordflow.api.auth_limits import AuthLimits
+from chordflow.api.bodies import YamlBodies
 from chordflow.api.inline_policy import operator_modules
 from chordflow.api.keys import ApiKeys
 from chordflow.api.library import WorkflowDisabled, WorkflowLibrary, WorkflowMissing
+from chordflow.api.schemas import VALIDATE_REQUEST_SCHEMA, ErrorBody
 from chordflow.config import Settings, get_settings
 from chordflow.errors import DispatchFailed, RunNotFound, StoreUnavailable, ValidationFailed
 from chordflow.schedules import Schedules
 from chordflow.service import RunService
+from chordflow.workflow.models import workflow_json_schema
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from pymongo.errors import ConnectionFailure
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("chordflow.api")
@@ -64,13 +72,20 @@ def create_app(settings: Settings | None = None, service: RunService | None = No
         version="0.1.0",
         summary="Submit, watch and control workflow runs on Celery workers.",
         lifespan=lifespan,
-        docs_url="/docs" if docs else None,
-        redoc_url="/redoc" if docs else None,
+        # The documents are served below, from files inside the package (no CDN: an
+        # air-gapped cluster's /docs works, and nothing loads from a third party).
+        docs_url=None,
+        redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
+        responses={422: {"model": ErrorBody,
+                         "description": "The request is invalid: every problem."}},
     )
     app.state.settings = settings
     app.state.auth_limits = AuthLimits(settings.auth_failures_per_minute)
+    app.add_middleware(YamlBodies)  # inside BodyLimit: bodies are bounded before
     app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes)
+    _documents(app, docs)
+    _error_shape(app)
     app.include_router(ops.router)
     app.include_router(meta.router, prefix=API_PREFIX)
     app.include_router(runs.router, prefix=API_PREFIX)
@@ -96,21 +111,122 @@ def create_app(settings: Settings | None = None, service: RunService | None = No
     @app.exception_handler(ValidationFailed)
     async def invalid(request: Request, exc: ValidationFailed) -> JSONResponse:
         return JSONResponse(status_code=422, content={
-            "detail": str(exc), "errors": [e.to_dict() for e in exc.errors]})
+            "detail": str(exc), "code": "validation_failed",
+            "errors": [e.to_dict() for e in exc.errors]})
 
     @app.exception_handler(RunNotFound)
     async def no_run(request: Request, exc: RunNotFound) -> JSONResponse:
-        return JSONResponse(status_code=404, content={"detail": str(exc)})
+        return error_response(404, str(exc))
 
     @app.exception_handler(WorkflowMissing)
     async def no_workflow(request: Request, exc: WorkflowMissing) -> JSONResponse:
-        return JSONResponse(status_code=404, content={"detail": str(exc)})
+        return error_response(404, str(exc))
 
     @app.exception_handler(WorkflowDisabled)
     async def disabled(request: Request, exc: WorkflowDisabled) -> JSONResponse:
-        return JSONResponse(status_code=409, content={"detail": str(exc)})
+        return error_response(409, str(exc), code="workflow_disabled")
 
     return app
+
+
+#: The ``code`` of an error response, by status, unless the error names its own.
+ERROR_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden",
+               404: "not_found", 405: "method_not_allowed", 409: "conflict",
+               413: "payload_too_large", 415: "unsupported_media_type",
+               422: "validation_failed", 429: "too_many_requests",
+               500: "internal_error", 503: "unavailable"}
+
+STATIC = Path(__file__).with_name("static")
+
+
+def error_response(status: int, detail: Any, *, code: str | None = None,
+                   headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    """The one shape of every error body: ``detail`` (words, as before), ``code``
+    (stable, for programs), and whatever the error adds (``errors``)."""
+    body = {"detail": detail, "code": code or ERROR_CODES.get(status, f"http_{status}"),
+            **extra}
+    return JSONResponse(status_code=status, content=body, headers=headers)
+
+
+def _error_shape(app: FastAPI) -> None:
+    """HTTP errors (the routes' own, the router's 404 and 405) and request validation
+    errors in the shared shape. A request error is listed like a workflow error (its
+    ``field`` the place in the request, ``body.variables``), so a client reads both
+    the same way."""
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(exc.status_code, exc.detail,
+                              headers=dict(exc.headers) if exc.headers else None)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors: list[dict[str, str | None]] = [
+            {"step": None, "field": ".".join(str(p) for p in e.get("loc", ())) or None,
+             "message": str(e.get("msg", "")).removeprefix("Value error, ")}
+            for e in exc.errors()]
+        detail = "invalid request: " + "; ".join(
+            f"{e['field']}: {e['message']}" if e["field"] else str(e["message"])
+            for e in errors)
+        return error_response(422, detail, errors=errors)
+
+
+def _errors_as_json(schema: dict[str, Any]) -> None:
+    """Error bodies are JSON on every endpoint: FastAPI documents an additional
+    response in the endpoint's own media type, text/plain for ``/logs``."""
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            for status, response in operation.get("responses", {}).items():
+                content = response.get("content") or {}
+                if not str(status).startswith(("4", "5")) or "application/json" in content:
+                    continue
+                for media in list(content):
+                    if "ErrorBody" in str(content[media].get("schema", "")):
+                        content["application/json"] = content.pop(media)
+
+
+def _documents(app: FastAPI, docs: bool) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` from the package's own copies of their
+    scripts (app/api/static, from the npm packages swagger-ui-dist and redoc),
+    ``/openapi.json`` with the canonical ``Workflow`` schema, and ``/`` leading to the
+    documents. With ``CHORDFLOW_API_DOCS=false`` none of them exists (404)."""
+    if not docs:
+        return
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    openapi = app.openapi
+
+    def with_workflow() -> dict[str, Any]:
+        schema = openapi()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        if "Workflow" not in components:
+            workflow = workflow_json_schema("#/components/schemas/")
+            components.update(workflow.pop("$defs", {}))
+            components["Workflow"] = workflow
+            components["ValidateRequest"] = VALIDATE_REQUEST_SCHEMA
+            _errors_as_json(schema)
+        return schema
+
+    app.openapi = with_workflow  # type: ignore[method-assign]
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/docs")
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json", title="chordflow API",
+            swagger_js_url="/static/swagger-ui-bundle.js",
+            swagger_css_url="/static/swagger-ui.css",
+            swagger_favicon_url="/static/favicon-32x32.png",
+            swagger_ui_parameters={"persistAuthorization": True})
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title="chordflow API",
+                              redoc_js_url="/static/redoc.standalone.js",
+                              redoc_favicon_url="/static/favicon-32x32.png",
+                              with_google_fonts=False)
 
 
 #: Seconds a request waits for an unreachable MongoDB before its 503 (about one more
@@ -186,7 +302,8 @@ class BodyLimit:
 
 async def _too_large(limit: int, send: Send) -> None:
     response = JSONResponse(status_code=413,
-                            content={"detail": f"request body over {limit} bytes"})
+                            content={"detail": f"request body over {limit} bytes",
+                                     "code": "payload_too_large"})
     await response({"type": "http"}, _no_receive, send)
 
 

@@ -89,12 +89,23 @@ class StoredVersion:
     digest: str
     created_at: float
     created_by: str | None
+    #: The text as the author sent it (a YAML body), comments and layout included;
+    #: None for a JSON body, whose document (in its keys' order) is the text.
+    source: str | None = None
 
     @classmethod
     def of(cls, doc: Mapping[str, Any]) -> StoredVersion:
         return cls(workflow_id=doc["workflow_id"], version=int(doc["version"]),
                    document=json.loads(doc["document"]), digest=doc["digest"],
-                   created_at=doc["created_at"], created_by=doc.get("created_by"))
+                   created_at=doc["created_at"], created_by=doc.get("created_by"),
+                   source=doc.get("source"))
+
+    def text(self) -> str:
+        """The version as written: its YAML source, else its document as indented JSON
+        in the order its keys were sent (what a diff compares)."""
+        if self.source is not None:
+            return self.source
+        return json.dumps(self.document, indent=2, ensure_ascii=False) + "\n"
 
 
 def document_digest(document: Mapping[str, Any]) -> str:
@@ -183,8 +194,8 @@ class WorkflowLibrary:
 
     # -- changing -----------------------------------------------------------------------
 
-    def create(self, name: str, document: Mapping[str, Any],
-               by: str | None = None) -> tuple[StoredEntry, StoredVersion]:
+    def create(self, name: str, document: Mapping[str, Any], by: str | None = None,
+               source: str | None = None) -> tuple[StoredEntry, StoredVersion]:
         """A new workflow at version 1; WorkflowExists if ``name`` is taken.
 
         The claim comes first (it is what makes the name unique), the ``library``
@@ -192,7 +203,7 @@ class WorkflowLibrary:
         """
         workflow_id = secrets.token_hex(8)
         self._claim(name, workflow_id)
-        stored = self._insert_version(workflow_id, 1, document, by)
+        stored = self._insert_version(workflow_id, 1, document, by, source)
         ts = now()
         doc = {"_id": workflow_id, "name": name, "latest": stored.version, "enabled": True,
                "deleted": False, "created_at": ts, "updated_at": ts, "deleted_at": None,
@@ -200,11 +211,12 @@ class WorkflowLibrary:
         self.collection.insert_one(doc)
         return StoredEntry.of(doc), stored
 
-    def update(self, name: str, document: Mapping[str, Any],
-               by: str | None = None) -> tuple[StoredEntry, StoredVersion]:
-        """A new version of ``name`` (the next free number); every earlier one is kept."""
+    def update(self, name: str, document: Mapping[str, Any], by: str | None = None,
+               source: str | None = None) -> tuple[StoredEntry, StoredVersion]:
+        """A new version of ``name`` (the next free number); every earlier one is kept.
+        ``source``: the text it was written as (YAML), kept for diffs."""
         entry = self.get(name)
-        stored = self._insert_version(entry.id, entry.latest + 1, document, by)
+        stored = self._insert_version(entry.id, entry.latest + 1, document, by, source)
         # Only ever raise ``latest``: a slower concurrent update must not lower it.
         self.collection.update_one({"_id": entry.id, "latest": {"$lt": stored.version}},
                                    {"$set": {"latest": stored.version, "updated_at": now()}})
@@ -277,7 +289,7 @@ class WorkflowLibrary:
         return dangling and now() - float(claim.get("created_at") or 0) > STALE_CLAIM_SECONDS
 
     def _insert_version(self, workflow_id: str, first: int, document: Mapping[str, Any],
-                        by: str | None) -> StoredVersion:
+                        by: str | None, source: str | None = None) -> StoredVersion:
         """Insert ``document`` as version ``first``, or the next number not taken."""
         text = json.dumps(document, ensure_ascii=False)
         digest = document_digest(document)
@@ -285,6 +297,8 @@ class WorkflowLibrary:
             doc = {"_id": f"{workflow_id}/{number}", "workflow_id": workflow_id,
                    "version": number, "document": text, "digest": digest,
                    "created_at": now(), "created_by": by}
+            if source is not None:
+                doc["source"] = source
             try:
                 self.versions_.insert_one(doc)
             except DuplicateKeyError:

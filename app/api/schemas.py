@@ -2,18 +2,69 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from chordflow.engine.records import RunRecord, StepRecord
 from chordflow.engine.report import iso
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, WithJsonSchema, model_validator
+
+#: Where the OpenAPI document keeps the canonical ``Workflow`` schema (app/api/app.py
+#: adds it, with ``Step``, from ``chordflow.workflow.models``).
+WORKFLOW_REF = {"$ref": "#/components/schemas/Workflow"}
+
+#: A workflow in a request body. Documented as the canonical ``Workflow`` (what Swagger
+#: UI shows and editors complete), but received as any object: the other dialects
+#: (procedures, DAG engine) are accepted too, and the loader, not pydantic, validates
+#: it, so that its errors name the step and field (``validation_failed``).
+WorkflowBody = Annotated[dict[str, Any], WithJsonSchema({
+    "anyOf": [WORKFLOW_REF, {
+        "type": "object", "additionalProperties": True,
+        "description": "A workflow in another dialect (procedures, DAG engine)."}],
+    "description": "A workflow document: the canonical format (Workflow) or another "
+                   "dialect."})]
+
+
+class ErrorBody(BaseModel):
+    """Every error response's body: ``detail`` for people, ``code`` for programs."""
+
+    detail: str | list[Any] | dict[str, Any] = Field(
+        description="What went wrong, in words.")
+    code: str = Field(description="Stable: validation_failed, bad_request, unauthorized, "
+                                  "forbidden, not_found, conflict, payload_too_large, "
+                                  "unsupported_media_type, too_many_requests, "
+                                  "store_unavailable, broker_unavailable, ...")
+    errors: list[dict[str, Any]] | None = Field(
+        default=None, description="validation_failed: every problem, each with "
+                                  "'step', 'field' and 'message'.")
+
+
+class ValidateRequest(BaseModel):
+    """What ``POST /validate`` takes: the body of ``POST /runs`` (a bare workflow is
+    accepted too)."""
+
+    workflow: WorkflowBody
+    variables: dict[str, Any] = Field(
+        default_factory=dict, description="Checked against the declared variables.")
+
+
+#: ``ValidateRequest`` in the OpenAPI document, written out: pydantic cannot make it,
+#: as ``Workflow`` joins the document's components only after (app/api/app.py).
+VALIDATE_REQUEST_SCHEMA: dict[str, Any] = {
+    "title": "ValidateRequest", "type": "object", "required": ["workflow"],
+    "description": ValidateRequest.__doc__,
+    "properties": {
+        "workflow": WorkflowBody.__metadata__[0].json_schema,  # type: ignore[attr-defined]
+        "variables": {"type": "object", "additionalProperties": True,
+                      "description": "Checked against the declared variables."},
+    },
+}
 
 
 class RunCreate(BaseModel):
     """A run of an inline workflow (any dialect) or of a stored one by name."""
 
-    workflow: dict[str, Any] | None = Field(
-        default=None, description="An inline workflow document.")
+    workflow: WorkflowBody | None = Field(
+        default=None, description="An inline workflow document (any dialect).")
     name: str | None = Field(default=None, description="A stored workflow's name.")
     version: str | None = Field(
         default=None, description="The stored workflow's version (default: the latest).")

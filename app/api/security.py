@@ -28,7 +28,9 @@ from typing import Annotated, Any
 from chordflow.api.auth_limits import AuthLimits, Refusal
 from chordflow.api.keys import ApiKeys, digest, parse
 from chordflow.api.principal import Principal, Role
+from chordflow.api.schemas import ErrorBody
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 __all__ = ["AUTH_RESPONSES", "Admin", "Author", "DEVELOPMENT", "Operator", "Principal",
            "Role", "Viewer", "authenticate", "check_token", "require"]
@@ -42,7 +44,21 @@ def _unauthorized(detail: str) -> HTTPException:
                          headers={"WWW-Authenticate": "Bearer"})
 
 
-def authenticate(request: Request) -> Principal:
+#: The two ways of sending a key, declared so that the OpenAPI document has security
+#: schemes (Swagger UI's Authorize button) and every endpoint that takes a key says
+#: so. Neither refuses anything itself (``auto_error=False``): ``authenticate`` reads
+#: the headers and decides, as it always has, with the API's own 401s.
+BEARER = HTTPBearer(auto_error=False, scheme_name="bearer",
+                    description="An API key: 'Authorization: Bearer cf_<id>_<secret>'.")
+API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="apiKey",
+                              description="The same key in an X-API-Key header.")
+
+
+def authenticate(
+    request: Request,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)] = None,
+    _header: Annotated[str | None, Depends(API_KEY_HEADER)] = None,
+) -> Principal:
     """The caller of ``request``, from its API key; 401 without a valid key, 429 when
     its address or key id has failed too often."""
     if not request.app.state.settings.api_auth:
@@ -106,11 +122,15 @@ Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
 
 #: Documented on every router whose endpoints take a key (so the schema covers them).
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {"description": "The request could not be read (malformed JSON, a bad cursor)."},
-    401: {"description": "No API key, or an unknown or revoked one."},
-    403: {"description": "The key's role is too low for this endpoint (or, for an "
+    400: {"model": ErrorBody,
+          "description": "The request could not be read (malformed JSON, a bad cursor)."},
+    401: {"model": ErrorBody, "description": "No API key, or an unknown or revoked one."},
+    403: {"model": ErrorBody,
+          "description": "The key's role is too low for this endpoint (or, for an "
                          "operator, a module of the workflow)."},
-    413: {"description": "The request body is over the configured limit."},
-    429: {"description": "Too many failed authentications from this address or for "
+    413: {"model": ErrorBody, "description": "The request body is over the configured "
+                                             "limit."},
+    429: {"model": ErrorBody,
+          "description": "Too many failed authentications from this address or for "
                          "this key id; see Retry-After."},
 }

@@ -206,6 +206,13 @@ class MongoStore:
         docs = self._runs.find(query, sort=[("created_at", -1), ("_id", -1)], limit=limit)
         return [_run_record(doc) for doc in docs]
 
+    def rename_workflow_runs(self, old: str, new: str, since: float) -> int:
+        """Give the runs of ``old`` made since ``since`` (the stored workflow's creation:
+        an earlier, deleted workflow of that name keeps its own) the name ``new``, so
+        that a renamed workflow's history lists under its new name; how many."""
+        return self._runs.update_many({"workflow": old, "created_at": {"$gte": since}},
+                                      {"$set": {"workflow": new}})
+
     def claim_idempotency_key(self, key: str, run_id: str) -> str | None:
         """Tie ``key`` to ``run_id``; the run it was tied to before, if any."""
         keys = PatientCollection(self.db["idempotency"], self.patience)

@@ -250,6 +250,9 @@ def _compile_step(step: Step, scope: _Scope, registry: Registry) -> dict[str, An
     params, refs = _compile_field(step.params, "params", step.name, errors,
                                   shell_params=method.shell_params if method else ())
     _merge(reads, _check_refs(refs, param_roots, step, "params", scope))
+    if method is not None:
+        for fld, message in method.check_literals(_literal_params(step.params, refs)):
+            err(message, f"params.{fld}")
 
     outputs: Node | None = None
     if step.outputs:
@@ -298,6 +301,28 @@ def _compile_step(step: Step, scope: _Scope, registry: Registry) -> dict[str, An
         "reads": reads,
         "secrets": tuple(sorted(scope.used_secrets)),
     }
+
+
+def _literal_params(params: Mapping[str, Any],
+                    refs: Iterable[tuple[str, Reference]]) -> dict[str, Any]:
+    """The params whose values hold no reference (their field paths, ``params.K`` or
+    ``params.K.x``, name none): their values are what the step will receive."""
+    templated = {fld.removeprefix("params.").split(".")[0].split("[")[0]
+                 for fld, _ in refs}
+    return {key: value for key, value in params.items()
+            if key not in templated and not _has_template(value)}
+
+
+def _has_template(value: Any) -> bool:
+    """Does ``value`` hold ``${`` anywhere (a reference or an escape, rendered at run
+    time: not a literal to check now)?"""
+    if isinstance(value, str):
+        return "${" in value
+    if isinstance(value, Mapping):
+        return any(_has_template(k) or _has_template(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_template(v) for v in value)
+    return False
 
 
 def _compile_field(

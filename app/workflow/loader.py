@@ -1,23 +1,40 @@
 """Reading workflow files: JSON or YAML, any supported dialect, into a ``Workflow``.
 
 Pydantic's errors are re-worded to name the step (by name, not list index) and the
-field, like every other workflow error.
+field, like every other workflow error. An unknown field suggests the known one it
+resembles, and does not hide the other errors: ``ValidationFailed.partial`` carries
+the workflow without the unknown fields, so that ``compile_loaded`` can report what
+compiling it finds in the same pass. A YAML syntax error says where, and how to quote
+a ``${...}`` reference (unquoted, it breaks a YAML flow mapping or list).
 """
 
 from __future__ import annotations
 
+import copy
+import difflib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from chordflow.errors import ValidationFailed, WorkflowError
 from chordflow.workflow import limits
 from chordflow.workflow.dialects import to_canonical
-from chordflow.workflow.models import Workflow
+from chordflow.workflow.models import Step, Workflow
 from pydantic import ValidationError
+
+T = TypeVar("T")
+
+
+class LoadFailed(ValidationFailed):
+    """A document that does not validate, with (``partial``) the workflow it makes
+    without its unknown fields when they were its only problem, else None."""
+
+    def __init__(self, errors: list[WorkflowError], partial: Workflow | None):
+        super().__init__(errors)
+        self.partial = partial
 
 #: Levels of a workflow document above a step's params (the document, ``steps``, the
 #: step, ``params``, and a dialect's wrapping such as ``workflow_json``).
@@ -38,11 +55,41 @@ def load_file(path: str | Path, *, environ: Mapping[str, str] | None = None) -> 
 def load_text(text: str, *, fmt: str = "yaml", name_hint: str | None = None,
               environ: Mapping[str, str] | None = None) -> Workflow:
     """Parse JSON or YAML text (YAML is a superset of JSON) into a Workflow."""
+    return load_data(parse_text(text, fmt=fmt), name_hint=name_hint, environ=environ)
+
+
+def parse_text(text: str, *, fmt: str = "yaml") -> Any:
+    """JSON or YAML text as data; ValidationFailed saying where it does not parse."""
     try:
-        data = json.loads(text) if fmt == "json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
+        return json.loads(text) if fmt == "json" else yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise ValidationFailed([WorkflowError(
+            f"not valid JSON: line {exc.lineno}, column {exc.colno}: {exc.msg}")]) from None
+    except yaml.YAMLError as exc:
+        raise ValidationFailed([WorkflowError(yaml_problem(text, exc))]) from None
+    except ValueError as exc:
         raise ValidationFailed([WorkflowError(f"not valid {fmt.upper()}: {exc}")]) from None
-    return load_data(data, name_hint=name_hint, environ=environ)
+
+
+def yaml_problem(text: str, exc: yaml.YAMLError) -> str:
+    """PyYAML's error as one line with where it is (1-based line and column) and, when
+    an unquoted ``${...}`` is the cause, how to quote it: inside a flow mapping or list
+    (``{a: ${x}}``) YAML reads its ``{`` as the start of another mapping."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if mark is None:
+        return f"not valid YAML: {problem}"
+    lines = text.splitlines()
+    line = lines[mark.line] if mark.line < len(lines) else ""
+    start = line.rfind("${", 0, mark.column + 1)
+    if start != -1:
+        end = line.find("}", start)
+        ref = line[start:end + 1] if end != -1 else line[start:]
+        return (f"not valid YAML: line {mark.line + 1}, column {start + 1}: a value "
+                f'starting with ${{ must be quoted in YAML: "{ref}"')
+    context = getattr(exc, "context", None)
+    what = f"{context}: {problem}" if context else problem
+    return f"not valid YAML: line {mark.line + 1}, column {mark.column + 1}: {what}"
 
 
 def load_data(data: Any, *, name_hint: str | None = None,
@@ -70,7 +117,57 @@ def load_data(data: Any, *, name_hint: str | None = None,
     try:
         return Workflow.model_validate(canonical)
     except ValidationError as exc:
-        raise ValidationFailed(_located(exc, canonical)) from None
+        raise LoadFailed(_located(exc, canonical),
+                         _without_unknown_fields(exc, canonical)) from None
+
+
+def compile_loaded(load: Callable[[], Workflow], compile: Callable[[Workflow], T]) -> T:
+    """``compile(load())``, reporting in one pass the loading errors (an unknown field)
+    and the compiling ones (an unknown step in ``depends_on``) when loading failed only
+    for fields that compiling can do without: a misspelled ``depend_on`` is then
+    reported with every other error instead of hiding them."""
+    try:
+        workflow = load()
+    except LoadFailed as exc:
+        partial = exc.partial
+        if partial is None:
+            raise
+        try:
+            compile(partial)
+        except ValidationFailed as more:
+            raise ValidationFailed([*exc.errors, *more.errors]) from None
+        raise
+    return compile(workflow)
+
+
+def _without_unknown_fields(exc: ValidationError, data: Mapping[str, Any]) -> Workflow | None:
+    """The workflow with its unknown fields left out, if they were its only problem
+    (what else compiling finds can then be reported with them); else None."""
+    if any(e["type"] != "extra_forbidden" for e in exc.errors()):
+        return None
+    trimmed = copy.deepcopy(dict(data))
+    for e in exc.errors():
+        *parents, key = e["loc"]
+        holder: Any = trimmed
+        for part in parents:
+            holder = holder[part]
+        if isinstance(holder, dict):
+            holder.pop(key, None)
+    try:
+        return Workflow.model_validate(trimmed)
+    except ValidationError:
+        return None
+
+
+def _unknown_field(loc: list[Any], under_step: bool) -> str:
+    """"unknown field 'depend_on' (did you mean 'depends_on'?)": the known field of the
+    same object it most resembles, if any."""
+    name = str(loc[-1]) if loc else ""
+    known = Step.model_fields if under_step and len(loc) == 1 else (
+        Workflow.model_fields if not under_step and len(loc) == 1 else {})
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"unknown field '{name}'{hint}"
 
 
 _STEP_PATH = re.compile(r"^(\w+)\[(\d+)\]\.?(.*)$")
@@ -116,7 +213,7 @@ def _located(exc: ValidationError, data: Mapping[str, Any]) -> list[WorkflowErro
                 fld += f".{part}" if fld else str(part)
         message = e["msg"]
         if e["type"] == "extra_forbidden":
-            message = "unknown field"
+            message = _unknown_field(loc, step is not None)
         elif e["type"] == "missing":
             message = "is required"
         elif e["type"] == "value_error" and "error" in e.get("ctx", {}):

@@ -119,3 +119,14 @@ class Workflow(BaseModel):
     @classmethod
     def _version_text(cls, value: Any) -> Any:
         return str(value) if isinstance(value, int | float) else value
+
+
+def workflow_json_schema(ref_prefix: str = "#/$defs/") -> dict[str, Any]:
+    """The canonical format as JSON Schema (draft 2020-12), for editors and the API's
+    documents; ``ref_prefix`` is where its ``Step`` lives (``#/components/schemas/``
+    in OpenAPI). Shape only: what the registry and the graph decide (modules, params,
+    references) is ``chordflow validate``'s."""
+    schema = Workflow.model_json_schema(ref_template=ref_prefix + "{model}")
+    if ref_prefix == "#/$defs/":
+        schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
+    return schema

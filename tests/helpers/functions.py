@@ -31,3 +31,17 @@ async def async_sleep_then_touch(seconds: float, path: str) -> str:
 
 def boom() -> None:
     raise ValueError("no good")
+
+
+def chatter(label: str, times: int = 20) -> str:
+    """Print and write to both streams, pausing between lines so that steps running at
+    the same time interleave (what a process-wide redirect would mix up)."""
+    import sys
+    import time
+
+    for i in range(times):
+        print(label, "line", i)
+        sys.stderr.write(f"{label} err {i}\n")
+        time.sleep(0.005)
+    sys.stdout.write(f"{label} done")  # no newline: kept all the same
+    return label

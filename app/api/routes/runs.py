@@ -18,8 +18,10 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from chordflow.api.audit import audit
+from chordflow.api.bodies import yaml_request_body
 from chordflow.api.inline_policy import check_inline
 from chordflow.api.schemas import (
+    ErrorBody,
     GraphEdge,
     GraphNode,
     Links,
@@ -40,7 +42,7 @@ from chordflow.engine.report import event_line, iso
 from chordflow.engine.state import RUN_FINISHED, RunStatus
 from chordflow.errors import RunNotFound, StoreUnavailable
 from chordflow.service import RunService
-from chordflow.workflow.loader import load_data
+from chordflow.workflow.loader import compile_loaded, load_data
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse, StreamingResponse
@@ -72,12 +74,14 @@ def submit_run(request: Request, principal: Principal, body: RunCreate,
     service = service_of(request)
     store: Any = service.engine.store
     if body.workflow is not None:
-        workflow = load_data(body.workflow,
-                             environ=request.app.state.settings.dialect_environ())
+        inline = body.workflow
+        plan = compile_loaded(
+            lambda: load_data(inline, environ=request.app.state.settings.dialect_environ()),
+            service.engine.compile)
     else:
         assert body.name is not None
-        workflow = load_data(request.app.state.library.runnable(body.name, body.version))
-    plan = service.engine.compile(workflow)
+        plan = service.engine.compile(
+            load_data(request.app.state.library.runnable(body.name, body.version)))
     if body.workflow is not None:  # inline: an operator may use only some modules
         check_inline(principal, plan, request.app.state.operator_modules)
     plan.effective_variables(body.variables)  # unknown variables: 422 before anything
@@ -130,8 +134,9 @@ def _replay(service: RunService, run_id: str) -> Any:
 @router.post("", status_code=201, response_model=RunCreated,
              responses={200: {"model": RunCreated, "description": "Replayed: a run with "
                               "this Idempotency-Key exists."},
-                        422: {"description": "Invalid workflow: every error, by step "
-                              "and field."}})
+                        422: {"model": ErrorBody, "description": "Invalid workflow: "
+                              "every error, by step and field."}},
+             openapi_extra=yaml_request_body({"$ref": "#/components/schemas/RunCreate"}))
 def create_run(
     request: Request, response: Response, body: RunCreate, principal: Operator,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,

@@ -15,11 +15,11 @@ whether it may run (create, update, delete, rename, enable, disable) an author k
 from __future__ import annotations
 
 import difflib
-import json
 from collections.abc import Mapping
 from typing import Annotated, Any
 
 from chordflow.api.audit import audit
+from chordflow.api.bodies import source_of, yaml_request_body
 from chordflow.api.library import (
     StoredEntry,
     StoredVersion,
@@ -27,11 +27,11 @@ from chordflow.api.library import (
     WorkflowLibrary,
 )
 from chordflow.api.routes.runs import submit_run
-from chordflow.api.schemas import RunCreate, RunCreated
+from chordflow.api.schemas import WORKFLOW_REF, ErrorBody, RunCreate, RunCreated, WorkflowBody
 from chordflow.api.security import AUTH_RESPONSES, Author, Operator, Principal, Viewer
 from chordflow.engine.report import iso
 from chordflow.errors import ValidationFailed
-from chordflow.workflow.loader import load_data
+from chordflow.workflow.loader import compile_loaded, load_data
 from chordflow.workflow.models import Workflow
 from fastapi import APIRouter, Body, Header, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel, Field
@@ -43,17 +43,23 @@ NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$"
 
 Responses = dict[int | str, dict[str, Any]]
 
-_MISSING: Responses = {404: {"description": "No stored workflow (or version) by that name."}}
-_INVALID: Responses = {422: {"description": "Invalid workflow: every error, by step and field."}}
-_TAKEN: Responses = {409: {"description": "A stored workflow with that name exists."}}
+_MISSING: Responses = {404: {"model": ErrorBody,
+                             "description": "No stored workflow (or version) by that name."}}
+_INVALID: Responses = {422: {"model": ErrorBody,
+                             "description": "Invalid workflow: every error, by step and field."}}
+_TAKEN: Responses = {409: {"model": ErrorBody,
+                           "description": "A stored workflow with that name exists."}}
+#: A workflow document may be sent as YAML too; its text is then stored as written.
+_YAML_DOCUMENT = yaml_request_body(WORKFLOW_REF)
 
 #: ``/workflows/{workflow_id}`` is also the compatibility router's GET path; one template
 #: name for one path keeps the OpenAPI document valid (same-shape paths with different
 #: parameter names are forbidden). The value is a stored workflow's name here.
 PathName = Annotated[str, Path(alias="workflow_id", description="The stored workflow's name.")]
 
-WorkflowDocument = Annotated[dict[str, Any], Body(
-    description="A workflow document in any dialect (canonical, procedures, dag-engine).")]
+WorkflowDocument = Annotated[WorkflowBody, Body(
+    description="A workflow document in any dialect (canonical, procedures, dag-engine), "
+                "as JSON or YAML.")]
 
 
 # -- bodies ------------------------------------------------------------------------------
@@ -147,8 +153,10 @@ class WorkflowDiff(BaseModel):
     from_digest: str
     to_digest: str
     identical: bool
-    diff: str = Field(description="Unified diff of the two documents as pretty-printed "
-                                   "JSON with sorted keys; empty when identical.")
+    diff: str = Field(description="Unified diff of the two versions as written: the YAML "
+                                   "text when sent as YAML, else the document as indented "
+                                   "JSON in its keys' order; empty when the texts are "
+                                   "the same.")
     summary: DiffSummary
 
 
@@ -162,12 +170,24 @@ def validated(request: Request, document: Mapping[str, Any],
               name: str | None = None) -> Workflow:
     """Compile ``document`` (as ``name`` if given) so that only a workflow that would
     run is stored; ValidationFailed (422) lists every error otherwise."""
-    workflow = load_data(document, name_hint=name,
-                         environ=request.app.state.settings.dialect_environ())
-    if name is not None and workflow.name != name:
-        workflow = workflow.model_copy(update={"name": name})
-    request.app.state.service.engine.compile(workflow)
-    return workflow
+    def load() -> Workflow:
+        workflow = load_data(document, name_hint=name,
+                             environ=request.app.state.settings.dialect_environ())
+        if name is not None and workflow.name != name:
+            workflow = workflow.model_copy(update={"name": name})
+        return workflow
+
+    def compile(workflow: Workflow) -> Workflow:
+        request.app.state.service.engine.compile(workflow)
+        return workflow
+
+    return compile_loaded(load, compile)
+
+
+def yaml_source(request: Request) -> str | None:
+    """The text of the request's body if it was YAML (stored as written), else None."""
+    found = source_of(request.scope)
+    return found[1] if found is not None and found[0] == "yaml" else None
 
 
 def stored_out(entry: StoredEntry, stored: StoredVersion) -> StoredWorkflow:
@@ -191,13 +211,14 @@ def _taken(exc: WorkflowExists) -> HTTPException:
 # -- create, list, update, delete ----------------------------------------------------------
 
 @router.post("/workflows", status_code=201, response_model=StoredWorkflow,
-             responses={**_TAKEN, **_INVALID})
+             responses={**_TAKEN, **_INVALID}, openapi_extra=_YAML_DOCUMENT)
 def create_workflow(request: Request, principal: Author,
                     document: WorkflowDocument) -> StoredWorkflow:
     """Store a new workflow, named by its document, as version 1."""
     name = validated(request, document).name
     try:
-        entry, stored = library_of(request).create(name, document, by=principal.name)
+        entry, stored = library_of(request).create(name, document, by=principal.name,
+                                                   source=yaml_source(request))
     except WorkflowExists as exc:
         raise _taken(exc) from None
     audit(request, principal, "workflow.create", name, version=stored.version,
@@ -214,13 +235,14 @@ def list_workflows(request: Request, _: Viewer,
 
 
 @router.put("/workflows/{workflow_id}", response_model=StoredWorkflow,
-            responses={**_MISSING, **_INVALID})
+            responses={**_MISSING, **_INVALID}, openapi_extra=_YAML_DOCUMENT)
 def update_workflow(request: Request, name: PathName, principal: Author,
                     document: WorkflowDocument) -> StoredWorkflow:
     """Store ``document`` as the next version of ``name``; every earlier one is kept.
     Each call makes a version, even of an identical document (compare the digests)."""
     validated(request, document, name)
-    entry, stored = library_of(request).update(name, document, by=principal.name)
+    entry, stored = library_of(request).update(name, document, by=principal.name,
+                                               source=yaml_source(request))
     audit(request, principal, "workflow.update", name, version=stored.version,
           digest=stored.digest)
     return stored_out(entry, stored)
@@ -241,12 +263,16 @@ def delete_workflow(request: Request, name: PathName, principal: Author) -> Work
              responses={**_MISSING, **_TAKEN})
 def rename_workflow(request: Request, name: str, body: RenameRequest,
                     principal: Author) -> WorkflowInfo:
-    """Rename; versions and history stay with the workflow. Later runs carry the new
-    name."""
+    """Rename; versions and history stay with the workflow: its runs, earlier ones
+    too, carry the new name (``GET /runs?workflow=NEW`` lists them all)."""
+    library = library_of(request)
     try:
-        entry = library_of(request).rename(name, body.new_name)
+        entry = library.rename(name, body.new_name)
     except WorkflowExists as exc:
         raise _taken(exc) from None
+    if entry.name != name:
+        store: Any = request.app.state.service.engine.store
+        store.rename_workflow_runs(name, entry.name, since=entry.created_at)
     audit(request, principal, "workflow.rename", body.new_name, old_name=name,
           workflow_id=entry.id)
     return WorkflowInfo.of(entry)
@@ -310,14 +336,11 @@ def diff_versions(
     )
 
 
-def _pretty(document: Mapping[str, Any]) -> list[str]:
-    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False).splitlines()
-
-
 def unified_diff(name: str, old: StoredVersion, new: StoredVersion) -> str:
-    """The documents as pretty-printed JSON with sorted keys, so that key order and
-    layout in what was sent make no difference."""
-    lines = difflib.unified_diff(_pretty(old.document), _pretty(new.document),
+    """The versions as their authors wrote them (``StoredVersion.text``): the lines a
+    reviewer recognises, comments of a YAML document included. (The summary compares
+    meaning; the digests, content whatever the layout.)"""
+    lines = difflib.unified_diff(old.text().splitlines(), new.text().splitlines(),
                                  fromfile=f"{name} version {old.version}",
                                  tofile=f"{name} version {new.version}", lineterm="")
     text = "\n".join(lines)
