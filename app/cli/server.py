@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import os
 import sys
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
+from chordflow.cli.output import CONTEXT, JsonOpt
 from rich.console import Console
 from rich.table import Table
 
@@ -23,7 +25,18 @@ err = Console(stderr=True)
 SHUTDOWN_GRACE = 2
 
 keys_app = typer.Typer(help="Create, list, change the role of and revoke API keys "
-                            "(directly in MongoDB).", no_args_is_help=True)
+                            "(directly in MongoDB).", no_args_is_help=True,
+                       context_settings=CONTEXT)
+
+
+class RoleName(StrEnum):
+    """The roles of chordflow.api.principal.Role, for the parser (which refuses any
+    other) without importing the API."""
+
+    viewer = "viewer"
+    operator = "operator"
+    author = "author"
+    admin = "admin"
 
 #: What --role and ``keys role`` say the roles are for (``chordflow.api.security``).
 ROLES_HELP = ("viewer (read), operator (run stored workflows; inline only with "
@@ -36,7 +49,10 @@ def api(
     port: Annotated[int | None, typer.Option(help="Port to bind.")] = None,
     workers: Annotated[int | None, typer.Option(help="Uvicorn worker processes.")] = None,
 ) -> None:
-    """Serve the HTTP API (docs at /docs, schema at /openapi.json)."""
+    """Serve the HTTP API (docs at /docs, schema at /openapi.json).
+
+    Example: chordflow api --host 0.0.0.0 --port 8080 --workers 4
+    """
     import uvicorn
     from chordflow.config import get_settings
 
@@ -69,6 +85,8 @@ def flower(
     needs a login: FLOWER_BASIC_AUTH=user:password (or Flower's OAuth settings,
     FLOWER_AUTH and FLOWER_AUTH_PROVIDER). Without one it does not start, unless
     --no-login says so. Flower reads its other options from FLOWER_* variables.
+
+    Example: FLOWER_BASIC_AUTH=admin:secret chordflow flower --port 5555
     """
     if not no_login and not (os.environ.get("FLOWER_BASIC_AUTH")
                              or os.environ.get("FLOWER_AUTH")):
@@ -90,66 +108,85 @@ def _keys():  # type: ignore[no-untyped-def]
     return ApiKeys(MongoStore(settings.mongo_url, settings.mongo_db).db)
 
 
-def _role(value: str, option: str) -> Any:
-    """The Role named ``value``; exit 2 naming ``option`` and the roles otherwise."""
-    from chordflow.api.security import Role
+def _role(value: RoleName) -> Any:
+    """The API's Role of a name the parser accepted."""
+    from chordflow.api.principal import Role
 
-    try:
-        return Role(value)
-    except ValueError:
-        names = ", ".join(str(r) for r in Role)
-        err.print(f"[bold red]error:[/] {option} must be one of {names}, not {value!r}",
-                  highlight=False)
-        raise typer.Exit(2) from None
+    return Role(str(value))
 
 
 @keys_app.command("create")
 def create_key(
     name: Annotated[str, typer.Option(help="Who or what uses the key.")],
-    role: Annotated[str, typer.Option(help=ROLES_HELP)] = "viewer",
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    role: Annotated[RoleName, typer.Option(help=ROLES_HELP)] = RoleName.viewer,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Create a key; it is printed once and never stored in clear."""
-    chosen = _role(role, "--role")
+    """Create a key; it is printed once and never stored in clear.
+
+    Example: chordflow keys create --name ci --role operator
+    """
+    chosen = _role(role)
+    role_name = str(chosen)
     key_id, token = _keys().create(name, chosen)
     if as_json:
-        sys.stdout.write(json.dumps({"key_id": key_id, "key": token, "role": role}) + "\n")
+        sys.stdout.write(json.dumps({"key_id": key_id, "key": token, "role": role_name})
+                         + "\n")
     else:
-        out.print(f"key {key_id} ({role}) for {name}:\n{token}\n"
+        out.print(f"key {key_id} ({role_name}) for {name}:\n{token}\n"
                   "Store it now: it cannot be shown again.", highlight=False)
 
 
 @keys_app.command("role")
 def set_key_role(
     key_id: Annotated[str, typer.Argument(help="The key's id.")],
-    role: Annotated[str, typer.Argument(help=ROLES_HELP)],
+    role: Annotated[RoleName, typer.Argument(help=ROLES_HELP)],
+    as_json: JsonOpt = False,
 ) -> None:
     """Give a key another role; the key itself is unchanged.
 
     E.g. author to an operator key that submits inline bash or python steps. Servers
     apply it within seconds (they remember a checked key for ten).
+
+    Example: chordflow keys role 1a2b3c author
     """
-    chosen = _role(role, "ROLE")
+    chosen = _role(role)
     if not _keys().set_role(key_id, chosen):
         err.print(f"[bold red]error:[/] no active key {key_id}", highlight=False)
         raise typer.Exit(2)
-    out.print(f"key {key_id} is now {chosen}", highlight=False)
+    if as_json:
+        sys.stdout.write(json.dumps({"key_id": key_id, "role": str(chosen)}) + "\n")
+    else:
+        out.print(f"key {key_id} is now {chosen}", highlight=False)
 
 
 @keys_app.command("list")
-def list_keys() -> None:
-    """List keys (never their secrets)."""
+def list_keys(as_json: JsonOpt = False) -> None:
+    """List keys (never their secrets).
+
+    Example: chordflow keys list --json
+    """
+    keys = _keys().list()
+    if as_json:
+        sys.stdout.write(json.dumps(keys, default=str) + "\n")
+        return
     table = Table("id", "name", "role", "revoked")
-    for key in _keys().list():
+    for key in keys:
         table.add_row(key["key_id"], key["name"], key["role"],
                       "yes" if key["revoked_at"] else "")
     out.print(table)
 
 
 @keys_app.command("revoke")
-def revoke_key(key_id: Annotated[str, typer.Argument(help="The key's id.")]) -> None:
-    """Revoke a key (servers stop accepting it within seconds)."""
+def revoke_key(key_id: Annotated[str, typer.Argument(help="The key's id.")],
+               as_json: JsonOpt = False) -> None:
+    """Revoke a key (servers stop accepting it within seconds).
+
+    Example: chordflow keys revoke 1a2b3c
+    """
     if not _keys().revoke(key_id):
-        out.print(f"[bold red]error:[/] no active key {key_id}")
+        err.print(f"[bold red]error:[/] no active key {key_id}", highlight=False)
         raise typer.Exit(2)
-    out.print(f"key {key_id} revoked")
+    if as_json:
+        sys.stdout.write(json.dumps({"key_id": key_id, "revoked": True}) + "\n")
+    else:
+        out.print(f"key {key_id} revoked")

@@ -103,6 +103,7 @@ def test_submit_wait_of_a_failing_run_exits_1(api: Api, tmp_path: Path) -> None:
     assert done.returncode == 1, done.stderr
     assert ": failed" in done.stdout
     assert "b: failed" in done.stdout and "a: succeeded" in done.stdout
+    assert "2 steps: 1 failed, 1 succeeded; wall time " in done.stdout  # the summary line
 
 
 def test_submit_invalid_workflow_exits_2_naming_step_and_field(api: Api,
@@ -346,8 +347,9 @@ def test_workflows_end_to_end(api: Api, tmp_path: Path) -> None:
     table = cli(api, "workflows", "versions", name)
     assert table.returncode == 0 and "1" in table.stdout and "2" in table.stdout
 
-    diff = cli(api, "workflows", "diff", name, "1", "2")
+    diff = cli(api, "workflows", "diff", name, "--from", "1", "--to", "2")
     assert diff.returncode == 0, diff.stderr
+    assert cli(api, "workflows", "diff", name, "1", "2").stdout == diff.stdout
     assert "added: c" in diff.stdout and "changed: b (params)" in diff.stdout
     assert '-        "cmd": "echo hi"' in diff.stdout
     assert '+        "cmd": "echo changed"' in diff.stdout
@@ -440,7 +442,7 @@ def test_the_api_url_may_name_the_api_prefix(api: Api) -> None:
 def test_error_bodies_are_reported() -> None:
     """The client's error parsing, without a server: FastAPI's validation errors and
     non-JSON bodies are reported too."""
-    from chordflow.cli.remote import ApiError
+    from chordflow.client import ApiError
 
     validation = httpx.Response(422, json={"detail": [
         {"loc": ["query", "limit"], "msg": "Input should be greater than 0"}]})
@@ -449,4 +451,67 @@ def test_error_bodies_are_reported() -> None:
         {"step": "a", "field": "module", "message": "unknown module 'nope'"}]})
     assert "step 'a', field 'module': unknown module 'nope'" in str(ApiError.of(workflow))
     html = httpx.Response(502, text="<html>bad gateway</html>")
-    assert str(ApiError.of(html)).startswith("HTTP 502 Bad Gateway")
+    assert str(ApiError.of(html)) == "HTTP 502 Bad Gateway"  # never the page itself
+
+
+# -- following runs (issue 13) ------------------------------------------------------------
+
+def test_logs_follow_of_a_cancelled_run_exits_1(api: Api, tmp_path: Path) -> None:
+    done = cli(api, "submit", write(tmp_path, with_step(unique("cli-fcancel"), "sleep 60")))
+    run_id = done.stdout.strip()
+    wait_until(api, run_id, ("running",))
+    proc = subprocess.Popen([CHORDFLOW, "logs", run_id, "--follow"], cwd=ROOT,
+                            env=env_for(api, "viewer"), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        time.sleep(1)
+        assert proc.poll() is None
+        assert cli(api, "cancel", run_id).returncode == 0
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+    assert proc.returncode == 1, (stdout, stderr)
+    assert "run_cancelled" in stdout
+
+
+def test_status_watch_waits_and_exits_with_the_runs_code(api: Api, tmp_path: Path) -> None:
+    ok = cli(api, "submit", write(tmp_path, with_step(unique("cli-watch"), "sleep 1")))
+    watched = cli(api, "status", ok.stdout.strip(), "--watch", role="viewer")
+    assert watched.returncode == 0, watched.stderr
+    assert "b: succeeded" in watched.stdout and "2 steps: 2 succeeded" in watched.stdout
+    bad = cli(api, "submit", write(tmp_path, with_step(unique("cli-watch"), "sleep 1; exit 3")))
+    failed = cli(api, "status", bad.stdout.strip(), "--watch", "--json", role="viewer")
+    assert failed.returncode == 1, failed.stderr
+    assert json.loads(failed.stdout)["steps"]["b"]["status"] == "failed"
+
+
+def test_submit_wait_marks_a_tolerated_failure(api: Api, tmp_path: Path) -> None:
+    document = with_step(unique("cli-tolerant"), "exit 3")
+    document["steps"][1]["continue_on_failure"] = True
+    done = cli(api, "submit", write(tmp_path, document), "--wait")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "b: failed (attempts 1, tolerated)" in done.stdout
+    assert "2 steps: 1 succeeded, 1 tolerated" in done.stdout
+
+
+def test_version_and_help_need_no_api() -> None:
+    from chordflow import __version__
+
+    done = subprocess.run([CHORDFLOW, "--version"], capture_output=True, text=True,
+                          timeout=30, env={"PATH": "/usr/bin:/bin",
+                                           "CHORDFLOW_API_URL": "http://127.0.0.1:1"})
+    assert done.returncode == 0 and done.stdout.strip() == f"chordflow {__version__}"
+    for args in (("submit", "-h"), ("logs", "-h"), ("schedules", "create", "-h")):
+        shown = subprocess.run([CHORDFLOW, *args], capture_output=True, text=True, timeout=30)
+        assert shown.returncode == 0 and "Example: chordflow" in shown.stdout, args
+
+
+def test_a_404_html_page_is_reported_as_its_status_line() -> None:
+    from chordflow.client import ApiError
+
+    page = httpx.Response(404, text="<html><body><h1>404 Not Found</h1></body></html>",
+                          headers={"content-type": "text/html"})
+    error = ApiError.of(page)
+    assert (error.status, error.code, error.message) == (404, "not_found", "HTTP 404 Not Found")

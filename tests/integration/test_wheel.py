@@ -1,0 +1,80 @@
+"""The wheel as a user installs it: built from this checkout, installed with its
+dependencies into a fresh virtual environment outside the repository, and used from a
+directory that is not the checkout, so nothing of the source tree can stand in for
+what the wheel forgot (issue 13, item 1)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+#: Seconds each step may take: building, and installing the dependencies from an index.
+STEP_TIMEOUT = 420
+
+
+def sh(*args: str | Path, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout, env={"PATH": "/usr/bin:/bin",
+                                                         "HOME": str(cwd)})
+
+
+def build_wheel(out: Path) -> Path:
+    """``python -m build --wheel`` if the build package is here, else ``pip wheel``."""
+    # Asked from outside the checkout, whose build/ folder would pass for the package.
+    has_build = subprocess.run([sys.executable, "-c", "import build.__main__"],
+                               capture_output=True, cwd=out).returncode == 0
+    if has_build:
+        args = [sys.executable, "-m", "build", "--wheel", "--outdir", out, ROOT]
+    else:
+        args = [sys.executable, "-m", "pip", "wheel", ROOT, "--no-deps", "-w", out]
+    done = subprocess.run([str(a) for a in args], capture_output=True, text=True,
+                          cwd=out, timeout=STEP_TIMEOUT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    wheels = list(out.glob("chordflow-*.whl"))
+    assert len(wheels) == 1, wheels
+    return wheels[0]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_the_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    wheel = build_wheel(dist)
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    python, chordflow = env_dir / "bin" / "python", env_dir / "bin" / "chordflow"
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    installed = subprocess.run([str(python), "-m", "pip", "install", "--quiet", str(wheel)],
+                               capture_output=True, text=True, cwd=work,
+                               timeout=STEP_TIMEOUT)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+
+    from chordflow import __version__
+
+    for args in ((chordflow, "--version"), (python, "-m", "chordflow", "--version")):
+        done = sh(*args, cwd=work)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == f"chordflow {__version__}"
+
+    (work / "wf.yaml").write_text(
+        "name: from-the-wheel\nsteps:\n  - name: hello\n    module: echo\n"
+        "    params: {greeting: hi}\n")
+    ran = sh(chordflow, "run", "wf.yaml", "--json", cwd=work)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert '"status": "succeeded"' in ran.stdout and '"greeting": "hi"' in ran.stdout
+
+    # Only chordflow is installed: no top-level app, modules, tasks or workers.
+    for name in ("app", "modules", "tasks", "workers"):
+        probe = sh(python, "-c", f"import {name}", cwd=work)
+        assert probe.returncode != 0 and "ModuleNotFoundError" in probe.stderr, name
+    public = sh(python, "-c", "from chordflow.modules import StepModule, StepContext; "
+                "import chordflow; print(chordflow.__file__)", cwd=work)
+    assert public.returncode == 0, public.stderr
+    assert str(env_dir) in public.stdout and str(ROOT) not in public.stdout
