@@ -1,4 +1,4 @@
-# The developer's loop: `make run`, `make test`, `make lint`, `make bench`.
+# The developer's loop: `make run`, `make test`, `make lint`, `make bench`, `make docs`.
 # The Makefile builds its own virtual environment (.venv) with whatever python3 is on
 # PATH (3.11 or newer); set PY=/path/to/python3.x to choose another. `make run` installs
 # what running needs; `make test` adds what the tests need.
@@ -12,7 +12,7 @@ OUT ?= $(CURDIR)/out
 # through a tree of links named as it is installed (chordflow/, chordflow/modules/, ...).
 TYPECHECK := build/typecheck
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench docs clean
 
 $(VENV)/bin/python:
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "chordflow needs Python 3.11 or newer; set PY=python3.11")'
@@ -43,5 +43,9 @@ lint: $(TEST_STAMP)
 bench: $(TEST_STAMP)
 	$(BIN)/python bench/embedded.py
 
+# The documentation site (docs/, mkdocs.yml) into site/; --strict fails on a broken link.
+docs: $(TEST_STAMP)
+	$(BIN)/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) build out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build out site .pytest_cache .mypy_cache .ruff_cache
