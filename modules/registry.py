@@ -18,6 +18,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import inspect
+import re
 import socket
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -91,9 +92,9 @@ class MethodSpec:
         try:
             self.model.model_validate(dict(params))
         except ValidationError as exc:
-            return [(".".join(str(x) for x in e["loc"]), e["msg"]) for e in exc.errors()
-                    if e["type"] not in ("missing", "extra_forbidden")
-                    and e["loc"] and e["loc"][0] in params]
+            return param_errors([e for e in exc.errors()
+                                 if e["type"] not in ("missing", "extra_forbidden")
+                                 and e["loc"] and e["loc"][0] in params])
         return []
 
     def validate(self, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -101,9 +102,7 @@ class MethodSpec:
         try:
             model = self.model.model_validate(dict(params))
         except ValidationError as exc:
-            raise ParamsInvalid(
-                [(".".join(str(x) for x in e["loc"]), e["msg"]) for e in exc.errors()]
-            ) from None
+            raise ParamsInvalid(param_errors(exc.errors())) from None
         values = {
             info.alias or name: getattr(model, name)
             for name, info in type(model).model_fields.items()
@@ -111,6 +110,23 @@ class MethodSpec:
         if model.model_extra:
             values.update(model.model_extra)
         return values
+
+
+#: Type names pydantic puts in an error's location for the branch of a union it tried
+#: (``cmd.str``, ``cmd.list[str]``): not fields, so left out of the path a user reads.
+_BRANCH = re.compile(r"^(str|int|float|bool|bytes|none|dict|list|tuple|set|any)$|[\[(]")
+
+
+def param_errors(errors: Iterable[Any]) -> list[tuple[str, str]]:
+    """Pydantic's errors as (field, message), one per field: the branches of a union
+    (``str | list[str]``) become one message, "X, or Y", at the field itself."""
+    merged: dict[str, list[str]] = {}
+    for e in errors:
+        parts = [str(x) for x in e["loc"]]
+        where = ".".join(parts[:1] + [p for p in parts[1:] if not _BRANCH.search(p)])
+        if e["msg"] not in merged.setdefault(where, []):
+            merged[where].append(e["msg"])
+    return [(where, ", or ".join(messages)) for where, messages in merged.items()]
 
 
 @dataclass

@@ -135,7 +135,11 @@ def _replay(service: RunService, run_id: str) -> Any:
              responses={200: {"model": RunCreated, "description": "Replayed: a run with "
                               "this Idempotency-Key exists."},
                         422: {"model": ErrorBody, "description": "Invalid workflow: "
-                              "every error, by step and field."}},
+                              "every error, by step and field."},
+                        409: {"model": ErrorBody, "description": "The stored workflow "
+                              "is disabled."},
+                        503: {"model": ErrorBody, "description": "The store or the "
+                              "broker is unavailable; see Retry-After."}},
              openapi_extra=yaml_request_body({"$ref": "#/components/schemas/RunCreate"}))
 def create_run(
     request: Request, response: Response, body: RunCreate, principal: Operator,
