@@ -219,7 +219,9 @@ def _documents(app: FastAPI, docs: bool) -> None:
             swagger_js_url="/static/swagger-ui-bundle.js",
             swagger_css_url="/static/swagger-ui.css",
             swagger_favicon_url="/static/favicon-32x32.png",
-            swagger_ui_parameters={"persistAuthorization": True})
+            # No validator badge: Swagger UI would send the schema's URL to
+            # validator.swagger.io, a call out of the cluster.
+            swagger_ui_parameters={"persistAuthorization": True, "validatorUrl": None})
 
     @app.get("/redoc", include_in_schema=False)
     def redoc() -> HTMLResponse:
