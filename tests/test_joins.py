@@ -8,8 +8,10 @@ import uuid
 
 import pymongo
 from chordflow.engine.mongo_store import MongoStore
-from chordflow.engine.records import RunRecord, StepRecord
+from chordflow.engine.records import ItemRecord, RunRecord, StepRecord
+from chordflow.engine.state import StepStatus
 from pymongo import monitoring
+from pymongo.errors import AutoReconnect
 
 
 class Commands(monitoring.CommandListener):
@@ -39,3 +41,51 @@ def test_counting_a_parent_is_one_write_of_the_childs_document(mongo_url):
     assert store.count_parent("r", "child", "a") is None  # counted once only
     assert store.count_parent("r", "child", "b") == 1
     client.close()
+
+
+class LostReplies:
+    """A collection whose every write is applied by the server but whose first reply is
+    lost (the connection drops before it arrives): the store's patience then repeats it,
+    as after a real network fault between a write and its answer."""
+
+    WRITES = ("find_one_and_update", "update_one", "insert_one", "insert_many")
+
+    def __init__(self, real: object) -> None:
+        self.real = real
+        self.lost = 0
+
+    def __getattr__(self, name: str) -> object:
+        attr = getattr(self.real, name)
+        if name not in self.WRITES:
+            return attr
+
+        def write(*args: object, **kwargs: object) -> object:
+            result = attr(*args, **kwargs)
+            self.lost += 1
+            if self.lost % 2:  # every other try: the first of each call
+                raise AutoReconnect("connection closed before the reply")
+            return result
+
+        return write
+
+
+def test_a_foreach_element_is_counted_once_when_the_counts_reply_is_lost(mongo_url):
+    """Counting an element repeated after a lost reply must not count it twice: a double
+    count gathers the step before its last element finishes, and ends at -1."""
+    store = MongoStore(mongo_url, "joins", patience=30)
+    run_id = f"r{uuid.uuid4().hex[:10]}"
+    store.create_run(RunRecord(run_id, "w", "1", "d"),
+                     [StepRecord(run_id, "each", "echo", "run")], {})
+    n = 70  # elements over more than one group of counts (COUNT_GROUP)
+    assert store.transition_step(run_id, "each", {StepStatus.PENDING}, StepStatus.READY,
+                                 items=[ItemRecord(value=i) for i in range(n)],
+                                 items_left=n)
+    for name in ("_steps", "_marks", "_items"):
+        coll = getattr(store, name)
+        coll.raw = LostReplies(coll.raw)
+    left = [store.count_item(run_id, "each", i) for i in reversed(range(n))]
+    assert left[-1] == 0, left
+    assert all(x is not None and x > 0 for x in left[:-1]), left
+    assert [store.count_item(run_id, "each", i) for i in (0, 7, n - 1)] == [None] * 3
+    assert store.get_steps(run_id)["each"].items_left == 0
+    store.close()

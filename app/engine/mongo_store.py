@@ -10,8 +10,9 @@ Collections::
     steps      one document per step of a run, ``_id`` = "<run>/<step>"; ``joined``
                holds the parents counted for it (see ``count_parent``)
     items      one document per ``foreach`` element, ``_id`` = "<run>/<step>/<index>"
-    marks      idempotence marks: a counter is decremented only by whoever inserts the
-               mark first (a duplicated message finds the mark and changes nothing)
+    marks      the counts of ``foreach`` elements, one document per group of
+               ``COUNT_GROUP`` elements, ``_id`` = "<run>/item/<step>/g<group>" (see
+               ``count_item``)
     waiting    task keys queued for a ``max_parallel`` slot, oldest first
     events     the append-only log of every run, in pages: one document per run per
                batch a process writes (``events``: the list; ``ts`` and ``last``: the
@@ -67,6 +68,8 @@ SOCKET_SECONDS = 120.0
 #: Seconds a store made without a patience waits for an unreachable server: someone is
 #: waiting for an answer (the CLI, an HTTP client), and retrying is theirs to decide.
 CLIENT_PATIENCE = 5.0
+#: ``foreach`` elements counted in one document before they count for their step.
+COUNT_GROUP = 64
 
 
 class MongoStore:
@@ -387,16 +390,14 @@ class MongoStore:
              **_plain(asdict(item))}
             for i, item in enumerate(items)
         ], ignore_duplicates=True)
+        n = len(items)
+        self._marks.insert_many([
+            {"_id": _group_id(run_id, name, g), "size": size, "left": size, "done": {}}
+            for g in range(-(-n // COUNT_GROUP))
+            for size in [min(COUNT_GROUP, n - g * COUNT_GROUP)]
+        ], ignore_duplicates=True)
 
     # -- idempotent counters ------------------------------------------------------------
-
-    def _mark(self, key: str) -> bool:
-        """True the first time ``key`` is marked, False ever after."""
-        try:
-            self._marks.insert_one({"_id": key})
-        except DuplicateKeyError:
-            return False
-        return True
 
     def count_parent(self, run_id: str, child: str, parent: str) -> int | None:
         """One atomic update of the child's document: the mark that ``parent`` was
@@ -428,11 +429,49 @@ class MongoStore:
         return patience.call(count)
 
     def count_item(self, run_id: str, name: str, index: int) -> int | None:
-        if not self._mark(f"{run_id}/item/{name}/{index}"):
-            return None
-        doc = self._steps.find_one_and_update(
-            {"_id": f"{run_id}/{name}"}, {"$inc": {"items_left": -1}}, token=None)
-        return int(_found(doc)["items_left"])
+        """Two counts, each a mark and a decrement in one update of one document (as
+        ``count_parent``), so that a repeat after a lost reply never counts twice: the
+        element in its group's document (``COUNT_GROUP`` elements), then, by whoever
+        empties the group, the group's elements in the step's ``items_left``. One write
+        per element, one more per group; the step's document changes a few thousand
+        times for 100,000 elements, and never holds more than a mark per group.
+
+        Returns what is left of the element's group while it is not empty (so: not
+        zero), else the elements left to the step.
+        """
+        group = index // COUNT_GROUP
+        doc = self._count_once(self._marks, _group_id(run_id, name, group), "done",
+                               f"i{index}", "left", 1)
+        if doc is None or doc["left"] != 0:
+            return None if doc is None else int(doc["left"])
+        doc = self._count_once(self._steps, f"{run_id}/{name}", "groups", f"g{group}",
+                               "items_left", int(doc["size"]))
+        return None if doc is None else int(doc["items_left"])
+
+    def _count_once(self, coll: PatientCollection, doc_id: str, marks: str, key: str,
+                    counter: str, n: int) -> dict[str, Any] | None:
+        """Decrement ``counter`` by ``n`` and set the mark ``marks.key`` in one update:
+        the document after it, or None if marked before by another call. A repeat after
+        a lost reply recognises its own mark by the call's token (and gets the document
+        as it is now)."""
+        patience = self.patience
+        mark = f"{marks}.{key}"
+
+        def count() -> dict[str, Any] | None:
+            token = patience.token
+            doc = coll.raw.find_one_and_update(
+                {"_id": doc_id, mark: {"$exists": False}},
+                {"$inc": {counter: -n}, "$set": {mark: token}},
+                return_document=pymongo.ReturnDocument.AFTER)
+            if doc is None:
+                doc = coll.raw.find_one({"_id": doc_id})
+                if doc is None:
+                    raise RunNotFound("the run's records are missing")
+                if not (patience.retrying and (doc.get(marks) or {}).get(key) == token):
+                    return None  # counted before
+            return dict(doc)
+
+        return patience.call(count)
 
     def count_steps(self, run_id: str, n: int = 1) -> int:
         doc = self._runs.find_one_and_update({"_id": run_id}, {"$inc": {"steps_left": -n}},
@@ -510,7 +549,7 @@ class MongoStore:
         marks = []
         for name in names:
             total = docs[name].get("items_total") or 0
-            marks += [f"{run_id}/item/{name}/{i}" for i in range(total)]
+            marks += [_group_id(run_id, name, g) for g in range(-(-total // COUNT_GROUP))]
         if marks:
             self._marks.delete_many({"_id": {"$in": marks}})
         forgotten: dict[str, list[str]] = {}
@@ -526,7 +565,7 @@ class MongoStore:
                 "status": str(StepStatus.PENDING), "params": None, "outputs": None,
                 "error": None, "queued_at": None, "started_at": None, "finished_at": None,
                 "worker": None, "task_id": None, "waiting_on": waiting, "items_total": None,
-                "items_left": 0, "generation": generation, "lease_until": None,
+                "items_left": 0, "groups": {}, "generation": generation, "lease_until": None,
                 "holder": None, "resends": 0,
             }}
             if forgotten.get(name):
@@ -665,6 +704,11 @@ def _status_in(expect: Collection[StatusT]) -> Any:
     faster than ``$in``: nx-27017 takes half the time), ``$in`` for several."""
     statuses = [str(s) for s in expect]
     return statuses[0] if len(statuses) == 1 else {"$in": statuses}  # [] matches nothing
+
+
+def _group_id(run_id: str, name: str, group: int) -> str:
+    """The document counting a group of a foreach step's elements (``count_item``)."""
+    return f"{run_id}/item/{name}/g{group}"
 
 
 def _found(doc: Mapping[str, Any] | None) -> Mapping[str, Any]:
