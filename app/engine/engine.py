@@ -30,7 +30,6 @@ import threading
 import time
 import traceback
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -50,6 +49,7 @@ from chordflow.engine.lease import (
 )
 from chordflow.engine.outcome import Outcome
 from chordflow.engine.plan import Plan, StepPlan, compile_plan
+from chordflow.engine.recent import Recent
 from chordflow.engine.records import Event, ItemRecord, LogLine, RunRecord, StepRecord, now
 from chordflow.engine.recovery import Recovery
 from chordflow.engine.redaction import redact
@@ -154,10 +154,9 @@ class Engine(Release, Recovery):
         #: Running runs by (id, re-run generation): what a task needs of its run (id,
         #: variables, max_parallel) never changes within a generation, so a worker reads
         #: it once rather than once per step.
-        self._runs: OrderedDict[tuple[str, int], RunRecord] = OrderedDict()
+        self._runs: Recent[tuple[str, int], RunRecord] = Recent(RUN_CACHE_SIZE)
         #: ``foreach`` steps this process marked running (see ``_mark_started``).
-        self._started: OrderedDict[tuple[str, str, int], None] = OrderedDict()
-        self._runs_lock = threading.Lock()
+        self._started: Recent[tuple[str, str, int], bool] = Recent(RUN_CACHE_SIZE)
 
     # -- plans ---------------------------------------------------------------------
 
@@ -528,19 +527,14 @@ class Engine(Release, Recovery):
         claim compares the generation too).
         """
         key = (msg.run_id, msg.generation)
-        with self._runs_lock:
-            run = self._runs.get(key)
-            if run is not None:
-                self._runs.move_to_end(key)
-                return run
+        run = self._runs.get(key)
+        if run is not None:
+            return run
         run = self.store.get_run(msg.run_id)
         if run.status is not RunStatus.RUNNING:
             return None
         if run.reruns == msg.generation:
-            with self._runs_lock:
-                self._runs[key] = run
-                if len(self._runs) > RUN_CACHE_SIZE:
-                    self._runs.popitem(last=False)
+            self._runs.put(key, run)
         return run
 
     def _keep_output(self, run_id: str, key: TaskKey, attempt: int,
@@ -638,13 +632,8 @@ class Engine(Release, Recovery):
         """A ``foreach`` step is running once its first element is: one try per step in
         this process (the first element's claim does it; for the 99,999 others the
         compare-and-set would only fail, a wasted round trip each)."""
-        marker = (run.id, name, run.reruns)
-        with self._runs_lock:
-            if marker in self._started:
-                return
-            self._started[marker] = None
-            if len(self._started) > RUN_CACHE_SIZE:
-                self._started.popitem(last=False)
+        if not self._started.first_time((run.id, name, run.reruns), True):
+            return
         self.store.transition_step(run.id, name, QUEUED_ONLY, StepStatus.RUNNING,
                                    started_at=started, worker=self.worker)
 

@@ -35,7 +35,6 @@ app/engine/patience.py and app/engine/patient_collection.py.
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections.abc import Collection, Iterable, Mapping
@@ -47,6 +46,7 @@ from chordflow.engine import large_values
 from chordflow.engine.dispatch import TaskKey
 from chordflow.engine.patience import UNREACHABLE, Patience
 from chordflow.engine.patient_collection import PatientCollection
+from chordflow.engine.recent import Recent
 from chordflow.engine.records import Event, ItemRecord, LogLine, RunRecord, StepRecord, now
 from chordflow.engine.state import RunStatus, StepStatus, check_run, check_step
 from chordflow.errors import RunNotFound, StoreUnavailable
@@ -104,8 +104,9 @@ class MongoStore:
         self._logs = PatientCollection(db["logs"], patient)
         self._parts = PatientCollection(db["workflow_parts"], patient)
         #: The attempts each foreach step was raised to by this process.
-        self._attempts_seen: dict[str, int] = {}
-        self._seen_lock = threading.Lock()
+        self._attempts_seen: Recent[str, int] = Recent(10_000)
+        #: Definitions this process stored (by digest): a run of one needs no write.
+        self._stored: Recent[str, bool] = Recent(1_000)
         self._ops = PatientCollection(db["ops"], patient)
 
     def ensure_indexes(self) -> None:
@@ -133,6 +134,17 @@ class MongoStore:
     # -- runs -------------------------------------------------------------------------
 
     def create_run(self, run: RunRecord, steps: Iterable[StepRecord], workflow: Any) -> None:
+        if self._stored.get(run.digest) is None:
+            self._store_definition(run, workflow)
+            self._stored.put(run.digest, True)
+        # Steps first: a run is never seen without them. (Duplicates are the same steps,
+        # written by an earlier try of this very submission: see the API's replay.)
+        self._steps.insert_many([self._step_doc(step) for step in steps],
+                                ignore_duplicates=True)
+        self._runs.insert_one(self._run_doc(run))
+
+    def _store_definition(self, run: RunRecord, workflow: Any) -> None:
+        """The definition, once per digest (an upsert that changes nothing if stored)."""
         definition = workflow.model_dump(mode="json") if hasattr(workflow, "model_dump") \
             else dict(workflow)
         stored: dict[str, Any] = {"definition": definition}
@@ -147,11 +159,6 @@ class MongoStore:
                               "created_at": now(), **stored}},
             upsert=True,
         ))
-        # Steps first: a run is never seen without them. (Duplicates are the same steps,
-        # written by an earlier try of this very submission: see the API's replay.)
-        self._steps.insert_many([self._step_doc(step) for step in steps],
-                                ignore_duplicates=True)
-        self._runs.insert_one(self._run_doc(run))
 
     def get_run(self, run_id: str) -> RunRecord:
         doc = self._runs.find_one({"_id": run_id})
@@ -349,13 +356,7 @@ class MongoStore:
     def _raise_attempts(self, step_id: str, attempts: int) -> bool:
         """Whether the step's attempts may still be below ``attempts``: not once this
         process raised them that far (the elements of one foreach all start at 1)."""
-        with self._seen_lock:
-            if self._attempts_seen.get(step_id, 0) >= attempts:
-                return False
-            self._attempts_seen[step_id] = attempts
-            if len(self._attempts_seen) > 10_000:
-                self._attempts_seen.pop(next(iter(self._attempts_seen)))
-            return True
+        return self._attempts_seen.raise_to(step_id, attempts)
 
     def set_lease(self, run_id: str, name: str, index: int | None, attempt: int,
                   holder: str, until: float, timeout: float | None = None) -> bool:
