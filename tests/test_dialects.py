@@ -147,8 +147,8 @@ def test_procedures_readme_example_runs_against_a_local_server(run_workflow, htt
     doc["procedures"][1]["params"]["file_path"] = str(tmp_path / "output.json")
     doc["procedures"][2]["params"]["url"] = f"{http_server}/hook"
     wf = load_data(doc, name_hint="readme")
-    assert [s.module for s in wf.steps] == ["http", "file", "http"]
-    assert wf.steps[2].params["json"]["text"] == "Done. Saved ${steps.fetch.outputs.count} rows."
+    assert [s.module for s in wf.steps] == ["http", "file", "notify"]
+    assert wf.steps[2].params["body"]["text"] == "Done. Saved ${steps.fetch.outputs.count} rows."
     report = run_workflow(wf)
     saved = json.loads((tmp_path / "output.json").read_text())
     assert saved == {"items": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}
@@ -174,21 +174,38 @@ def test_procedures_kt_example_runs_in_order(run_workflow):
     assert report["status"] == "succeeded"  # status 0 is not status false
 
 
-def test_procedures_kt_example_without_the_module_names_it():
+def test_procedures_kt_example_runs_on_the_native_module(run_workflow):
+    wf = load_file(DIALECTS / "procedures_kt.json")
+    assert [(s.module, s.method) for s in wf.steps] == [("kt", "prt1"), ("kt", "prt2")]
+    report = run_workflow(wf)  # no module path: common.Kt is built in
+    assert report["status"] == "succeeded"
+    assert report["steps"]["step2"]["outputs"] == {"status": True,
+                                                   "msg": "ret from ret from hello world"}
+
+
+def test_procedures_unknown_mod_names_the_module():
     from chordflow.engine.plan import compile_plan
 
+    doc = read("procedures_kt.json")
+    for proc in doc["procedures"]:
+        proc["mod"] = "custom.Missing"
     with pytest.raises(ValidationFailed) as info:
-        compile_plan(load_file(DIALECTS / "procedures_kt.json"), load_registry())
+        compile_plan(load_data(doc), load_registry())
     assert {(e.step, e.field) for e in info.value.errors} == {("step1", "module"),
                                                                ("step2", "module")}
-    assert "unknown module 'common.Kt'" in str(info.value)
+    assert "unknown module 'custom.Missing'" in str(info.value)
 
 
-def test_procedures_reference_rules(run_workflow):
-    report = run_workflow(load_file(DIALECTS / "procedures_references.json"), registry=APPS)
-    extra = report["steps"]["step2"]["outputs"]
-    assert extra["msg"] == "ret from hello"
-    assert extra["extra"] == {"email": "kk@gmail.com", "raw": "@example"}
+def test_procedures_reference_rules(tmp_path):
+    from chordflow.config import Settings
+    from chordflow.engine.embedded import EmbeddedExecutor
+
+    with EmbeddedExecutor(settings=Settings(workdir=tmp_path)) as ex:
+        run_id = ex.run(ex.compile(load_file(DIALECTS / "procedures_references.json")),
+                        timeout=20)
+        step2 = ex.store.get_steps(run_id)["step2"]
+    assert step2.outputs is not None and step2.outputs["msg"] == "ret from hello"
+    assert step2.params == {"msg": "hello", "email": "kk@gmail.com", "raw": "@example"}
 
 
 @pytest.mark.parametrize("name", ["procedures_filter.json", "procedures_select_dedup.json"])
@@ -229,7 +246,7 @@ def test_procedures_text_file_example(run_workflow, tmp_path):
 
 def test_procedures_status_false_fails_and_stops_the_rest(run_workflow):
     doc = {"name": "sf", "procedures": [
-        {"name": "a", "mod": "common.Kt", "method": "fail", "params": {"msg": "connect"}},
+        {"name": "a", "mod": "ops.Probe", "method": "fail", "params": {"msg": "connect"}},
         {"name": "b", "mod": "common.Kt", "method": "prt2", "params": {"msg": "@a.error"}},
     ]}
     report = run_workflow(load_data(doc), registry=APPS)

@@ -1,11 +1,21 @@
 """The JSON-procedure automation platform's format: ``procedures`` run in order.
 
 Each procedure ``{name, mod, method, params}`` becomes a step that depends on the one
-before it. A procedure may also carry chordflow's step options (``retries``,
-``retry_delay``, ``timeout``, ``queue``, ``priority``, ``continue_on_failure``); any
-other key is an error, so a typo is not silently dropped. ``mod`` names map onto
-chordflow modules (below; parameter names are translated where they differ); any other
-``mod`` is used as the module name, so a module registered under that name runs it.
+before it. A procedure may also carry chordflow's step options: ``depends_on`` (then it
+waits for those steps only, not for the one listed before it: parallel branches),
+``foreach`` (once per element: ``@item``, ``@item.key`` and ``@item_index`` in its
+params), ``when`` (a condition; false skips it), ``connection`` (a named connection),
+``retries``, ``retry_delay``, ``retry_backoff``, ``timeout``, ``queue``, ``priority``,
+``continue_on_failure``, ``outputs``, ``stage_in``, ``stage_out`` and ``description``,
+with ``@`` references in them as in params. Any other key is an error, so a typo is not
+silently dropped.
+
+``mod``/``method`` map onto chordflow's modules (platform_modules.py: every module of
+the platform's reference); any other ``mod`` is used as the module name, so a module
+registered under that name runs it, a chordflow module or the platform's own class
+loaded from ``CHORDFLOW_MODULES_PATH``. ``MultiProcess.parallel_steps`` becomes
+parallel branches joined by a step of the procedure's name; ``parallel_data`` a
+``foreach`` over chunks of its data, between a split and a join step.
 
 References, converted to chordflow templates::
 
@@ -13,6 +23,7 @@ References, converted to chordflow templates::
     @step.a.b      -> ${steps.step.outputs.a.b}     nested keys and list indexes
     @var.name      -> ${variables.name}             top-level "variables"
     @sys.key       -> ${secrets.key}                configured secrets
+    @item, @item_index (in a foreach procedure) -> ${item}, ${item_index}
     @@             -> a literal @
 
 Unlike the original, references are resolved inside nested objects, lists and longer
@@ -26,33 +37,37 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from chordflow.errors import ValidationFailed, WorkflowError
+from chordflow.workflow.dialects import platform_modules as pm
 
 NAME = "procedures"
 
-#: mod -> (module, fixed method or None to keep the procedure's, param renames)
-MODULES: dict[str, tuple[str, str | None, dict[str, str]]] = {
-    "common.Bash": ("bash", None, {}),
-    "common.Http": ("http", None, {"verify_ssl": "verify"}),
-    "common.FileIO": ("file", None, {"file_path": "path"}),
-    "common.Filter": ("filter", None, {}),
-}
-#: (mod, method) pairs that map onto a different method, with default params.
-METHODS: dict[tuple[str, str], tuple[str, str, dict[str, str], dict[str, Any]]] = {
-    ("common.Notify", "webhook"): ("http", "request", {"body": "json"}, {"method": "POST"}),
-}
-
-#: chordflow step options a procedure may carry; they pass through unchanged.
-OPTIONS = ("description", "retries", "retry_delay", "timeout", "queue", "priority",
-           "continue_on_failure")
-_PROCEDURE_FIELDS = {"name", "mod", "method", "params", *OPTIONS}
+#: chordflow step options a procedure may carry (references converted like params).
+OPTIONS = ("description", "retries", "retry_delay", "retry_backoff", "timeout", "queue",
+           "priority", "continue_on_failure", "when", "foreach", "connection", "outputs",
+           "stage_in", "stage_out")
+_PROCEDURE_FIELDS = {"name", "mod", "method", "params", "depends_on", *OPTIONS}
 #: Top-level keys: the platform's own, and its editor's layout (ignored).
 _TOP_FIELDS = {"name", "description", "procedures", "tasks", "variables", "max_parallel",
                "_connections", "_positions"}
 
 _REF_RE = re.compile(r"@@|(?<![\w@])@([A-Za-z_][\w-]*)((?:\.[\w-]+)*)")
+_VAR_RE = re.compile(r"^@var((?:\.[\w-]+)+)$")
+
+
+@dataclass
+class _Scope:
+    """What converting one document's references needs."""
+
+    names: list[Any]
+    errors: list[WorkflowError]
+    variables: Mapping[str, Any]
+    families: dict[str, pm.Family] = field(default_factory=dict)
+    #: The steps made so far, in order: what a procedure without depends_on may read.
+    seen: list[Any] = field(default_factory=list)
 
 
 def convert(data: Mapping[str, Any], name_hint: str | None = None) -> dict[str, Any]:
@@ -62,49 +77,25 @@ def convert(data: Mapping[str, Any], name_hint: str | None = None) -> dict[str, 
     errors: list[WorkflowError] = [
         WorkflowError("unknown field", field=key) for key in sorted(set(data) - _TOP_FIELDS)
     ]
-    names = [p.get("name") if isinstance(p, Mapping) else None for p in raw]
     variables = data.get("variables") or {}
+    names = [p.get("name") if isinstance(p, Mapping) else None for p in raw]
+    # parallel_steps' branches are steps too: later procedures may read them.
+    for proc in raw:
+        if isinstance(proc, Mapping) and (proc.get("mod"), proc.get("method")) == \
+                ("common.MultiProcess", "parallel_steps"):
+            branches = (proc.get("params") or {}).get("steps")
+            names += [b.get("name") for b in branches or [] if isinstance(b, Mapping)]
+    scope = _Scope(names, errors, variables)
     steps: list[dict[str, Any]] = []
+    previous: str | None = None
     for i, proc in enumerate(raw):
         if not isinstance(proc, Mapping):
             errors.append(WorkflowError("must be an object", field=f"procedures[{i}]"))
             continue
-        name = proc.get("name") or f"procedures[{i}]"
-        for key in sorted(set(proc) - _PROCEDURE_FIELDS):
-            errors.append(WorkflowError("unknown field", step=name, field=key))
-        for key in ("name", "mod"):
-            if not proc.get(key):
-                errors.append(WorkflowError("is required", step=name, field=key))
-        mod, method = proc.get("mod") or "", proc.get("method")
-        module: str = mod
-        renames: dict[str, str] = {}
-        defaults: dict[str, Any] = {}
-        if (mod, method) in METHODS:
-            module, method, renames, defaults = METHODS[mod, method]  # type: ignore[index]
-        elif mod in MODULES:
-            module, fixed, renames = MODULES[mod]
-            method = fixed or method
-        params = dict(defaults)
-        params.update(
-            (renames.get(k, k), _convert(v, name, f"params.{renames.get(k, k)}",
-                                         names[:i], names, errors))
-            for k, v in (proc.get("params") or {}).items()
-        )
-        step: dict[str, Any] = {
-            "name": proc.get("name"),
-            "module": module,
-            "params": params,
-            "fail_on_false_status": True,
-            "depends_on": [names[i - 1]] if i > 0 and names[i - 1] else [],
-        }
-        if method:
-            step["method"] = method
-        step.update((opt, proc[opt]) for opt in OPTIONS if opt in proc)
-        if mod in MODULES or (mod, proc.get("method")) in METHODS:
-            # Their modules answered {"status": true, ...} on success; references to
-            # @step.status keep working.
-            step["outputs"] = {"status": True}
-        steps.append(step)
+        made = _procedure(proc, i, previous, scope)
+        steps.extend(made)
+        scope.seen += [s["name"] for s in made]
+        previous = made[-1]["name"] if made else proc.get("name")
     if errors:
         raise ValidationFailed(errors)
     canonical: dict[str, Any] = {
@@ -118,29 +109,174 @@ def convert(data: Mapping[str, Any], name_hint: str | None = None) -> dict[str, 
     return canonical
 
 
-def _convert(
-    value: Any, step: str, fld: str, earlier: list[Any], names: list[Any],
-    errors: list[WorkflowError],
-) -> Any:
+def _procedure(proc: Mapping[str, Any], i: int, previous: str | None,
+               scope: _Scope) -> list[dict[str, Any]]:
+    """The steps of one procedure (one, or several for MultiProcess)."""
+    errors = scope.errors
+    name = proc.get("name") or f"procedures[{i}]"
+    for key in sorted(set(proc) - _PROCEDURE_FIELDS):
+        errors.append(WorkflowError("unknown field", step=name, field=key))
+    for key in ("name", "mod"):
+        if not proc.get(key):
+            errors.append(WorkflowError("is required", step=name, field=key))
+    mod, method = proc.get("mod") or "", proc.get("method")
+    explicit = "depends_on" in proc
+    depends = proc.get("depends_on")
+    depends = [depends] if isinstance(depends, str) else list(depends or [])
+    if not explicit and previous:
+        depends = [previous]
+    # What a reference may name: earlier procedures, or any step once the order is the
+    # author's (depends_on), where a cycle is the plan's to report.
+    earlier = scope.names if explicit else scope.seen
+    looping = "foreach" in proc
+
+    def conv(value: Any, fld: str) -> Any:
+        return _convert(value, name, fld, earlier, scope, looping)
+
+    raw_params = dict(proc.get("params") or {})
+    if mod == "common.MultiProcess" and method in ("parallel_steps", "parallel_data"):
+        return _multiprocess(proc, name, method, raw_params, depends, scope, conv)
+    target = pm.target(mod, method)
+    problems = pm.Problems(name, errors)
+    family = scope.families.setdefault(mod, pm.Family()) if target else None
+    if target is not None and target.connects:
+        raw_params = {k: _var_value(v, scope.variables) for k, v in raw_params.items()}
+    params = {k: conv(v, f"params.{k}") for k, v in raw_params.items()}
+    module, native = mod, method
+    step: dict[str, Any] = {"name": proc.get("name"), "fail_on_false_status": True,
+                            "depends_on": depends}
+    if target is not None:
+        module, native = target.module, target.method
+        params = {target.renames.get(k, k): v for k, v in params.items()}
+        params = {**target.defaults, **params}
+        assert family is not None
+        if target.connects:
+            family.connection = proc.get("connection") or pm.connection_of(
+                target.connects, params, family, problems)
+            params = {}
+            if family.connection is None:  # a Prometheus with no gateway: nothing to open
+                native = "skip"
+                step["fail_on_false_status"] = True
+        if target.adjust is not None:
+            params = target.adjust(params, family, problems)
+            if pm.STEP_CONNECTION in params and "connection" not in proc:
+                step["connection"] = params.pop(pm.STEP_CONNECTION)
+        if (target.connects or target.uses_connection) and "connection" not in proc:
+            if family.connection is not None:
+                step["connection"] = family.connection
+            elif target.uses_connection and not (target.module == "prometheus"
+                                                 and family.carried.get("gateway")):
+                problems.add(f"no {mod} connect before it: add a connect procedure, or "
+                             "name a connection with 'connection'", "connection")
+        if target.disconnects:
+            family.connection, family.carried, family.metrics = None, {}, []
+        # Their modules answered {"status": true, ...} on success; references to
+        # @step.status keep working.
+        step["outputs"] = {"status": True}
+    step["module"] = module
+    step["params"] = params
+    if native:
+        step["method"] = native
+    for opt in OPTIONS:
+        if opt in proc:
+            step[opt] = conv(proc[opt], opt) if opt not in ("description",) else proc[opt]
+    return [step]
+
+
+def _multiprocess(proc: Mapping[str, Any], name: str, method: str,
+                  params: dict[str, Any], depends: list[str], scope: _Scope,
+                  conv: Any) -> list[dict[str, Any]]:
+    """``parallel_steps``: each branch a step after the procedure's dependencies, then
+    a join named as the procedure; ``parallel_data``: split, foreach, join."""
+    errors = scope.errors
+    options = {opt: conv(proc[opt], opt) for opt in OPTIONS
+               if opt in proc and opt not in ("foreach", "description")}
+    if method == "parallel_steps":
+        branches = params.get("steps")
+        if not isinstance(branches, list) or not branches:
+            errors.append(WorkflowError("a non-empty list of procedures", step=name,
+                                        field="params.steps"))
+            return []
+        steps: list[dict[str, Any]] = []
+        for j, branch in enumerate(branches):
+            if not isinstance(branch, Mapping):
+                errors.append(WorkflowError("must be an object", step=name,
+                                            field=f"params.steps[{j}]"))
+                continue
+            inner = {**branch, "depends_on": depends}
+            steps += _procedure(inner, j, None, scope)
+        results = {s["name"]: "${steps." + str(s["name"]) + ".outputs}" for s in steps}
+        steps.append({"name": proc.get("name"), "module": "procedures", "method": "gather",
+                      "params": {"results": results}, "fail_on_false_status": True,
+                      "depends_on": [str(s["name"]) for s in steps], **options})
+        return steps
+    for key in ("data", "data_key", "mod", "method"):
+        if key not in params:
+            errors.append(WorkflowError("required parameter is missing", step=name,
+                                        field=f"params.{key}"))
+    if any(e.step == name for e in errors):
+        return []
+    base = str(proc.get("name"))
+    split, each = f"{base}__chunks", f"{base}__each"
+    made = _procedure({"name": each, "mod": params["mod"], "method": params["method"],
+                        "params": {**(params.get("params") or {}),
+                                   str(params["data_key"]): "@item"},
+                        "foreach": "@" + split + ".chunks", "depends_on": [split]},
+                       0, None, _Scope([*scope.names, split, each], errors,
+                                       scope.variables, scope.families))
+    if not made:
+        return []
+    return [
+        {"name": split, "module": "procedures", "method": "chunk", "depends_on": depends,
+         "params": {"data": conv(params["data"], "params.data"),
+                    "processes": params.get("processes", 4)}},
+        *made,
+        {"name": base, "module": "procedures", "method": "merge", "depends_on": [each],
+         "params": {"items": "${steps." + each + ".outputs.items}"},
+         "fail_on_false_status": True, **options},
+    ]
+
+
+def _var_value(value: Any, variables: Mapping[str, Any]) -> Any:
+    """A connect's ``@var.x`` read now, from the workflow's variables: a connection is
+    defined before anything runs."""
     if isinstance(value, str):
-        return _convert_string(value, step, fld, earlier, names, errors)
+        found = _VAR_RE.match(value)
+        if found:
+            current: Any = variables
+            for part in found.group(1).split(".")[1:]:
+                if not isinstance(current, Mapping) or part not in current:
+                    return value
+                current = current[part]
+            return current
+        return value
     if isinstance(value, Mapping):
-        return {k: _convert(v, step, f"{fld}.{k}", earlier, names, errors)
+        return {k: _var_value(v, variables) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_var_value(v, variables) for v in value]
+    return value
+
+
+def _convert(value: Any, step: str, fld: str, earlier: list[Any], scope: _Scope,
+             looping: bool = False) -> Any:
+    if isinstance(value, str):
+        return _convert_string(value, step, fld, earlier, scope, looping)
+    if isinstance(value, Mapping):
+        return {k: _convert(v, step, f"{fld}.{k}", earlier, scope, looping)
                 for k, v in value.items()}
     if isinstance(value, list):
-        return [_convert(v, step, f"{fld}[{i}]", earlier, names, errors)
+        return [_convert(v, step, f"{fld}[{i}]", earlier, scope, looping)
                 for i, v in enumerate(value)]
     return value
 
 
-def _convert_string(
-    text: str, step: str, fld: str, earlier: list[Any], names: list[Any],
-    errors: list[WorkflowError],
-) -> str:
+def _convert_string(text: str, step: str, fld: str, earlier: list[Any], scope: _Scope,
+                    looping: bool) -> str:
     # Their text is never a chordflow template: escape any "${" first.
     text = text.replace("${", "$${")
     if "@" not in text:
         return text
+    names, errors = scope.names, scope.errors
 
     def replace(m: re.Match[str]) -> str:
         if m.group(0) == "@@":
@@ -153,7 +289,9 @@ def _convert_string(
                 errors.append(WorkflowError("'@sys' needs a key, as in '@sys.ssh_key'",
                                             step=step, field=fld))
             return "${secrets" + rest + "}"
-        if head in earlier:
+        if looping and head in ("item", "item_index"):
+            return "${" + head + rest + "}"
+        if head in earlier and head != step:
             return "${steps." + head + ".outputs" + rest + "}"
         where = "runs later" if head in names else "is not a step"
         errors.append(WorkflowError(
