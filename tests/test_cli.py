@@ -182,13 +182,19 @@ def test_modules_path_setting_adds_modules(tmp_path):
 
 
 def test_ctrl_c_does_not_wait_for_steps_that_ignore_it(tmp_path):
+    started = tmp_path / "started"
     wf = write(tmp_path, {"name": "stubborn", "steps": [
         {"name": "sleepy", "module": "python",
-         "params": {"function": "time:sleep", "args": [25]}}]})
+         "params": {"function": "tests.helpers.functions:mark_then_sleep",
+                    "args": [str(started), 25]}}]})
     proc = subprocess.Popen([CHORDFLOW, "run", wf, "--json"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
-        time.sleep(2)
+        deadline = time.monotonic() + 60  # however slow the CLI is to start here
+        while not started.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        assert started.exists(), "the step never started"
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=20)  # well before the 25 s sleep ends
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,3 +46,9 @@ def chatter(label: str, times: int = 20) -> str:
         time.sleep(0.005)
     sys.stdout.write(f"{label} done")  # no newline: kept all the same
     return label
+
+
+def mark_then_sleep(path: str, seconds: float) -> None:
+    """Say that the step started (a file a test waits for), then ignore any cancel."""
+    Path(path).write_text("started")
+    time.sleep(seconds)
