@@ -30,7 +30,7 @@ from chordflow.engine.embedded import EmbeddedExecutor
 from chordflow.engine.report import run_report
 from chordflow.workflow.loader import load_data
 
-from tests.servers import free_port, stop, wait_for_port
+from tests.servers import SMTP_PASSWORD, SSH_PASSWORD, free_port, stop, wait_for_port
 
 MARIADB = ("127.0.0.1", 3306)
 
@@ -108,7 +108,7 @@ class SshServer:
     host_key: str  # "ssh-ed25519 AAAA..."
     client_key: str  # the private key's OpenSSH text
     user: str = "tester"
-    password: str = "pw-ssh-9a7c1e"
+    password: str = SSH_PASSWORD
     commands: list[str] = field(default_factory=list)
 
     def connection(self, **extra: Any) -> dict[str, Any]:
@@ -216,7 +216,7 @@ class SmtpServer:
     cert: Path
     messages: list[Any]
     user: str = "mailer"
-    password: str = "pw-smtp-51d0c3"
+    password: str = SMTP_PASSWORD
 
 
 @pytest.fixture(scope="module")

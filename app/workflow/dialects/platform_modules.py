@@ -20,6 +20,7 @@ Parameter names are translated where they differ; times in milliseconds become s
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from collections.abc import Callable, Mapping
@@ -45,6 +46,13 @@ class Target:
     uses_connection: bool = False
     #: Rewrites the (converted) params: (params, connection state, errors) -> params.
     adjust: Callable[[dict[str, Any], Family, Problems], dict[str, Any]] | None = None
+    #: The params (of the procedure's raw params) whose ``@var.x`` is read when the
+    #: workflow is loaded, because they define the step's own connection (a connect's
+    #: are all read so).
+    load_time: Callable[[Mapping[str, Any]], frozenset[str]] | None = None
+    #: Declared outputs added beside ``status: true``, over the native outputs
+    #: (``${outputs.K}``): where the native method's own ``status`` means something else.
+    outputs: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -55,8 +63,11 @@ class Family:
     #: What the connect said that later procedures take as params (Kafka's topics,
     #: Prometheus's job and gateway).
     carried: dict[str, Any] = field(default_factory=dict)
-    #: Prometheus: the metrics described since connect, with their data.
-    metrics: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    #: The connect's params were wrong (and reported): no connection, no more errors.
+    broken: bool = False
+    #: Prometheus: the metrics described since connect, with their data (a reference
+    #: or the records themselves).
+    metrics: list[tuple[Any, dict[str, Any]]] = field(default_factory=list)
 
 
 class Problems:
@@ -132,7 +143,7 @@ def _metric(params: dict[str, Any], family: Family, problems: Problems) -> dict[
                      "(a column) and name it in label_cols", "params.static_labels")
     if "data" not in params:
         problems.add("required parameter is missing", "params.data")
-    family.metrics.append((str(params.get("data")), spec))
+    family.metrics.append((params.get("data"), spec))
     return {"data": params.get("data"), "metrics": [spec]}
 
 
@@ -142,7 +153,7 @@ def _built(params: dict[str, Any], family: Family, problems: Problems,
     if not family.metrics:
         problems.add("no dicts2prom procedure before it describes a metric", "method")
         return params
-    data = {d for d, _ in family.metrics}
+    data = {json.dumps(d, sort_keys=True, default=str) for d, _ in family.metrics}
     if len(data) > 1:
         problems.add("the dicts2prom procedures before it read different data; "
                      "push or write after each", "method")
@@ -164,6 +175,14 @@ def _push(params: dict[str, Any], family: Family, problems: Problems) -> dict[st
 STEP_CONNECTION = "__connection__"
 
 
+def _email_server(params: Mapping[str, Any]) -> frozenset[str]:
+    """An ``email`` that logs in: its server becomes the step's connection, so its
+    ``@var.`` are read at load time, as a connect's are."""
+    if "username" in params or "password" in params:
+        return frozenset({"smtp_host", "smtp_port", "username", "use_tls"})
+    return frozenset()
+
+
 def _email(params: dict[str, Any], family: Family, problems: Problems) -> dict[str, Any]:
     """``email`` logged in with ``username`` / ``password``: the SMTP server becomes the
     step's inline connection (the password a secret, ``@sys.NAME``)."""
@@ -172,8 +191,9 @@ def _email(params: dict[str, Any], family: Family, problems: Problems) -> dict[s
     out = dict(params)
     login, password = out.pop("username", None), out.pop("password", None)
     if _templated({k: out.get(k) for k in ("smtp_host", "smtp_port")}):
-        problems.add("the SMTP server must be literal when it logs in (it becomes the "
-                     "step's connection)", "params.smtp_host")
+        problems.add("the SMTP server must be literal (or @var. of the workflow's "
+                     "variables) when it logs in: it becomes the step's connection",
+                     "params.smtp_host")
         return out
     host, port = out.pop("smtp_host", None), out.pop("smtp_port", None)
     if not host:
@@ -204,7 +224,8 @@ MODULES: dict[str, dict[str, Target]] = {
     "common.Kt": {m: Target("kt", m) for m in ("prt", "prt1", "prt2")},
     "common.DataTransformer": _same("table", {"dicts2df": "to_columns",
                                               "df2dicts": "to_records"}),
-    "common.Notify": {"email": Target("notify", "email", adjust=_email),
+    "common.Notify": {"email": Target("notify", "email", adjust=_email,
+                                      load_time=_email_server),
                       "webhook": Target("notify", "webhook")},
     "common.Ssh": {
         **_connected("ssh", "ssh", {"run": "run", "upload": "upload",
@@ -234,10 +255,15 @@ MODULES: dict[str, dict[str, Target]] = {
         "consume": Target("kafka", "consume", uses_connection=True, adjust=_consume),
         "list_topics": Target("kafka", "list_topics", uses_connection=True),
     },
-    "elasticsearchclient.ElasticSearch": _connected("elasticsearch", "elasticsearch", {
-        **{m: m for m in ("search", "get", "index", "create", "bulk", "update", "delete",
-                          "health")},
-        "createIndex": "create_index", "deleteIndex": "delete_index"}),
+    "elasticsearchclient.ElasticSearch": {
+        **_connected("elasticsearch", "elasticsearch", {
+            **{m: m for m in ("search", "get", "index", "create", "bulk", "update",
+                              "delete")},
+            "createIndex": "create_index", "deleteIndex": "delete_index"}),
+        # Its native status is the cluster's colour: kept as health, status is true.
+        "health": Target("elasticsearch", "health", uses_connection=True,
+                         outputs={"health": "${outputs.status}"}),
+    },
     "prometheus.Prometheus": {
         "connect": Target("procedures", "connect", connects="pushgateway"),
         "disconnect": Target("procedures", "disconnect", disconnects=True),
@@ -411,9 +437,19 @@ def connection_of(kind: str, params: Mapping[str, Any], family: Family,
         if secret:
             credentials["password"] = secret
         if kind == "ssh":
-            key_secret = secret_name(params.get("key_file"), problems, "params.key_file")
-            if key_secret:
-                credentials["private_key"] = key_secret
+            key_file = params.get("key_file")
+            if isinstance(key_file, str) and key_file and \
+                    not key_file.startswith("${secrets."):
+                # Their key_file was a path on the one host they ran on (never echoed:
+                # it might be the key itself).
+                problems.add("a key file is on one host, and a step may run on any "
+                             "worker: put the key's text in a secret (CHORDFLOW_SECRETS, "
+                             "or a file in CHORDFLOW_SECRETS_DIR) and write '@sys.NAME'",
+                             "params.key_file")
+            else:
+                key_secret = secret_name(key_file, problems, "params.key_file")
+                if key_secret:
+                    credentials["private_key"] = key_secret
             if isinstance(params.get("timeout"), int | float):
                 definition["timeout"] = params["timeout"]
     definition["hosts"] = hosts

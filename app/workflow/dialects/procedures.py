@@ -139,8 +139,11 @@ def _procedure(proc: Mapping[str, Any], i: int, previous: str | None,
     target = pm.target(mod, method)
     problems = pm.Problems(name, errors)
     family = scope.families.setdefault(mod, pm.Family()) if target else None
-    if target is not None and target.connects:
-        raw_params = {k: _var_value(v, scope.variables) for k, v in raw_params.items()}
+    if target is not None:  # what defines a connection is read from the variables now
+        now = frozenset(raw_params) if target.connects else \
+            target.load_time(raw_params) if target.load_time else frozenset()
+        raw_params = {k: _var_value(v, scope.variables) if k in now else v
+                      for k, v in raw_params.items()}
     params = {k: conv(v, f"params.{k}") for k, v in raw_params.items()}
     module, native = mod, method
     step: dict[str, Any] = {"name": proc.get("name"), "fail_on_false_status": True,
@@ -151,8 +154,11 @@ def _procedure(proc: Mapping[str, Any], i: int, previous: str | None,
         params = {**target.defaults, **params}
         assert family is not None
         if target.connects:
+            before = len(errors)
             family.connection = proc.get("connection") or pm.connection_of(
                 target.connects, params, family, problems)
+            # A connect already reported: the procedures after it need not say so again.
+            family.broken = family.connection is None and len(errors) > before
             params = {}
             if family.connection is None:  # a Prometheus with no gateway: nothing to open
                 native = "skip"
@@ -164,15 +170,16 @@ def _procedure(proc: Mapping[str, Any], i: int, previous: str | None,
         if (target.connects or target.uses_connection) and "connection" not in proc:
             if family.connection is not None:
                 step["connection"] = family.connection
-            elif target.uses_connection and not (target.module == "prometheus"
-                                                 and family.carried.get("gateway")):
+            elif target.uses_connection and not family.broken and not (
+                    target.module == "prometheus" and family.carried.get("gateway")):
                 problems.add(f"no {mod} connect before it: add a connect procedure, or "
                              "name a connection with 'connection'", "connection")
         if target.disconnects:
             family.connection, family.carried, family.metrics = None, {}, []
+            family.broken = False
         # Their modules answered {"status": true, ...} on success; references to
-        # @step.status keep working.
-        step["outputs"] = {"status": True}
+        # @step.status keep working (beside a procedure's own outputs, below).
+        step["outputs"] = {**target.outputs, "status": True}
     step["module"] = module
     step["params"] = params
     if native:
@@ -180,6 +187,8 @@ def _procedure(proc: Mapping[str, Any], i: int, previous: str | None,
     for opt in OPTIONS:
         if opt in proc:
             step[opt] = conv(proc[opt], opt) if opt not in ("description",) else proc[opt]
+    if isinstance(proc.get("outputs"), Mapping) and target is not None:
+        step["outputs"] = {**target.outputs, "status": True, **step["outputs"]}
     return [step]
 
 
