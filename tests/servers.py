@@ -127,8 +127,14 @@ TEST_SECRET = "tok-3141592653-secret"
 #: A secret that is a shell trap: pasted into a command it would create files and break
 #: the quoting (tests/security/test_injection.py checks it is inserted as text).
 TEST_SHELL_SECRET = "x$(touch pwned)`touch pwned2`'y"
+#: The passwords of the SSH and SMTP servers the module tests start
+#: (tests/modules/conftest.py): the platform's workflows name them as secrets
+#: (``@sys.ssh_password``), so the workers have them too.
+SSH_PASSWORD = "pw-ssh-9a7c1e"
+SMTP_PASSWORD = "pw-smtp-51d0c3"
 #: Every secret the test workers have.
-TEST_SECRETS = {"api_token": TEST_SECRET, "shell_trap": TEST_SHELL_SECRET}
+TEST_SECRETS = {"api_token": TEST_SECRET, "shell_trap": TEST_SHELL_SECRET,
+                "ssh_password": SSH_PASSWORD, "smtp_password": SMTP_PASSWORD}
 
 
 def worker_env(broker: str, mongo: str, db: str, workdir: Path, **extra: str) -> dict[str, str]:
