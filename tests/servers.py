@@ -97,6 +97,15 @@ NX_QUIET = ("import logging, sys; logging.disable(logging.INFO); "
             "from nx_27017.nx_27017 import main; sys.argv[0] = 'nx-27017'; sys.exit(main())")
 
 
+def nx_command(workdir: Path, port: int, host: str = "127.0.0.1") -> list[str]:
+    """nx-27017 on ``workdir/db.sqlite``, with its own PID and log files: by default it
+    shares one PID file for the whole machine and refuses to start beside another
+    (a second test process, a leftover of an interrupted run)."""
+    return [sys.executable, "-c", NX_QUIET, "--db", str(workdir / "db.sqlite"),
+            "--host", host, "-p", str(port), "--threaded",
+            "--pid-file", str(workdir / "nx.pid"), "--log-file", str(workdir / "nx-file.log")]
+
+
 @contextmanager
 def mongo_server() -> Iterator[str]:
     """``MONGO_URL`` if set, else an nx-27017 server; yields a MongoDB URL."""
@@ -107,13 +116,8 @@ def mongo_server() -> Iterator[str]:
     workdir = Path(tempfile.mkdtemp(prefix="chordflow-mongo-"))
     log = workdir / "nx.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", NX_QUIET, "--db", str(workdir / "db.sqlite"),
-             "--host", "127.0.0.1", "-p", str(port), "--threaded",
-             "--pid-file", str(workdir / "nx.pid"),
-             "--log-file", str(workdir / "nx-file.log")],
-            stdout=out, stderr=subprocess.STDOUT,
-        )
+        proc = subprocess.Popen(nx_command(workdir, port), stdout=out,
+                                stderr=subprocess.STDOUT)
     try:
         wait_for_port(port, proc, log=log)
         yield f"mongodb://127.0.0.1:{port}"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -19,7 +18,7 @@ from chordflow.engine.state import RunStatus, StepStatus
 from chordflow.errors import StoreUnavailable
 from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
 
-from tests.servers import NX_QUIET, free_port, stop, wait_for_port
+from tests.servers import free_port, nx_command, stop, wait_for_port
 
 
 class FakeTime:
@@ -113,10 +112,8 @@ def restartable_mongo():
     procs: list[subprocess.Popen[bytes]] = []
 
     def start() -> None:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", NX_QUIET, "--db", str(workdir / "db.sqlite"),
-             "--host", "127.0.0.1", "-p", str(port), "--threaded"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(nx_command(workdir, port), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
         procs.append(proc)
         wait_for_port(port, proc)
 

@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.servers import (
-    NX_QUIET,
     ROOT,
     celery_worker,
     free_port,
+    nx_command,
     redis_binary,
     stop,
     stop_group,
@@ -82,8 +82,7 @@ class Redis(Server):
 
 class Mongo(Server):
     def command(self) -> list[str]:
-        return [sys.executable, "-c", NX_QUIET, "--db", str(self.workdir / "db.sqlite"),
-                "--host", "127.0.0.1", "-p", str(self.port), "--threaded"]
+        return nx_command(self.workdir, self.port)
 
     @property
     def url(self) -> str:
