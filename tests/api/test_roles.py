@@ -30,8 +30,10 @@ from tests.api.conftest import CHORDFLOW, ROLES, Api, make_key, start_api
 from tests.api.test_runs import unique, wait_run
 from tests.servers import ROOT, free_port, stop_group
 
-#: What operators may use inline by default: the built-ins that run no caller's code.
-DEFAULT_OPERATOR_MODULES = "echo, file, filter, http"
+#: What operators may use inline by default: the built-ins that run no caller's code
+#: (written out, so that a module that runs code cannot join the list unnoticed).
+DEFAULT_OPERATOR_MODULES = ("echo, elasticsearch, file, filter, http, jit, job, kafka, kt, "
+                            "mongodb, notify, procedures, prometheus, rclone, table")
 
 
 def key_id(token: str) -> str:
@@ -102,8 +104,8 @@ def test_an_operator_submits_inline_echo_and_filter(api: Api) -> None:
 def test_the_admin_chooses_the_operator_modules(api: Api, tmp_path: Path) -> None:
     with api.client("viewer") as viewer:
         listed = {m["name"]: m["runs_code"] for m in viewer.get("/api/v1/modules").json()}
-    assert {name for name, runs in listed.items() if not runs} == {
-        "echo", "file", "filter", "http"}
+    assert {name for name, runs in listed.items() if not runs} == set(
+        DEFAULT_OPERATOR_MODULES.split(", "))
     assert listed["bash"] and listed["python"]
     env = {**api.env, "CHORDFLOW_OPERATOR_MODULES": "echo, bash"}
     proc, url = start_api(env, tmp_path / "api.log")
@@ -242,6 +244,8 @@ MINIMUM: dict[tuple[str, str], str | None] = {
     ("GET", "/api/v1/runs/{run_id}/events"): "viewer",
     ("GET", "/api/v1/runs/{run_id}/logs"): "viewer",
     ("GET", "/api/v1/runs/{run_id}/graph"): "viewer",
+    ("GET", "/api/v1/runs/counts"): "viewer",
+    ("GET", "/api/v1/workers"): "viewer",
     ("POST", "/api/v1/workflows/submit"): "operator",
     ("GET", "/api/v1/workflows/{workflow_id}/status"): "viewer",
     ("GET", "/api/v1/workflows/{workflow_id}"): "viewer",
@@ -268,6 +272,33 @@ MINIMUM: dict[tuple[str, str], str | None] = {
     ("PATCH", "/api/v1/keys/{key_id}"): "admin",
     ("DELETE", "/api/v1/keys/{key_id}"): "admin",
     ("GET", "/api/v1/audit"): "admin",
+    ("GET", "/api/v1/remotes"): "viewer",
+    ("GET", "/api/v1/remotes/{name}"): "viewer",
+    ("POST", "/api/v1/remotes/{name}/check"): "operator",
+    ("POST", "/api/v1/transfers"): "operator",
+    ("POST", "/api/v1/workflows/submit-cwl"): "operator",
+    ("GET", "/api/v1/connections"): "admin",
+    ("GET", "/api/v1/connections/{name}"): "admin",
+    ("PUT", "/api/v1/connections/{name}"): "admin",
+    ("DELETE", "/api/v1/connections/{name}"): "admin",
+    ("POST", "/api/v1/connections/{name}/check"): "admin",
+    ("POST", "/api/v1/jit/events"): "operator",
+    ("GET", "/api/v1/jit/tiers"): "viewer",
+    ("GET", "/api/v1/jit/tiers/{name}"): "viewer",
+    ("PATCH", "/api/v1/jit/tiers/{name}"): "admin",
+    ("GET", "/flow"): "viewer",
+    ("POST", "/flow"): "author",
+    ("GET", "/flow/{name}"): "viewer",
+    ("PUT", "/flow/{name}"): "author",
+    ("DELETE", "/flow/{name}"): "author",
+    ("PUT", "/flow/{name}/enable"): "author",
+    ("PUT", "/flow/{name}/disable"): "author",
+    ("PUT", "/flow/{name}/rename"): "author",
+    ("POST", "/flow/{name}/run"): "operator",
+    ("GET", "/flow/{name}/runs"): "viewer",
+    ("GET", "/run/{run_id}"): "viewer",
+    ("GET", "/api/v1/backup"): "admin",
+    ("POST", "/api/v1/restore"): "admin",
 }
 
 
