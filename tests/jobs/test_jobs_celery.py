@@ -1,0 +1,165 @@
+"""The replaced DAG engine's workflows, whose steps are BV-BRC app jobs, on a real
+stack: Redis, the MongoDB-protocol server, ONE Celery worker of concurrency 1, the API
+(uvicorn) and the test job service (JSON-RPC), each a real process.
+
+Ten jobs of one run are left pending on the service while a 3-step workflow in the
+replaced engine's format runs to the end on that single worker slot: a waiting job
+holds no slot. The run's document shows each step's job id as its ``task_id``;
+cancelling the run kills its ten jobs on the service; a vanished job fails its step.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.api.conftest import make_key, start_api
+from tests.jobs.conftest import JOB_TOKEN, JobService
+from tests.servers import TEST_SECRETS, celery_worker, redis_server, stop_group, worker_env
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@dataclass
+class Stack:
+    api: httpx.Client
+    service: JobService
+    log: Path
+
+    def status(self, run_id: str) -> dict[str, Any]:
+        answer = self.api.get(f"/api/v1/workflows/{run_id}/status")
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+    def wait(self, run_id: str, timeout: float = 90) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.status(run_id)
+            if status["status"] in ("succeeded", "failed", "cancelled"):
+                return status
+            time.sleep(0.3)
+        raise AssertionError(f"run {run_id} did not finish within {timeout}s: "
+                             f"{self.status(run_id)}\n{self.log.read_text()[-3000:]}")
+
+    def submit(self, doc: dict[str, Any]) -> str:
+        answer = self.api.post("/api/v1/workflows/submit", json=doc)
+        assert answer.status_code == 200, answer.text
+        return str(answer.json()["workflow_id"])
+
+
+@pytest.fixture(scope="module")
+def stack(mongo_url: str, job_service: JobService,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    base = tmp_path_factory.mktemp("jobs-celery")
+    with redis_server() as (broker, _, _):
+        env = worker_env(broker, mongo_url, f"j{uuid.uuid4().hex[:10]}", base / "work",
+                         CHORDFLOW_SECRETS=json.dumps({**TEST_SECRETS,
+                                                       "BVBRC_TOKEN": JOB_TOKEN}),
+                         # The dialect tests' hand-written app modules would clash.
+                         CHORDFLOW_MODULES_PATH="", **job_service.env())
+        log = base / "worker.log"
+        with celery_worker(env, "jobs1", "--concurrency", "1", log=log):
+            key = make_key(env, "jobs-admin", "admin")
+            proc, url = start_api(env, base / "api.log")
+            try:
+                with httpx.Client(base_url=url, timeout=30,
+                                  headers={"Authorization": f"Bearer {key}"}) as client:
+                    yield Stack(client, job_service, log)
+            finally:
+                stop_group(proc)
+
+
+def pending_workflow(name: str, count: int) -> dict[str, Any]:
+    return {"workflow_name": name, "steps": [
+        {"step_name": f"long{i}", "app": "GenomeAssembly2",
+         "params": {"output_path": "/tester@bvbrc/home/long", "output_file": f"l{i}",
+                    "test_duration": 600}} for i in range(count)]}
+
+
+THREE_STEPS = {
+    "workflow_name": "assembly-annotation",
+    "base_context": {"home": "/tester@bvbrc/home"},
+    "steps": [
+        {"step_name": "assemble", "app": "GenomeAssembly2",
+         "params": {"output_path": "${home}/asm", "output_file": "contigs",
+                    "recipe": "auto", "test_duration": 1},
+         "outputs": {"contigs": "${params.output_path}/.${params.output_file}/contigs.fasta"}},
+        {"step_name": "annotate", "app": "GenomeAnnotation",
+         "params": {"contigs": "${steps.assemble.outputs.contigs}",
+                    "output_path": "${home}/annot", "output_file": "genome",
+                    "test_duration": 1}},
+        {"step_name": "analyse", "app": "ComprehensiveGenomeAnalysis",
+         "params": {"genome": "${steps.annotate.outputs.output_folder}",
+                    "output_path": "${home}/cga", "output_file": "report",
+                    "test_duration": 1},
+         "depends_on": ["annotate"]},
+    ],
+    "workflow_outputs": ["${steps.analyse.outputs.output_folder}"],
+}
+
+
+def jobs_of(service: JobService, output_path: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in service.jobs().items() if v["workspace"] == output_path}
+
+
+def test_three_steps_run_on_one_slot_while_ten_jobs_wait_then_cancel_kills_them(
+        stack: Stack) -> None:
+    waiting = stack.submit(pending_workflow("ten-pending", 10))
+    deadline = time.monotonic() + 60
+    while len(jobs_of(stack.service, "/tester@bvbrc/home/long")) < 10:
+        assert time.monotonic() < deadline, stack.status(waiting)
+        time.sleep(0.2)
+
+    run_id = stack.submit(THREE_STEPS)
+    done = stack.wait(run_id)
+    assert done["status"] == "succeeded", done
+    ten = jobs_of(stack.service, "/tester@bvbrc/home/long")
+    # Still pending on the service while the other run used the only worker slot.
+    assert [job["status"] for job in ten.values()] == ["in-progress"] * 10
+    doc = stack.api.get(f"/api/v1/workflows/{run_id}").json()
+    steps = {s["step_name"]: s for s in doc["steps"]}
+    jobs = stack.service.jobs()
+    for name, app in (("assemble", "GenomeAssembly2"), ("annotate", "GenomeAnnotation"),
+                      ("analyse", "ComprehensiveGenomeAnalysis")):
+        job = jobs[steps[name]["task_id"]]  # the job id is the step's task_id
+        assert job["app"] == app and job["status"] == "completed"
+    annotate = jobs[steps["annotate"]["task_id"]]
+    assert annotate["params"]["contigs"] == "/tester@bvbrc/home/asm/.contigs/contigs.fasta"
+    assert doc["workflow_outputs"] == {"analyse.output_folder": "/tester@bvbrc/home/cga/.report"}
+    assert JOB_TOKEN not in json.dumps(doc)
+
+    pending = stack.api.get(f"/api/v1/workflows/{waiting}").json()
+    assert {s["task_id"] for s in pending["steps"]} == set(ten)
+    answer = stack.api.post(f"/api/v1/workflows/{waiting}/cancel")
+    assert answer.status_code == 200, answer.text
+    ten = jobs_of(stack.service, "/tester@bvbrc/home/long")
+    assert [(job["status"], job["kills"]) for job in ten.values()] == [("deleted", 1)] * 10
+    assert {s["status"] for s in stack.status(waiting)["steps"]} == {"cancelled"}
+
+
+def test_vanished_and_failed_jobs_fail_their_steps(stack: Stack) -> None:
+    run_id = stack.submit({"workflow_name": "lost-jobs", "steps": [
+        {"step_name": "lost", "app": "GenomeAssembly2",
+         "params": {"test_duration": 60, "test_vanish_after": 1}},
+        {"step_name": "broken", "app": "GenomeAnnotation",
+         "params": {"test_duration": 0.5, "test_fail": True}},
+        {"step_name": "after", "app": "GenomeAnnotation", "depends_on": ["lost"],
+         "params": {"test_duration": 0.5}},
+    ]})
+    assert stack.wait(run_id)["status"] == "failed"
+    steps = {s["step_name"]: s for s in stack.api.get(f"/api/v1/workflows/{run_id}").json()
+             ["steps"]}
+    assert steps["lost"]["status"] == "failed"
+    assert f"job {steps['lost']['task_id']} is gone from the BV-BRC app service" in \
+        steps["lost"]["error_message"]
+    assert steps["broken"]["status"] == "failed"
+    assert "failed (failed)" in steps["broken"]["error_message"]
+    assert steps["after"]["status"] == "upstream_failed"
