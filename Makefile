@@ -30,8 +30,11 @@ $(TEST_STAMP): pyproject.toml | $(VENV)/bin/python
 run: $(RUN_STAMP)
 	$(BIN)/chordflow run examples/sales-report.yaml --var out="$(OUT)"
 
+# Two test processes, each taking whole files (their servers are started once per file
+# or per process); the slowest tests are listed at the end. PYTEST_ARGS adds options
+# (PYTEST_ARGS='-n 0' runs in one process).
 test: $(TEST_STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=25 $(PYTEST_ARGS)
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check app modules workers tasks tests bench

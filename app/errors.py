@@ -79,6 +79,23 @@ class StepCancelled(ChordflowError):
     """The step's run was cancelled while the step ran."""
 
 
+class StepWaiting(ChordflowError):
+    """Raised by a step module whose work goes on elsewhere (a job on a scheduler):
+    the attempt is not finished, and no worker should sit waiting for it.
+
+    The engine records ``state`` on the step (``StepRecord.job``), gives the worker back
+    and runs the method again ``after`` seconds later, as a delayed message, with
+    ``StepContext.resume`` set to ``state``. The state must be JSON and small: it is
+    recorded with the step, and a cancel of the run hands it to the method's ``cancel``
+    hook (app/engine/waiting.py).
+    """
+
+    def __init__(self, after: float, state: dict[str, object], message: str = "waiting"):
+        super().__init__(message)
+        self.after = max(0.0, float(after))
+        self.state = state
+
+
 class RunNotFound(ChordflowError):
     """No run with that id is recorded."""
 

@@ -13,14 +13,17 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from chordflow.errors import StepCancelled, StepTimeout
 from chordflow.modules.limits import Captured
 from chordflow.workflow.limits import Limits
+
+if TYPE_CHECKING:
+    from chordflow.connections.catalog import Resolved
 
 #: What a step's processes inherit of the worker's environment (see ``step_environment``).
 BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
@@ -86,6 +89,26 @@ class StepContext:
     #: admin's ``CHORDFLOW_FILE_ROOTS``); None: anywhere (a local embedded run). Modules
     #: check their path params with ``modules.paths.confine``.
     file_roots: tuple[Path, ...] | None = None
+    #: The step's ``connection:`` (a name or an inline definition), None without one.
+    connection: str | Mapping[str, Any] | None = None
+    #: Resolves a ``connection:`` with this process's catalog and secrets (the engine's);
+    #: modules reach it through chordflow.connections.use, never directly.
+    connections: Callable[[str | Mapping[str, Any]], Resolved] | None = None
+
+    #: Where the engine takes a step's events (``progress``): ``(kind, data)``; None
+    #: where nothing records them.
+    on_event: Callable[[str, dict[str, Any]], None] | None = None
+    #: What the method left when it last raised ``StepWaiting`` in this attempt (a job's
+    #: id and polling state); None on the attempt's first call (app/engine/waiting.py).
+    resume: dict[str, Any] | None = None
+
+    def progress(self, **data: Any) -> None:
+        """Report how far the step is (``bytes``, ``total``, ``rate``, ``eta``, ...): a
+        ``step_progress`` event of the run, shown live by ``chordflow run``'s table,
+        ``logs --follow`` and the API's event stream. Cheap and never blocking: call it
+        as often as there is news (about once a second)."""
+        if self.on_event is not None:
+            self.on_event("step_progress", data)
 
     @property
     def abandoned(self) -> bool:

@@ -1,4 +1,4 @@
-"""``file``: read and write JSON, YAML, CSV and text files.
+"""``file``: read and write JSON, YAML, CSV, XLSX and text files.
 
 The format comes from ``format`` or else the extension. Relative paths are relative to
 the step's scratch directory, like a ``bash`` step's working directory, and every path
@@ -6,7 +6,10 @@ must stay inside the run's scratch directory or an admin's root (``CHORDFLOW_FIL
 modules/paths.py, symbolic links resolved); the outputs' ``path`` is the resolved one.
 CSV reads give
 a list of dicts of strings (CSV has no types); CSV writes take a list of dicts and use
-the union of their keys, in order of first appearance, as the header.
+the union of their keys, in order of first appearance, as the header. XLSX (openpyxl)
+works like CSV on one worksheet (``sheet``: its name; default the first, or the active
+one): the first row is the header, cells keep their types (numbers stay numbers, dates
+become ISO 8601 text), formulas are read as their last computed values.
 """
 
 from __future__ import annotations
@@ -25,11 +28,12 @@ from chordflow.modules.registry import StepModule
 
 #: runs_code=False: it reads and writes data in the step's scratch directory and the
 #: admin's roots; nothing the caller wrote runs.
-module = StepModule("file", "Read and write JSON, YAML, CSV and text files.", runs_code=False)
+module = StepModule("file", "Read and write JSON, YAML, CSV, XLSX and text files.",
+                    runs_code=False)
 
-Format = Literal["json", "yaml", "csv", "text"]
+Format = Literal["json", "yaml", "csv", "xlsx", "text"]
 _EXTENSIONS: dict[str, Format] = {
-    ".json": "json", ".yaml": "yaml", ".yml": "yaml", ".csv": "csv",
+    ".json": "json", ".yaml": "yaml", ".yml": "yaml", ".csv": "csv", ".xlsx": "xlsx",
     ".txt": "text", ".text": "text", ".log": "text", ".md": "text", ".conf": "text",
     ".ini": "text", ".cfg": "text", ".html": "text", ".xml": "text", ".sh": "text",
 }
@@ -43,23 +47,30 @@ def _format(path: Path, given: Format | None) -> Format:
     except KeyError:
         raise StepFailed(
             f"cannot tell the format of '{path.name}' from its extension; "
-            "set 'format' to json, yaml, csv or text"
+            "set 'format' to json, yaml, csv, xlsx or text"
         ) from None
 
 
 @module.method
 def read(
-    ctx: StepContext, path: str, format: Format | None = None, encoding: str = "utf-8"
+    ctx: StepContext, path: str, format: Format | None = None, encoding: str = "utf-8",
+    sheet: str | None = None,
 ) -> dict[str, Any]:
     """Read a file; outputs data (parsed), path and size.
 
     path: the file (relative to the step's scratch directory); inside the run's
         scratch directory or CHORDFLOW_FILE_ROOTS.
-    format: json, yaml, csv or text; defaults to the extension's.
+    format: json, yaml, csv, xlsx or text; defaults to the extension's.
     encoding: text encoding.
+    sheet: the XLSX worksheet to read (default: the active one).
     """
     target = confine(ctx, path, "path")
     fmt = _format(target, format)
+    if fmt == "xlsx":
+        from chordflow.modules.xlsx import read_sheet
+
+        records, size = read_sheet(target, sheet)
+        return {"data": records, "path": str(target), "size": size}
     try:
         text = target.read_text(encoding=encoding)
     except OSError as exc:
@@ -86,17 +97,25 @@ def write(
     format: Format | None = None,
     encoding: str = "utf-8",
     mkdirs: bool = True,
+    sheet: str | None = None,
 ) -> dict[str, Any]:
     """Write data to a file; outputs path and size.
 
     path: the file (relative to the step's scratch directory); inside the run's
         scratch directory or CHORDFLOW_FILE_ROOTS.
-    data: what to write; a list of dicts for CSV.
-    format: json, yaml, csv or text; defaults to the extension's.
+    data: what to write; a list of dicts for CSV and XLSX.
+    format: json, yaml, csv, xlsx or text; defaults to the extension's.
     mkdirs: create missing parent directories.
+    sheet: the XLSX worksheet's name (default "Sheet1"); an existing file is replaced.
     """
     target = confine(ctx, path, "path")
     fmt = _format(target, format)
+    if fmt == "xlsx":
+        from chordflow.modules.xlsx import write_sheet
+
+        if mkdirs:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        return {"path": str(target), "size": write_sheet(target, data, sheet)}
     if fmt == "json":
         text = json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n"
     elif fmt == "yaml":

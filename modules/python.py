@@ -12,7 +12,9 @@ the embedded executor), so ``contextlib.redirect_stdout``, which swaps the proce
 one ``sys.stdout``, would mix their output: ``sys.stdout`` and ``sys.stderr`` are
 wrapped instead by ``StepStream``, which sends a write to the step the writing thread
 runs, and anything else to the stream it wraps (Celery's own logging proxy, a
-terminal). Threads the function starts itself are not followed.
+terminal). Threads the function starts itself are not followed. When the function
+raises, its traceback is written to the captured stderr (the error names only the
+exception), where the dashboard's step drawer and ``chordflow logs`` show it.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ import inspect
 import io
 import sys
 import threading
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-from chordflow.errors import StepFailed
+from chordflow.errors import StepCancelled, StepFailed
 from chordflow.modules.context import StepContext, run_coroutine
 from chordflow.modules.registry import StepModule
 
@@ -179,8 +182,16 @@ def call(
     except (TypeError, ValueError):
         pass
     with captured_prints(ctx):
-        if inspect.iscoroutinefunction(fn):
-            result = run_coroutine(fn(*(args or []), **kw), ctx)
-        else:
-            result = fn(*(args or []), **kw)
+        try:
+            if inspect.iscoroutinefunction(fn):
+                result = run_coroutine(fn(*(args or []), **kw), ctx)
+            else:
+                result = fn(*(args or []), **kw)
+        except (StepCancelled, StepFailed):
+            raise  # the step's own words: no traceback to read
+        except Exception:
+            # The step's error names the exception; where it came from is its captured
+            # stderr, as a Celery task's traceback is in its worker's log.
+            traceback.print_exc(file=sys.stderr)
+            raise
     return {"result": result}

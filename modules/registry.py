@@ -8,8 +8,12 @@ messages, listed by ``chordflow modules`` and the API, and checked at compile ti
 
 Modules come from three places, in this order (a later one may not shadow an earlier):
 the built-ins in this package, the ``chordflow.modules`` entry-point group, and the
-``.py`` files of the directories in ``CHORDFLOW_MODULES_PATH``. Each must expose a
-``module`` attribute holding a :class:`StepModule`.
+``.py`` files of the directories in ``CHORDFLOW_MODULES_PATH`` (and of their
+subfolders). Each exposes a ``module`` attribute holding a :class:`StepModule`, or
+is a module class of the replaced platform (``class X: __init__(self, logger);
+method(self, context, params)``, see chordflow.modules.platform_class). A file of the
+path that is neither, or that fails to load, is reported with one line (a warning,
+and ``Registry.problems``) and skipped: the other modules still load.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import inspect
+import logging
 import re
 import socket
 import typing
@@ -27,9 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from chordflow.errors import ChordflowError, ModuleUnavailable
+from chordflow.modules import platform_class
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 MethodFn = Callable[..., Any]
+
+log = logging.getLogger("chordflow.modules")
 
 
 class ModuleError(ChordflowError):
@@ -68,6 +76,23 @@ class MethodSpec:
     #: (app/workflow/templating.py). A module that builds a command line or a query
     #: from a string param declares it here, so values never become code.
     shell_params: frozenset[str] = frozenset()
+    #: Params that are SQL text (mysql's ``sql``): no reference may enter them, so a
+    #: value can never become SQL; values are passed as bound parameters instead
+    #: (the plan refuses a reference there, naming the field).
+    sql_params: frozenset[str] = frozenset()
+    #: The param the plan fills with the outputs of the steps listed before this one
+    #: (the replaced platform's ``context``, chordflow.modules.platform_class); None
+    #: for chordflow's own methods, which read earlier steps through references.
+    context_param: str | None = None
+    #: The method may raise ``StepWaiting`` (its work goes on elsewhere: a job on a
+    #: scheduler): the engine then reads the state it left before each later call
+    #: (``StepContext.resume``). See app/engine/waiting.py.
+    waits: bool = False
+    #: Called as ``cancel(ctx, **params)``, with ``ctx.resume`` the state left by the
+    #: last ``StepWaiting``, when the run is cancelled while that work goes on: it stops
+    #: the job (a waiting method's ``kill``). Best effort; it must not raise for a job
+    #: already gone.
+    cancel: MethodFn | None = None
 
     def check_names(self, given: Iterable[str]) -> list[tuple[str, str]]:
         """Unknown and missing parameter names: the part checkable before templating."""
@@ -92,8 +117,11 @@ class MethodSpec:
         try:
             self.model.model_validate(dict(params))
         except ValidationError as exc:
+            # A missing or unknown param itself is check_names's; an unknown key
+            # inside a param's object (``flags.bogus``) is this check's.
             return param_errors([e for e in exc.errors()
-                                 if e["type"] not in ("missing", "extra_forbidden")
+                                 if not (e["type"] in ("missing", "extra_forbidden")
+                                         and len(e["loc"]) == 1)
                                  and e["loc"] and e["loc"][0] in params])
         return []
 
@@ -144,10 +172,14 @@ class StepModule:
     default_method: str | None = None
     methods: dict[str, MethodSpec] = field(default_factory=dict)
     runs_code: bool = True
+    #: The connection types (chordflow.connections) its steps may name in
+    #: ``connection:``; empty: the module takes no connection.
+    connection_types: tuple[str, ...] = ()
 
     def method(
         self, fn: MethodFn | None = None, *, name: str | None = None,
-        shell_params: Iterable[str] = (),
+        shell_params: Iterable[str] = (), sql_params: Iterable[str] = (),
+        waits: bool = False, cancel: MethodFn | None = None,
     ) -> Any:
         """Register ``fn`` as a method (usable bare or as ``@module.method(name=...)``).
 
@@ -157,10 +189,13 @@ class StepModule:
         def register(f: MethodFn) -> MethodFn:
             spec = _method_spec(name or f.__name__.rstrip("_"), f)
             spec.shell_params = frozenset(shell_params)
-            unknown = spec.shell_params - {p.name for p in spec.params}
+            spec.sql_params = frozenset(sql_params)
+            spec.waits, spec.cancel = waits, cancel
+            unknown = (spec.shell_params | spec.sql_params) - {p.name for p in spec.params}
             if unknown:
                 raise ModuleError(f"method '{spec.name}' of module '{self.name}' has no "
-                                  f"param {', '.join(sorted(unknown))} to treat as shell code")
+                                  f"param {', '.join(sorted(unknown))} to treat as shell "
+                                  "code or SQL")
             self.methods[spec.name] = spec
             return f
 
@@ -185,7 +220,10 @@ class StepModule:
 
 def _method_spec(name: str, fn: MethodFn) -> MethodSpec:
     sig = inspect.signature(fn)
-    hints = typing.get_type_hints(fn)
+    # With their constraints (``Annotated[str, StringConstraints(...)]``) for the model;
+    # without them for the type name a listing shows.
+    hints = typing.get_type_hints(fn, include_extras=True)
+    plain = typing.get_type_hints(fn)
     fields: dict[str, Any] = {}
     params: list[ParamSpec] = []
     accepts_extra = False
@@ -204,7 +242,7 @@ def _method_spec(name: str, fn: MethodFn) -> MethodSpec:
         params.append(
             ParamSpec(
                 name=pname,
-                type=_type_name(annotation),
+                type=_type_name(plain.get(pname, Any)),
                 required=required,
                 default=None if required else p.default,
                 description=_param_doc(fn, pname),
@@ -249,7 +287,14 @@ def _param_doc(fn: MethodFn, pname: str) -> str:
     return ""
 
 
-BUILTINS = ("echo", "bash", "http", "file", "filter", "python")
+BUILTINS = ("echo", "bash", "http", "file", "filter", "python", "jit", "rclone",
+            # the modules of named connections (docs/connections.md), and table
+            "mysql", "mongodb", "ssh", "notify", "kafka", "elasticsearch", "prometheus",
+            "table",
+            # the procedures dialect's (docs/dialects.md): common.Kt, its connect steps
+            "kt", "procedures",
+            # jobs on other systems (docs/jobs.md), CWL documents' steps (docs/cwl.md)
+            "job", "cwl")
 
 
 class Registry:
@@ -257,6 +302,8 @@ class Registry:
 
     def __init__(self, modules: Iterable[StepModule] = ()):
         self._modules: dict[str, StepModule] = {}
+        #: One line per module file that could not be loaded (and was skipped).
+        self.problems: list[str] = []
         for module in modules:
             self.add(module)
 
@@ -305,6 +352,7 @@ class Registry:
                 "description": m.description,
                 "default_method": m.default_method,
                 "runs_code": m.runs_code,
+                "connection_types": list(m.connection_types),
                 "methods": [
                     {
                         "name": spec.name,
@@ -350,7 +398,7 @@ class _TolerantModule(StepModule):
 
     def __init__(self, real: StepModule):
         super().__init__(real.name, real.description, real.default_method, real.methods,
-                         real.runs_code)
+                         real.runs_code, real.connection_types)
         self._installed = bool(real.methods)
 
     def get(self, method: str | None) -> MethodSpec:
@@ -381,14 +429,71 @@ def load_registry(module_paths: Iterable[Path] = ()) -> Registry:
     for ep in importlib.metadata.entry_points(group="chordflow.modules"):
         registry.add(_module_attr(ep.load(), f"entry point '{ep.name}'"))
     for directory in module_paths:
-        for path in sorted(Path(directory).glob("*.py")):
-            spec = importlib.util.spec_from_file_location(f"chordflow_ext_{path.stem}", path)
-            if spec is None or spec.loader is None:
-                raise ModuleError(f"cannot load module file {path}")
-            mod = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(mod)
-            registry.add(_module_attr(mod, str(path)))
+        for category, path in module_files(Path(directory)):
+            problem = _load_file(registry, category, path)
+            if problem is not None:
+                log.warning("%s", problem)
+                registry.problems.append(problem)
     return registry
+
+
+def module_files(directory: Path) -> list[tuple[str, Path]]:
+    """(category, file) of the ``.py`` files of ``directory`` and of its subfolders (the
+    platform's ``mod/<category>/<Class>.py``); names starting with ``_`` or ``.``
+    (``__init__.py``, ``__pycache__``) are not modules."""
+    if not directory.is_dir():
+        return []
+    found = [(directory.name, p) for p in sorted(directory.glob("*.py"))]
+    for sub in sorted(d for d in directory.iterdir() if d.is_dir()):
+        if not sub.name.startswith(("_", ".")):
+            found += [(sub.name, p) for p in sorted(sub.glob("*.py"))]
+    return [(c, p) for c, p in found if not p.name.startswith(("_", "."))]
+
+
+def _load_file(registry: Registry, category: str, path: Path) -> str | None:
+    """Load one module file into ``registry``; the one line saying why not, or None."""
+    name = f"chordflow_ext_{category}_{path.stem}"
+    try:
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            return f"module file {path}: cannot be loaded; skipped"
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+    except Exception as exc:  # any error of someone else's file: reported, skipped
+        where = f"{path}:{exc.lineno}" if isinstance(exc, SyntaxError) else str(path)
+        return f"module file {where}: {type(exc).__name__}: {exc}; skipped"
+    modules = [mod.module] if isinstance(getattr(mod, "module", None), StepModule) else \
+        [_class_module(found) for found in platform_class.find_classes(mod, category,
+                                                                        path.stem)]
+    if not modules:
+        return (f"module file {path}: neither a chordflow module (a StepModule named "
+                "'module') nor a platform module class (__init__(self, logger) and "
+                "methods (self, context, params)); skipped")
+    for module in modules:
+        try:
+            registry.add(module)
+        except ModuleError as exc:
+            return f"module file {path}: {exc}; skipped"
+    return None
+
+
+def _caller(found: platform_class.PlatformClass, method: str) -> MethodFn:
+    def run(ctx: Any, **params: Any) -> dict[str, Any]:
+        """Any params: the platform's methods read what they need."""
+        return platform_class.call(found, method, ctx, params)
+
+    return run
+
+
+def _class_module(found: platform_class.PlatformClass) -> StepModule:
+    """A StepModule calling the platform class ``found``."""
+    module = StepModule(found.name, found.description, runs_code=True)
+    for method in found.methods:
+        spec = _method_spec(method, _caller(found, method))
+        spec.description = f"{found.name}.{method} (a platform module class)"
+        spec.context_param = platform_class.CONTEXT_PARAM
+        module.methods[method] = spec
+    return module
 
 
 def _module_attr(obj: Any, where: str) -> StepModule:
@@ -407,5 +512,16 @@ def default_registry() -> Registry:
     if _default is None:
         from chordflow.config import get_settings
 
-        _default = load_registry(get_settings().modules_path)
+        settings = get_settings()
+        registry = load_registry(settings.modules_path)
+        if settings.job_apps:  # the replaced engine's apps, as jobs (docs/jobs.md)
+            from chordflow.modules.job import app_modules
+
+            for module in app_modules(settings.job_apps, settings.job_services):
+                if module.name in registry.names():
+                    raise ModuleError(f"job_apps.{module.name}: a module of that name is "
+                                      "installed already; map the app under another name "
+                                      "or remove the module")
+                registry.add(module)
+        _default = registry
     return _default

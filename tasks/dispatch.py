@@ -115,6 +115,8 @@ class CeleryDispatcher:
             kwargs["suspect"] = message.suspect
         if message.outcome is not None:
             kwargs["outcome"] = message.outcome
+        if message.poll:
+            kwargs["poll"] = message.poll
         return kwargs
 
     @staticmethod

@@ -13,6 +13,7 @@ import logging
 from celery import Celery
 from celery.signals import worker_process_init, worker_process_shutdown, worker_shutdown
 from chordflow.config import Settings, get_settings
+from chordflow.data.staging import Stager
 from chordflow.engine.counting import LINGER_SECONDS as COUNT_LINGER_SECONDS
 from chordflow.engine.engine import Engine
 from chordflow.engine.mongo_store import MongoStore
@@ -48,6 +49,8 @@ def build_engine(app: Celery, settings: Settings | None = None, *,
         # A worker serves API users: its steps' paths are always confined.
         file_roots=settings.file_roots,
         limits=settings.limits(),
+        stager=Stager.from_settings(settings),
+        connections=settings.connection_catalog(store.db),
     )
 
 

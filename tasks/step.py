@@ -50,13 +50,13 @@ def run_step(
     self: Task, run_id: str, step: str, index: int | None, attempt: int,
     workflow: str = "", timeout: float | None = None, readmit: bool = False,
     generation: int = 0, queued_at: float | None = None, suspect: float | None = None,
-    outcome: dict[str, Any] | None = None, expand: bool = False,
+    outcome: dict[str, Any] | None = None, expand: bool = False, poll: int = 0,
 ) -> None:
     engine = worker_engine()
     engine.worker = self.request.hostname or engine.worker
     message = TaskMessage(run_id, step, index, attempt, workflow, timeout=timeout,
                           readmit=readmit, generation=generation, queued_at=queued_at,
-                          suspect=suspect, outcome=outcome, expand=expand)
+                          suspect=suspect, outcome=outcome, expand=expand, poll=poll)
     token, cancel_event = _cancel_watch(engine).watch(run_id)
     try:
         ensure_indexes(engine)

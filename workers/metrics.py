@@ -22,6 +22,9 @@ follows), ``cancelled``, ``skipped``, or ``error`` when the task itself crashed)
 - ``chordflow_worker_steps_running{module}``: step tasks executing now (``livesum``).
 - ``chordflow_worker_step_failures_total{module}``: failed attempts (``failed`` and
   ``retried``; a step that fails after two retries counts three).
+- ``chordflow_stage_cache_hits_total``, ``_misses_total``, ``_evictions_total`` and
+  ``chordflow_stage_cache_bytes``: the host's stage cache, counted by the pool processes
+  that stage steps' inputs (app/data/stage_metrics.py), summed here like the others.
 
 How the module and the outcome are known. The engine (``Engine.execute``) knows both but
 has no observer hook, and the engine is not to be changed for metrics; so they are

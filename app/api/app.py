@@ -29,7 +29,7 @@ from chordflow.workflow.models import workflow_json_schema
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pymongo.errors import ConnectionFailure
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None, service: RunService | None = No
         app.state.audit = AuditLog(db)
         app.state.library = WorkflowLibrary(db, settings.dialect_environ())
         app.state.schedules = Schedules(db)
+        app.state.connections = settings.connection_catalog(db)
         _make_indexes(app)
         if not settings.api_auth:
             log.warning("API authentication is OFF (CHORDFLOW_API_AUTH=false): anyone who "
@@ -64,7 +65,13 @@ def create_app(settings: Settings | None = None, service: RunService | None = No
             if own:
                 app.state.service.close()
 
+    from chordflow.api.dashboard import mount as mount_dashboard
     from chordflow.api.routes import admin, compat, meta, ops, runs, schedules, workflows
+    from chordflow.api.routes import connections as connections_routes
+    from chordflow.api.routes import jit as jit_routes
+    from chordflow.api.routes import remotes as remotes_routes
+    from chordflow.api.routes import transfers as transfers_routes
+    from chordflow.api.routes import workers as workers_routes
 
     docs = settings.api_docs
     app = FastAPI(
@@ -89,10 +96,25 @@ def create_app(settings: Settings | None = None, service: RunService | None = No
     app.include_router(ops.router)
     app.include_router(meta.router, prefix=API_PREFIX)
     app.include_router(runs.router, prefix=API_PREFIX)
+    from chordflow.api.routes import cwl as cwl_routes
+
+    app.include_router(cwl_routes.router, prefix=API_PREFIX)
     app.include_router(compat.router, prefix=API_PREFIX)
     app.include_router(workflows.router, prefix=API_PREFIX)
     app.include_router(schedules.router, prefix=API_PREFIX)
     app.include_router(admin.router, prefix=API_PREFIX)
+    app.include_router(workers_routes.router, prefix=API_PREFIX)
+    app.include_router(connections_routes.router, prefix=API_PREFIX)
+    app.include_router(jit_routes.router, prefix=API_PREFIX)
+    app.include_router(remotes_routes.router, prefix=API_PREFIX)
+    app.include_router(transfers_routes.router, prefix=API_PREFIX)
+    from chordflow.api.routes import backup as backup_routes
+    from chordflow.api.routes import platform as platform_routes
+
+    # The replaced procedures platform's paths (/flow, /run, /backup), beside ours.
+    app.include_router(platform_routes.router)
+    app.include_router(backup_routes.router)
+    mount_dashboard(app)  # the dashboard at / (its page, files and session)
 
     @app.exception_handler(StoreUnavailable)
     @app.exception_handler(ConnectionFailure)
@@ -187,9 +209,9 @@ def _errors_as_json(schema: dict[str, Any]) -> None:
 
 def _documents(app: FastAPI, docs: bool) -> None:
     """``/docs`` (Swagger UI) and ``/redoc`` from the package's own copies of their
-    scripts (app/api/static, from the npm packages swagger-ui-dist and redoc),
-    ``/openapi.json`` with the canonical ``Workflow`` schema, and ``/`` leading to the
-    documents. With ``CHORDFLOW_API_DOCS=false`` none of them exists (404)."""
+    scripts (app/api/static, from the npm packages swagger-ui-dist and redoc), and
+    ``/openapi.json`` with the canonical ``Workflow`` schema (``/`` is the dashboard's).
+    With ``CHORDFLOW_API_DOCS=false`` none of them exists (404)."""
     if not docs:
         return
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -207,10 +229,6 @@ def _documents(app: FastAPI, docs: bool) -> None:
         return schema
 
     app.openapi = with_workflow  # type: ignore[method-assign]
-
-    @app.get("/", include_in_schema=False)
-    def root() -> RedirectResponse:
-        return RedirectResponse("/docs")
 
     @app.get("/docs", include_in_schema=False)
     def swagger() -> HTMLResponse:

@@ -256,6 +256,35 @@ class WorkflowLibrary:
                                    {"$set": {"enabled": enabled, "updated_at": now()}})
         return self._entry(entry.id)
 
+    def restore(self, name: str, versions: list[Mapping[str, Any]], *, enabled: bool = True,
+                created_at: float | None = None, created_by: str | None = None
+                ) -> StoredEntry:
+        """A new workflow ``name`` with the given versions, their numbers, times and
+        authors kept (a backup restored: chordflow.api.backup); WorkflowExists if the
+        name is taken. Each version: ``{version, document, source, created_at,
+        created_by}``. As ``create``: the claim first, the ``library`` document last."""
+        workflow_id = secrets.token_hex(8)
+        self._claim(name, workflow_id)
+        latest = 0
+        for given in sorted(versions, key=lambda v: int(v["version"])):
+            number = int(given["version"])
+            document = given["document"]
+            doc = {"_id": f"{workflow_id}/{number}", "workflow_id": workflow_id,
+                   "version": number, "document": json.dumps(document, ensure_ascii=False),
+                   "digest": document_digest(document),
+                   "created_at": given.get("created_at") or now(),
+                   "created_by": given.get("created_by")}
+            if given.get("source") is not None:
+                doc["source"] = given["source"]
+            self.versions_.insert_one(doc)
+            latest = max(latest, number)
+        ts = now()
+        entry = {"_id": workflow_id, "name": name, "latest": latest, "enabled": enabled,
+                 "deleted": False, "created_at": created_at or ts, "updated_at": ts,
+                 "deleted_at": None, "created_by": created_by}
+        self.collection.insert_one(entry)
+        return StoredEntry.of(entry)
+
     # -- internals ----------------------------------------------------------------------
 
     def _entry(self, workflow_id: str) -> StoredEntry:

@@ -106,9 +106,14 @@ class StepOut(BaseModel):
     duration_seconds: float | None = None
     worker: str | None = None
     items: int | None = Field(default=None, description="Elements of a foreach step.")
+    items_done: int | None = Field(default=None,
+                                   description="Elements of a foreach step that finished.")
+    queue: str | None = Field(default=None, description="The Celery queue it is sent to.")
+    task_id: str | None = Field(default=None, description="The Celery task id of its "
+                                                          "latest attempt (Flower shows it).")
 
     @classmethod
-    def of(cls, rec: StepRecord) -> StepOut:
+    def of(cls, rec: StepRecord, queue: str | None = None) -> StepOut:
         duration = (rec.finished_at - rec.started_at
                     if rec.finished_at is not None and rec.started_at is not None else None)
         return cls(name=rec.name, module=rec.module, method=rec.method,
@@ -116,7 +121,10 @@ class StepOut(BaseModel):
                    outputs=rec.outputs, error=rec.error, queued_at=iso(rec.queued_at),
                    started_at=iso(rec.started_at), finished_at=iso(rec.finished_at),
                    duration_seconds=duration, worker=rec.worker,
-                   items=len(rec.items) if rec.items is not None else None)
+                   items=len(rec.items) if rec.items is not None else None,
+                   items_done=sum(1 for item in rec.items if item.status.finished)
+                   if rec.items is not None else None,
+                   queue=queue, task_id=rec.task_id)
 
 
 class RunSummary(BaseModel):
@@ -149,6 +157,11 @@ class RunPage(BaseModel):
     runs: list[RunSummary]
     next_cursor: str | None = Field(
         default=None, description="Pass as 'cursor' for the next page; null on the last.")
+
+
+class RunCounts(BaseModel):
+    counts: dict[str, int] = Field(description="Runs by status (every status is listed).")
+    total: int
 
 
 class RunAction(BaseModel):

@@ -29,6 +29,7 @@ from chordflow.api.auth_limits import AuthLimits, Refusal
 from chordflow.api.keys import ApiKeys, digest, parse
 from chordflow.api.principal import Principal, Role
 from chordflow.api.schemas import ErrorBody
+from chordflow.api.session import CSRF_HEADER, SAFE_METHODS, SESSION_COOKIE, csrf_matches
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
@@ -60,18 +61,31 @@ def authenticate(
     _header: Annotated[str | None, Depends(API_KEY_HEADER)] = None,
 ) -> Principal:
     """The caller of ``request``, from its API key; 401 without a valid key, 429 when
-    its address or key id has failed too often."""
+    its address or key id has failed too often.
+
+    The key comes from the ``Authorization`` or ``X-API-Key`` header, else from the
+    dashboard's session cookie (``chordflow.api.session``), in which case a request
+    that changes something must carry the session's CSRF token too (403 otherwise)."""
     if not request.app.state.settings.api_auth:
         return DEVELOPMENT
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     token = token.strip() if scheme.lower() == "bearer" else ""
     token = token or request.headers.get("x-api-key", "").strip()
+    from_cookie = not token
+    token = token or request.cookies.get(SESSION_COOKIE, "").strip()
     if not token:
         raise _unauthorized("an API key is required: send 'Authorization: Bearer <key>'")
     address = request.client.host if request.client else "unknown"
-    return check_token(token, address, request.app.state.keys,
-                       request.app.state.auth_limits)
+    principal = check_token(token, address, request.app.state.keys,
+                            request.app.state.auth_limits)
+    if from_cookie and request.method not in SAFE_METHODS and \
+            not csrf_matches(token, request.headers.get(CSRF_HEADER)):
+        # A browser session's change must come from the dashboard's own page.
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            f"this request is authenticated by the session cookie and "
+                            f"needs the session's {CSRF_HEADER} header (CSRF protection)")
+    return principal
 
 
 def check_token(token: str, address: str, keys: ApiKeys, limits: AuthLimits) -> Principal:

@@ -158,7 +158,10 @@ def _run(cluster: Cluster, wanted: dict[str, int | None], no_login: bool,
            "CHORDFLOW_MONGO_URL": mongo_url, "CHORDFLOW_WORKDIR": str(root / "work"),
            "PYTHONUNBUFFERED": "1"}
     cluster.start([dc.worker_child(root, env, concurrency),
-                   dc.api_child(root, env, ports["api"]),
+                   # The dashboard links each step to its task in this Flower.
+                   dc.api_child(root, {**env, "CHORDFLOW_FLOWER_URL":
+                                       f"http://{dc.LOOPBACK}:{ports['flower']}"},
+                                ports["api"]),
                    dc.flower_child(root, env, ports["flower"],
                                    None if no_login else creds.flower_login)])
     _summary(root, ports, broker, mongo_url, mongo_where, creds, no_login,
@@ -186,6 +189,7 @@ def _summary(root: Path, ports: dict[str, int], broker: str, mongo_url: str,
     table.add_column(overflow="fold")
     for name, value in (
         ("API", f"{api_url}  (docs: {api_url}/docs)"),
+        ("Dashboard", f"{api_url}/  (sign in with the admin key, from its file below)"),
         ("Flower", f"{flower_url}  ({login})"),
         ("Worker", f"dev@{socket.gethostname()} with the beat; scratch in {root / 'work'}"),
         ("Redis", broker),

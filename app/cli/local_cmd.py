@@ -43,11 +43,13 @@ def compile_file(file: Path, variables: dict[str, Any] | None = None) -> Any:
     from chordflow.modules.registry import default_registry
     from chordflow.workflow.loader import compile_loaded, load_file
 
+    load = lambda: load_file(file, environ=os.environ)  # noqa: E731
+    if not file.exists() and _python_reference(str(file)):
+        load = lambda: _python_document(str(file))  # noqa: E731
     try:
         # A local file may read this machine's environment (the DAG engine's ${NAME});
         # a misspelled field is reported with every other error (compile_loaded).
-        plan = compile_loaded(lambda: load_file(file, environ=os.environ),
-                              lambda w: compile_plan(w, default_registry()))
+        plan = compile_loaded(load, lambda w: compile_plan(w, default_registry()))
         if variables is not None:
             plan.effective_variables(variables)
     except ValidationFailed as exc:
@@ -55,8 +57,51 @@ def compile_file(file: Path, variables: dict[str, Any] | None = None) -> Any:
     return plan
 
 
+def _cwl_plan(file: Path, job: Path | None) -> Any:
+    """A CWL document and its job object as a plan (docs/cwl.md); exit 2 if invalid,
+    33 (the CWL runners' code) if it needs what this machine lacks (a container)."""
+    from chordflow.cwl.convert import cwl_document
+    from chordflow.cwl.document import CwlInvalid, CwlUnsupported
+    from chordflow.cwl.runner import EXIT_UNSUPPORTED
+    from chordflow.engine.plan import compile_plan
+    from chordflow.modules.registry import default_registry
+    from chordflow.workflow.loader import load_data
+
+    try:
+        doc = cwl_document(file, job, Path.cwd())
+    except CwlUnsupported as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(EXIT_UNSUPPORTED) from None
+    except CwlInvalid as exc:
+        fail(str(exc))
+    try:
+        return compile_plan(load_data(doc), default_registry())
+    except ValidationFailed as exc:
+        fail(str(exc))
+
+
+def _python_reference(text: str) -> bool:
+    from chordflow.flow.loading import is_reference
+
+    return is_reference(text)
+
+
+def _python_document(reference: str) -> Any:
+    """A chordflow.flow Workflow named ``package.module:attribute``, as its document."""
+    from chordflow.flow.errors import FlowError
+    from chordflow.flow.loading import load_reference
+
+    try:
+        return load_reference(reference).to_document()
+    except FlowError as exc:
+        fail(str(exc))
+
+
 def run(
     file: FileArg,
+    job: Annotated[Path | None, typer.Argument(
+        help="A CWL document's job object (YAML or JSON); output files go to the "
+             "current directory, as with cwltool.", show_default=False)] = None,
     var: VarOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON report.")] = False,
     threads: Annotated[int | None, typer.Option(
@@ -70,9 +115,12 @@ def run(
     Ctrl-C (or SIGTERM) cancels the run, draws its final state and exits 130.
 
     Example: chordflow run examples/sales-report.yaml -e out=/tmp/out
+
+    Example: chordflow run workflow.cwl job.yml (a CWL document: docs/cwl.md)
     """
     variables = parse_vars(var)
-    plan = compile_file(file, variables)
+    plan = _cwl_plan(file, job) if file.suffix == ".cwl" or job is not None else \
+        compile_file(file, variables)
     signal.signal(signal.SIGTERM, _terminate)
     # With --json, stdout carries the report alone: whatever steps print (a Python step
     # calling print, a module writing to fd 1) goes to stderr while the run lasts.

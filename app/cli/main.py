@@ -73,6 +73,22 @@ def _register_remote_commands() -> None:
 
     app.add_typer(workflows_app, name="workflows")
     app.add_typer(schedules_app, name="schedules")
+    from chordflow.cli.connections_cmd import connections_app
+
+    app.add_typer(connections_app, name="connections")
+    from chordflow.cli.data_cmd import remotes_app
+    from chordflow.cli.data_cmd import transfer as transfer_command
+
+    app.add_typer(remotes_app, name="remotes")
+    app.command("transfer")(transfer_command)
+
+    from chordflow.cli.jit_cmd import jit_app
+
+    app.add_typer(jit_app, name="jit")
+    from chordflow.cli.backup_cmd import COMMANDS as backup_commands
+
+    for backup_command in backup_commands:
+        app.command()(backup_command)
 
 
 _register_remote_commands()

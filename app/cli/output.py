@@ -37,7 +37,9 @@ CONTEXT = {"help_option_names": ["-h", "--help"]}
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
 
-FileArg = Annotated[Path, typer.Argument(help="Workflow file (JSON or YAML, any dialect).")]
+FileArg = Annotated[Path, typer.Argument(
+    help="Workflow file (JSON or YAML, any dialect), or a Python workflow "
+         "(chordflow.flow) as package.module:attribute.")]
 # -e as in docker, ansible and make's environment: -v means verbose or version elsewhere.
 VarOpt = Annotated[list[str] | None, typer.Option(
     "--var", "-e", metavar="KEY=VALUE",

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from chordflow.modules.limits import format_bytes
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
@@ -99,6 +100,8 @@ class AttemptClock:
     started: dict[str, float] = field(default_factory=dict)
     #: step -> (when the retry was decided, attempts so far, seconds it waits)
     retry: dict[str, tuple[float, int, float]] = field(default_factory=dict)
+    #: step -> what its running attempt last reported (``step_progress``), as shown.
+    progress: dict[str, str] = field(default_factory=dict)
 
     def feed(self, ts: float, kind: str, step: str | None, data: Any) -> None:
         if not step or "[" in step:  # a foreach element's events: the step's own count
@@ -106,7 +109,11 @@ class AttemptClock:
         if kind == "step_started":
             self.started[step] = ts
             self.retry.pop(step, None)
+            self.progress.pop(step, None)
+        elif kind == "step_progress" and isinstance(data, Mapping):
+            self.progress[step] = progress_text(data)
         elif kind in ATTEMPT_ENDS:
+            self.progress.pop(step, None)
             start = self.started.pop(step, None)
             if start is not None:
                 self.spent[step] = self.spent.get(step, 0.0) + max(ts - start, 0.0)
@@ -119,6 +126,25 @@ class AttemptClock:
             return None
         running = now - self.started[step] if step in self.started else 0.0
         return self.spent.get(step, 0.0) + max(running, 0.0)
+
+
+def progress_text(data: Mapping[str, Any]) -> str:
+    """A ``step_progress`` event as the table's detail: ``12 MiB / 100 MiB (12%),
+    4.1 MiB/s, ETA 21s``; a module's own ``message`` if it gives one."""
+    if data.get("message"):
+        return str(data["message"])
+    done, total = data.get("bytes"), data.get("total")
+    if not isinstance(done, int | float):
+        return ""
+    text = format_bytes(int(done))
+    if isinstance(total, int | float) and total > 0:
+        text += f" / {format_bytes(int(total))} ({min(100.0, 100.0 * done / total):.0f}%)"
+    rate, eta = data.get("rate"), data.get("eta")
+    if isinstance(rate, int | float) and rate > 0:
+        text += f", {format_bytes(int(rate))}/s"
+    if isinstance(eta, int | float):
+        text += f", ETA {duration(eta)}"
+    return text
 
 
 @dataclass(frozen=True)
@@ -134,6 +160,8 @@ class StepRow:
     #: A failure its workflow tolerates (``continue_on_failure``).
     tolerated: bool = False
     items: str | None = None
+    #: How far its running attempt is (``step_progress``).
+    progress: str | None = None
 
     @property
     def shown_status(self) -> str:
@@ -166,8 +194,9 @@ def make_row(name: str, module: str, status: str, attempts: int, error: str | No
             f"retry {attempt}{total} now"
     tolerated = status == "failed" and spec is not None and spec.continue_on_failure
     clocked = clock.seconds(name, now)
+    progress = clock.progress.get(name) if status == "running" else None
     return StepRow(name, module, status, attempts, clocked if clocked is not None else seconds,
-                   error, retry, tolerated, items)
+                   error, retry, tolerated, items, progress)
 
 
 def view_of_store(plan: Any, store: Any, run_id: str, now: float | None = None) -> RunView:
@@ -254,7 +283,7 @@ def step_table(view: RunView, title: str = "") -> Table:
     for row in view.rows:
         status = {"retrying": "retrying", "tolerated": "failed (tolerated)"}.get(
             row.shown_status, row.status)
-        detail = row.retry or row.items or short_error(row.error)
+        detail = row.retry or row.progress or row.items or short_error(row.error)
         if row.retry and row.error:
             detail = f"{row.retry}: {short_error(row.error)}"
         table.add_row(row.name, row.module,

@@ -63,6 +63,9 @@ class TaskMessage:
     #: An attempt's outcome still to be recorded (app/engine/outcome.py): the step is
     #: not run again. Only when the store was unreachable for longer than its patience.
     outcome: dict[str, Any] | None = None
+    #: How many times the attempt waited for work done elsewhere (a job on a scheduler,
+    #: app/engine/waiting.py): each wake-up is a message of its own, with an id of its own.
+    poll: int = 0
 
     @property
     def key(self) -> TaskKey:
@@ -74,7 +77,7 @@ class TaskMessage:
         base = f"{self.run_id}:{self.key.token}:{self.attempt}"
         suffix = f".r{self.generation}" if self.generation else ""
         return base + suffix + (".admit" if self.readmit else "") + \
-            (".expand" if self.expand else "")
+            (".expand" if self.expand else "") + (f".p{self.poll}" if self.poll else "")
 
 
 class Dispatcher(Protocol):

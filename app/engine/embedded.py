@@ -23,6 +23,7 @@ from dataclasses import replace
 from typing import Any
 
 from chordflow.config import Settings, get_settings
+from chordflow.data.staging import Stager
 from chordflow.engine.dispatch import TaskMessage
 from chordflow.engine.engine import Engine
 from chordflow.engine.memory_store import MemoryStore
@@ -68,6 +69,9 @@ class EmbeddedExecutor:
             # A local run is the user's own: confined only if asked (modules/paths.py).
             file_roots=settings.file_roots if settings.embedded_confined else None,
             limits=settings.limits(),
+            stager=Stager.from_settings(settings),
+            # The settings' connections, and the store's where it is MongoDB.
+            connections=settings.connection_catalog(getattr(self.store, "db", None)),
         )
         self._pool = ThreadPoolExecutor(
             max_workers=threads or settings.embedded_threads, thread_name_prefix="chordflow"

@@ -35,6 +35,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from chordflow.connections.catalog import Catalog, Resolved
+from chordflow.data.staging import Staged, Stager
 from chordflow.engine.counting import RunCounts
 from chordflow.engine.dispatch import Dispatcher, TaskKey, TaskMessage
 from chordflow.engine.eventlog import EventLog
@@ -64,12 +66,14 @@ from chordflow.engine.state import (
     StepStatus,
 )
 from chordflow.engine.store import Store
+from chordflow.engine.waiting import cancel_job, job_record, resume_state
 from chordflow.errors import (
     ChordflowError,
     DispatchFailed,
     ReferenceResolutionError,
     StepCancelled,
     StepFailed,
+    StepWaiting,
     StoreUnavailable,
 )
 from chordflow.modules.context import CapturingLogger, StepContext, step_environment
@@ -115,6 +119,8 @@ class Engine(Release, Recovery):
         file_roots: Iterable[os.PathLike[str] | str] | None = None,
         limits: Limits | None = None,
         expand_elsewhere: int | None = None,
+        stager: Stager | None = None,
+        connections: Catalog | None = None,
     ):
         self.store = store
         self.events = EventLog(store)
@@ -124,6 +130,12 @@ class Engine(Release, Recovery):
         self.registry = registry
         self.dispatcher = dispatcher
         self.secrets = dict(secrets or {})
+        #: Runs steps' ``stage_in`` and ``stage_out`` through this host's stage cache
+        #: (app/data/staging.py); made from the settings on first use if not given.
+        self._stager = stager
+        #: The named connections steps may use (chordflow.connections); their
+        #: credentials come from ``secrets``, so they are masked like every secret.
+        self.connections = connections or Catalog()
         #: What steps' subprocesses inherit of this process's environment.
         self.step_env = dict(step_environment() if step_env is None else step_env)
         #: Where steps' local paths may lead besides their run's scratch directory
@@ -287,13 +299,19 @@ class Engine(Release, Recovery):
             return False
         reruns = self.store.get_run(run_id).reruns
         task_ids: list[str] = []
+        #: Steps waiting for a job elsewhere (app/engine/waiting.py): cancelled too.
+        jobs: dict[str, dict[str, Any]] = {}
         # Twice: a step released while the first sweep ran is caught by the second. By
         # run_id, not steps_of: a cancel must not depend on the plan still compiling.
         for _ in range(2):
             for name, rec in self.store.get_steps(run_id).items():
                 task_ids += _live_task_ids(run_id, name, rec, reruns)
+                if rec.job and rec.status in STEP_UNFINISHED:
+                    jobs[name] = rec.job
                 self._cancel_step(run_id, name, rec, reason)
         self.dispatcher.revoke(run_id, task_ids)
+        for name, job in jobs.items():
+            self._cancel_job(run_id, name, job)
         self._event(run_id, "run_cancelled", data={"reason": reason})
         if self.on_finish:
             self.on_finish(run_id, RunStatus.CANCELLED)
@@ -377,12 +395,15 @@ class Engine(Release, Recovery):
             scope["item"] = item.value
             scope["item_index"] = key.index
 
+        what = "params"
         try:
             rendered = sp.params.render(resolve_in(scope))
             params = sp.method.validate(rendered)
+            what = "staging"
+            staging = None if sp.staging is None else sp.staging.render(resolve_in(scope))
         except (ReferenceResolutionError, ParamsInvalid) as exc:
             # Rendering is deterministic: retrying cannot help, so fail for good.
-            error = f"params: {exc}"
+            error = f"{what}: {exc}"
             if self._finish_task(run, plan, sp, key, msg.attempt, CLAIMABLE,
                                  StepStatus.FAILED, error=error, attempts=msg.attempt,
                                  generation=msg.generation, **self._queued(msg)):
@@ -394,6 +415,8 @@ class Engine(Release, Recovery):
         if attempt is None:
             return None
         msg = replace(msg, attempt=attempt)
+        # A method that waits for work elsewhere finds what it left (app/engine/waiting.py).
+        resume = resume_state(self._unit(run.id, key), attempt) if sp.method.waits else None
         cancel_event = cancel_event or threading.Event()
         lease = None
         if self.leases is not None:
@@ -408,7 +431,7 @@ class Engine(Release, Recovery):
             self._event(run.id, "step_started", key,
                         {"attempt": attempt, "worker": self.worker})
             outcome = self._attempt(run, sp, key, msg, params, rendered, scope, cancel_event,
-                                    deadline, lease)
+                                    deadline, lease, staging, resume)
         except BaseException:
             if lease is not None:  # stopped without an outcome: let it be taken over now
                 self.leases.give_up(lease)  # type: ignore[union-attr]
@@ -432,8 +455,17 @@ class Engine(Release, Recovery):
         self, run: RunRecord, sp: StepPlan, key: TaskKey, msg: TaskMessage,
         params: dict[str, Any], rendered: dict[str, Any], scope: dict[str, Any],
         cancel_event: threading.Event, deadline: float | None, lease: Lease | None,
+        staging: dict[str, Any] | None = None, resume: dict[str, Any] | None = None,
     ) -> Outcome:
         """Run the step's module once: what it returned, or how it failed.
+
+        ``resume``: what the method left when it last raised StepWaiting in this attempt
+        (app/engine/waiting.py); a ``waiting`` outcome carries what it leaves now.
+
+        ``staging`` (rendered ``stage_in`` and ``stage_out``): inputs fetched into the
+        scratch directory first and held in the host's cache while the module runs,
+        outputs pushed once it succeeded (app/data/staging.py); what they did is in
+        the outputs' ``staging``.
 
         Outputs over ``limits.outputs`` fail the step for good (they would be
         the same again). What it printed and logged is kept within
@@ -458,16 +490,32 @@ class Engine(Release, Recovery):
             base_env=self.step_env,
             file_roots=self.file_roots,
             limits=self.limits,
+            connection=sp.step.connection,
+            connections=self._resolve_connection,
+            on_event=lambda kind, data: self._step_event(run.id, kind, key, msg.attempt, data),
+            resume=resume,
         )
         try:
-            outputs = call_step(sp, params, ctx)
+            staged: Staged | None = None
+            if staging is not None:
+                staged = self.stager.stage_in(staging, ctx)
+            try:
+                outputs = call_step(sp, params, ctx)
+            finally:
+                if staged is not None:
+                    staged.release()
             if sp.outputs is not None:
                 declared = sp.outputs.render(
                     resolve_in({**scope, "params": rendered, "outputs": outputs})
                 )
                 outputs = {**outputs, **declared}
+            if staged is not None:
+                outputs = {**outputs, "staging": self.stager.stage_out(staged, ctx)}
         except StepCancelled:
             return Outcome("cancelled", error="cancelled", captured=captured.lines())
+        except StepWaiting as waiting:
+            return Outcome("waiting", wait=waiting.after, state=waiting.state,
+                           captured=captured.lines())
         except StepFailed as exc:
             return Outcome("failed", error=str(exc), final=exc.final,
                            captured=captured.lines())
@@ -479,6 +527,17 @@ class Engine(Release, Recovery):
         if too_large is not None:
             return Outcome("failed", error=too_large, final=True, captured=captured.lines())
         return Outcome("succeeded", outputs=outputs, captured=captured.lines())
+
+    def _resolve_connection(self, ref: str | Mapping[str, Any]) -> Resolved:
+        """A step's ``connection:`` with its credentials from this process's secrets."""
+        return self.connections.resolve(ref, self.secrets)
+
+    @property
+    def stager(self) -> Stager:
+        """What stages steps' inputs and outputs (made from the settings on first use)."""
+        if self._stager is None:
+            self._stager = Stager.from_settings()
+        return self._stager
 
     def _record(self, run: RunRecord, plan: Plan, sp: StepPlan, msg: TaskMessage,
                 outcome: Outcome) -> str | None:
@@ -497,6 +556,9 @@ class Engine(Release, Recovery):
                 self._finish_task(run, plan, sp, key, msg.attempt, RUNNING_ONLY,
                                   StepStatus.SUCCEEDED, outputs=outcome.outputs)
                 return None
+            if outcome.status == "waiting":
+                self._wait(run, sp, msg, outcome)
+                return None
             if outcome.status in ("cancelled", "crashed") and \
                     self.store.get_run(run.id).status is RunStatus.CANCELLED:
                 return None  # stopped by the cancel, which has recorded it
@@ -505,6 +567,49 @@ class Engine(Release, Recovery):
         except StoreUnavailable as exc:
             exc.pending = replace(msg, outcome=outcome.to_message(), countdown=0.0)
             raise
+
+    def _wait(self, run: RunRecord, sp: StepPlan, msg: TaskMessage, outcome: Outcome) -> None:
+        """The attempt waits for work elsewhere: record its state, send its wake-up
+        (see app/engine/waiting.py). Cancelled meanwhile: cancel the job it started."""
+        key = msg.key
+        state = redact(outcome.state or {}, self.secrets) if self.secrets else \
+            (outcome.state or {})
+        if self._transition(run.id, key, RUNNING_ONLY, StepStatus.QUEUED, attempt=msg.attempt,
+                            attempts=msg.attempt - 1, queued_at=now() + outcome.wait,
+                            job=job_record(msg.attempt, state, msg.poll + 1)):
+            self._event(run.id, "step_waiting", key,
+                        {"attempt": msg.attempt, "after": outcome.wait,
+                         "job": state.get("id"), "polls": msg.poll + 1})
+            self.dispatcher.dispatch(replace(
+                self._message(run, sp, key, msg.attempt, outcome.wait), poll=msg.poll + 1))
+        elif self.store.get_run(run.id).status is RunStatus.CANCELLED:
+            self._cancel_job(run.id, sp.name, job_record(msg.attempt, state, msg.poll))
+
+    def _cancel_job(self, run_id: str, name: str, job: Mapping[str, Any]) -> None:
+        """Stop the job a step of a cancelled run waits for (its method's ``cancel``
+        hook, with its params rendered again: the recorded ones are masked)."""
+        key = TaskKey(name)
+        try:
+            run = self.store.get_run(run_id)
+            sp = self.plan_for(run).steps[name]
+            if sp.method.cancel is None:
+                return
+            records = self.store.get_steps(run_id, sp.reads) if sp.reads else {}
+            params = sp.method.validate(sp.params.render(resolve_in(self._scope(run, records))))
+            ctx = StepContext(
+                run_id=run_id, step=name, attempt=int(job.get("attempt") or 0),
+                logger=logging.LoggerAdapter(step_log, {"run_id": run_id, "step": name}),
+                workdir_root=self.workdir, workflow=run.workflow, worker=self.worker,
+                secrets={n: self.secrets[n] for n in sp.secrets if n in self.secrets},
+                connections=self._resolve_connection, resume=job.get("state"),
+            )
+            error = cancel_job(sp.method, params, ctx)
+        except (ChordflowError, KeyError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        state = job.get("state") or {}
+        data = {"job": state.get("id") if isinstance(state, dict) else None}
+        self._event(run_id, "job_cancelled" if error is None else "job_cancel_failed", key,
+                    data if error is None else {**data, "error": error})
 
     def _abandon(self, msg: TaskMessage, lease: Lease) -> None:
         """An attempt that lost its lease records nothing. If nobody took it over (the
@@ -841,6 +946,14 @@ class Engine(Release, Recovery):
             data = redact(data, self.secrets)
         self.events.append(Event(run_id, kind, key.token if key else None, data))
 
+    def _step_event(self, run_id: str, kind: str, key: TaskKey, attempt: int,
+                    data: dict[str, Any]) -> None:
+        """An event a running module reports (``StepContext.progress``), from whatever
+        thread it runs in: left to the background writer, so a slow store never holds
+        the module up (an rclone whose progress nobody reads would stall)."""
+        with self.events.deferred():
+            self._event(run_id, kind, key, {"attempt": attempt, **data})
+
     def fail_unexpected(self, msg: TaskMessage, exc: BaseException,
                         task_id: str | None = None) -> None:
         """An executor caught an error outside any step (a bug, a store outage).
@@ -873,4 +986,6 @@ def _live_task_ids(run_id: str, name: str, rec: StepRecord, generation: int) -> 
         elif unit.status is StepStatus.QUEUED:
             suffix = f".r{generation}" if generation else ""
             ids.append(f"{run_id}:{token}:{unit.attempts + 1}{suffix}")
+            if unit.job and unit.job.get("polls"):  # a wake-up (app/engine/waiting.py)
+                ids.append(f"{run_id}:{token}:{unit.attempts + 1}{suffix}.p{unit.job['polls']}")
     return ids

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import asdict, fields
 from typing import Any, TypeVar
 
@@ -192,22 +192,11 @@ class MongoStore:
     def find_runs(
         self, *, workflow: str | None = None, status: Collection[RunStatus] | None = None,
         created_after: float | None = None, created_before: float | None = None,
-        after: tuple[float, str] | None = None, limit: int = 50,
+        after: tuple[float, str] | None = None, limit: int = 50, trigger: str | None = None,
     ) -> list[RunRecord]:
         """Runs newest first, filtered; ``after`` = (created_at, id) of the last run of
         the previous page (keyset pagination: stable while new runs arrive)."""
-        query: dict[str, Any] = {}
-        if workflow is not None:
-            query["workflow"] = workflow
-        if status:
-            query["status"] = {"$in": [str(s) for s in status]}
-        created: dict[str, float] = {}
-        if created_after is not None:
-            created["$gte"] = created_after
-        if created_before is not None:
-            created["$lt"] = created_before
-        if created:
-            query["created_at"] = created
+        query = _runs_filter(workflow, status, created_after, created_before, trigger)
         if after is not None:
             query = {"$and": [query, {"$or": [
                 {"created_at": {"$lt": after[0]}},
@@ -215,6 +204,18 @@ class MongoStore:
             ]}]}
         docs = self._runs.find(query, sort=[("created_at", -1), ("_id", -1)], limit=limit)
         return [_run_record(doc) for doc in docs]
+
+    def count_runs(
+        self, *, workflow: str | None = None, created_after: float | None = None,
+        created_before: float | None = None, trigger: str | None = None,
+    ) -> dict[str, int]:
+        """How many runs have each status, filtered as ``find_runs`` (one count per
+        status: what the dashboard's counters show)."""
+        def count(status: RunStatus) -> Callable[[], int]:
+            query = _runs_filter(workflow, [status], created_after, created_before, trigger)
+            return lambda: int(self._runs.raw.count_documents(query))
+
+        return {str(status): self._runs.patience.call(count(status)) for status in RunStatus}
 
     def rename_workflow_runs(self, old: str, new: str, since: float) -> int:
         """Give the runs of ``old`` made since ``since`` (the stored workflow's creation:
@@ -753,3 +754,23 @@ def _item_record(doc: Mapping[str, Any]) -> ItemRecord:
     values["status"] = StepStatus(doc["status"])
     return ItemRecord(**values)
 
+
+def _runs_filter(workflow: str | None, status: Collection[RunStatus] | None,
+                 created_after: float | None, created_before: float | None,
+                 trigger: str | None) -> dict[str, Any]:
+    """The query of ``find_runs`` and ``count_runs``."""
+    query: dict[str, Any] = {}
+    if workflow is not None:
+        query["workflow"] = workflow
+    if status:
+        query["status"] = {"$in": [str(s) for s in status]}
+    if trigger is not None:
+        query["trigger"] = trigger
+    created: dict[str, float] = {}
+    if created_after is not None:
+        created["$gte"] = created_after
+    if created_before is not None:
+        created["$lt"] = created_before
+    if created:
+        query["created_at"] = created
+    return query

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Status = Literal["succeeded", "failed", "cancelled", "crashed"]
+Status = Literal["succeeded", "failed", "cancelled", "crashed", "waiting"]
 
 
 @dataclass
@@ -23,15 +23,21 @@ class Outcome:
     final: bool = False
     #: What the attempt printed and logged, not yet stored: (time, stream, text).
     captured: list[tuple[float, str, str]] = field(default_factory=list)
+    #: ``waiting`` (the module raised StepWaiting): seconds until the method runs again,
+    #: and the state it gets back then (app/engine/waiting.py).
+    wait: float = 0.0
+    state: dict[str, Any] | None = None
 
     def to_message(self) -> dict[str, Any]:
         """As JSON, for a task message."""
         return {"status": self.status, "outputs": self.outputs, "error": self.error,
-                "final": self.final, "captured": [list(c) for c in self.captured]}
+                "final": self.final, "captured": [list(c) for c in self.captured],
+                "wait": self.wait, "state": self.state}
 
     @classmethod
     def from_message(cls, data: dict[str, Any]) -> Outcome:
         return cls(status=data["status"], outputs=data.get("outputs"),
                    error=data.get("error"), final=bool(data.get("final")),
                    captured=[(float(ts), str(stream), str(text))
-                             for ts, stream, text in data.get("captured") or ()])
+                             for ts, stream, text in data.get("captured") or ()],
+                   wait=float(data.get("wait") or 0.0), state=data.get("state"))

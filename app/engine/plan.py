@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import networkx as nx
+from chordflow.connections.checks import connection_problems
 from chordflow.errors import ConditionError, ValidationFailed, WorkflowError
 from chordflow.modules.registry import MethodSpec, ModuleError, Registry
 from chordflow.workflow import limits
@@ -57,6 +58,9 @@ class StepPlan:
     reads: tuple[str, ...]
     #: Secrets its templates reference: all of them that its module gets.
     secrets: tuple[str, ...] = ()
+    #: ``{"stage_in": [...], "stage_out": [...]}`` compiled, rendered with the params
+    #: (app/data/staging.py runs them); None for a step that stages nothing.
+    staging: Node | None = None
 
     @property
     def module(self) -> str:
@@ -199,6 +203,7 @@ def _compile(workflow: Workflow, registry: Registry, secrets: frozenset[str] | N
             children=tuple(children[name]),
             reads=tuple(sorted(c["reads"])),
             secrets=c["secrets"],
+            staging=c["staging"],
         )
         for name, c in compiled.items()
     }
@@ -247,12 +252,21 @@ def _compile_step(step: Step, scope: _Scope, registry: Registry) -> dict[str, An
     reads: dict[str, str] = {}
 
     # The params a method declares as shell code insert references shell-quoted.
-    params, refs = _compile_field(step.params, "params", step.name, errors,
+    params, refs = _compile_field(_with_context(step, method, scope.workflow), "params",
+                                  step.name, errors,
                                   shell_params=method.shell_params if method else ())
     _merge(reads, _check_refs(refs, param_roots, step, "params", scope))
     if method is not None:
         for fld, message in method.check_literals(_literal_params(step.params, refs)):
             err(message, f"params.{fld}")
+        for fld, message in _sql_references(method, refs):
+            err(message, fld)
+    if step.connection is not None and method is not None:  # (else: an unknown module)
+        types = registry.module(step.module).connection_types
+        for fld, message in connection_problems(step.connection, step.module, types):
+            err(message, fld)
+
+    staging = _compile_staging(step, param_roots, scope, reads)
 
     outputs: Node | None = None
     if step.outputs:
@@ -300,7 +314,65 @@ def _compile_step(step: Step, scope: _Scope, registry: Registry) -> dict[str, An
         "parents": parents,
         "reads": reads,
         "secrets": tuple(sorted(scope.used_secrets)),
+        "staging": staging,
     }
+
+
+def _with_context(step: Step, method: MethodSpec | None,
+                  workflow: Workflow) -> dict[str, Any]:
+    """``step.params``, plus, for a method that takes the replaced platform's
+    ``context`` (``MethodSpec.context_param``), the outputs of the steps listed before
+    it by name: its "results so far", read as references (so they are dependencies).
+    A step listed earlier that itself waits for this one is left out (no cycle)."""
+    if method is None or method.context_param is None:
+        return step.params
+    earlier: dict[str, str] = {}
+    for other in workflow.steps:
+        if other.name == step.name:
+            break
+        if step.name not in other.depends_on:
+            earlier[other.name] = "${steps." + other.name + ".outputs}"
+    return {**step.params, method.context_param: earlier}
+
+
+def _compile_staging(step: Step, roots: frozenset[str], scope: _Scope,
+                     reads: dict[str, str]) -> Node | None:
+    """A step's ``stage_in`` and ``stage_out``, templated like its params (the same
+    references, the same dependencies)."""
+    if not step.stage_in and not step.stage_out:
+        return None
+    tiers = None
+    for i, entry in enumerate(step.stage_in):
+        # A just-in-time tier (CHORDFLOW_JIT_TIERS) must exist here; the worker that
+        # reads through it checks again (app/data/jit/reads.py).
+        if entry.tier is not None and "${" not in entry.tier:
+            if tiers is None:
+                from chordflow.config import get_settings
+
+                tiers = set(get_settings().jit_tiers)
+            if entry.tier not in tiers:
+                known = (f"tiers: {', '.join(sorted(tiers))}" if tiers else
+                         "no just-in-time tier is (CHORDFLOW_JIT_TIERS)")
+                scope.errors.append(WorkflowError(
+                    f"tier '{entry.tier}' is not configured: {known}; remove 'tier' to "
+                    "stage through the host cache",
+                    step=step.name, field=f"stage_in[{i}].tier"))
+    value = {"stage_in": [e.model_dump() for e in step.stage_in],
+             "stage_out": [e.model_dump() for e in step.stage_out]}
+    node, refs = _compile_field(value, "", step.name, scope.errors)
+    _merge(reads, _check_refs(refs, roots, step, "stage_in", scope))
+    return node
+
+
+def _sql_references(method: MethodSpec, refs: Iterable[tuple[str, Reference]]
+                    ) -> list[tuple[str, str]]:
+    """A reference in SQL text (``sql_params``) would make a value SQL: refused."""
+    return [(fld, f"'${{{ref.text}}}': a reference would paste a value into SQL text; "
+             "write a placeholder (%s, or %(name)s) and pass the value in params.params")
+            for fld, ref in refs
+            # The text itself: a reference inside an object (``where: {id: ...}``) is
+            # a value, bound like every value.
+            if fld.removeprefix("params.") in method.sql_params]
 
 
 def _literal_params(params: Mapping[str, Any],

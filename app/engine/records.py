@@ -45,6 +45,9 @@ class ItemRecord:
     #: Times the reconciler sent a queued attempt's message again (it waits longer
     #: after each, see app/engine/recovery.py).
     resends: int = 0
+    #: Work the attempt left running elsewhere (a job on a scheduler): ``{"attempt",
+    #: "state", "polls"}``, see app/engine/waiting.py; kept once the step finished.
+    job: dict[str, Any] | None = None
 
 
 class _Copyable:
@@ -83,6 +86,8 @@ class StepRecord(_Copyable):
     lease_until: float | None = None
     holder: str | None = None
     resends: int = 0
+    #: Work left running elsewhere (see ItemRecord.job).
+    job: dict[str, Any] | None = None
     items: list[ItemRecord] | None = None
     items_left: int = 0
 

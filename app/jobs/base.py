@@ -30,8 +30,9 @@ class JobServiceError(StepFailed):
 class JobClient(Protocol):
     """One job service, as the polling loop uses it."""
 
-    #: How errors and events name it ("BV-BRC app service at http://...").
-    label: str
+    @property
+    def label(self) -> str:
+        """How errors and events name it ("BV-BRC app service at http://...")."""
 
     def submit(self) -> tuple[str, dict[str, Any]]:
         """Submit the job; its id and what the service said about it."""

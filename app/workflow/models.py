@@ -7,14 +7,68 @@ module registry; ``chordflow.engine.plan.compile_plan`` checks those.
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import PurePosixPath
+from typing import Annotated, Any, Literal
 
 from chordflow.workflow import limits
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 #: Step names appear inside references (``${steps.NAME.outputs.x}``), so no dots or
 #: brackets. Dashes are allowed: the replaced systems used them.
 STEP_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
+
+
+def _scratch_relative(value: str) -> str:
+    """A path inside the step's scratch directory: relative, never climbing out of it.
+    Checked again once rendered, where it holds a reference (app/data/staging.py)."""
+    if "${" in value:
+        return value
+    path = PurePosixPath(value)
+    if path.is_absolute() or value.startswith("~"):
+        raise ValueError("must be relative to the step's scratch directory")
+    if ".." in path.parts:
+        raise ValueError("must stay inside the step's scratch directory (no '..')")
+    if not path.parts:
+        raise ValueError("must name a file or folder inside the step's scratch directory")
+    return value
+
+
+#: A path a staging entry names in the step's scratch directory.
+ScratchPath = Annotated[str, AfterValidator(_scratch_relative)]
+
+
+class StageIn(BaseModel):
+    """An input fetched into the step's scratch directory before its module starts,
+    through the worker host's stage cache (app/data/staging.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: str = Field(min_length=1, max_length=4096,
+                        description="What to fetch, as rclone names it: "
+                        "'REMOTE:bucket/path' (a file or a folder); templated.")
+    path: ScratchPath = Field(min_length=1, max_length=4096,
+                              description="Where in the step's scratch directory; templated.")
+    tier: str | None = Field(
+        default=None, min_length=1, max_length=200,
+        description="Read through this just-in-time tier (CHORDFLOW_JIT_TIERS).")
+    link: Literal["hardlink", "copy", "symlink"] = Field(
+        default="hardlink",
+        description="How the cached object appears in the scratch directory: a hard "
+        "link (a copy across file systems), a copy (the step may change it), or a "
+        "symbolic link into the cache.")
+
+
+class StageOut(BaseModel):
+    """An output pushed from the step's scratch directory after its module succeeded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: ScratchPath = Field(min_length=1, max_length=4096,
+                              description="A file or folder in the step's scratch "
+                              "directory (a trailing '/' for a folder); templated.")
+    dest: str = Field(min_length=1, max_length=4096,
+                      description="Where to, as rclone names it: 'REMOTE:bucket/path' "
+                      "(a trailing '/' puts a file inside that folder); templated.")
 
 
 class Step(BaseModel):
@@ -52,6 +106,17 @@ class Step(BaseModel):
         description='Treat outputs {"status": false, ...} as a failure (the procedures '
         "dialect's convention).",
     )
+    connection: str | dict[str, Any] | None = Field(
+        default=None,
+        description="The named connection the step's module talks to (docs/connections.md), "
+        "or an inline definition {type, hosts, ...} with credentials by secret name; "
+        "resolved on the worker that runs the step.")
+    stage_in: list[StageIn] = Field(
+        default_factory=list, max_length=1000,
+        description="Inputs fetched into the step's scratch directory before it runs.")
+    stage_out: list[StageOut] = Field(
+        default_factory=list, max_length=1000,
+        description="Outputs pushed from its scratch directory after it succeeded.")
 
     @field_validator("depends_on", mode="before")
     @classmethod

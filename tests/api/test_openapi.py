@@ -60,9 +60,9 @@ def test_the_documents_load_only_local_assets(api: Api) -> None:
         assert '"validatorUrl": null' in client.get("/docs").text
 
 
-def test_root_redirects_to_the_documents(api: Api) -> None:
+def test_root_is_the_dashboard(api: Api) -> None:
     response = api.client(None).get("/", follow_redirects=False)
-    assert response.status_code in (302, 307) and response.headers["location"] == "/docs"
+    assert response.status_code == 200 and "/ui/static/js/main.js" in response.text
 
 
 def test_the_swagger_cli_schema_command_prints_the_same_schema(api: Api) -> None:

@@ -9,12 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.api.conftest import Api, make_key, start_api
 from tests.servers import ROOT, stop_group
 
 SCHEMATHESIS = str(Path(sys.executable).parent / "schemathesis")
 
 
+@pytest.mark.timeout(660)  # every operation of a growing API; schemathesis has 600 s
 def test_schemathesis_finds_no_server_error_or_schema_violation(api: Api, tmp_path) -> None:
     key = make_key(api.env, "schemathesis", "admin")
     proc, url = start_api(api.env, tmp_path / "api.log")

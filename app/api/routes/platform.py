@@ -32,15 +32,36 @@ from chordflow.api.audit import audit
 from chordflow.api.library import WorkflowDisabled, WorkflowExists, WorkflowMissing
 from chordflow.api.routes.runs import service_of, submit_run
 from chordflow.api.routes.workflows import NAME_PATTERN, library_of, validated
-from chordflow.api.schemas import RunCreate
+from chordflow.api.schemas import ErrorBody, RunCreate
 from chordflow.api.security import AUTH_RESPONSES, Author, Operator, Principal, Viewer
 from chordflow.engine.records import RunRecord, StepRecord
 from chordflow.engine.state import RUN_FINISHED, RunStatus, StepStatus
 from chordflow.errors import RunNotFound, ValidationFailed
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
-router = APIRouter(tags=["platform compatibility"], responses=AUTH_RESPONSES)
+
+class PlatformError(BaseModel):
+    """The platform's error body (its clients read ``status`` and ``error``)."""
+
+    status: bool = False
+    error: str
+    errors: list[dict[str, Any]] | None = Field(
+        default=None, description="An invalid workflow: every problem by step and field.")
+
+
+#: Its own errors in its shape; a body FastAPI cannot read, or a key refused, in
+#: chordflow's (``ErrorBody``), as on every path.
+_EITHER = PlatformError | ErrorBody
+router = APIRouter(tags=["platform compatibility"], responses={
+    **AUTH_RESPONSES,
+    400: {"model": _EITHER, "description": "A body without what the path needs."},
+    404: {"model": PlatformError, "description": "No such workflow or run."},
+    409: {"model": PlatformError,
+          "description": "The name is taken, or the workflow is disabled."},
+    422: {"model": _EITHER, "description": "An invalid workflow or name."},
+})
 
 #: Seconds ``POST /flow/<name>/run`` waits for the run by default.
 RUN_WAIT_SECONDS = 60.0
@@ -239,7 +260,9 @@ def rename_flow(request: Request, name: str, principal: Author,
 
 # -- runs --------------------------------------------------------------------------------
 
-@router.post("/flow/{name}/run", response_model=None)
+@router.post("/flow/{name}/run", response_model=None, responses={
+    202: {"description": "The run goes on past ``wait`` seconds: ``run_status`` running "
+                         "(follow it with ``GET /run/<run_id>``)."}})
 def run_flow(
     request: Request, name: str, principal: Operator,
     body: Annotated[dict[str, Any] | None, Body()] = None,

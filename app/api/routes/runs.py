@@ -26,6 +26,7 @@ from chordflow.api.schemas import (
     GraphNode,
     Links,
     RunAction,
+    RunCounts,
     RunCreate,
     RunCreated,
     RunGraph,
@@ -173,14 +174,32 @@ def list_runs(
     created_before: Annotated[float | None, Query(description="UNIX time")] = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    trigger: Annotated[str | None, Query(max_length=300, description="e.g. 'api', "
+                                         "'schedule:<id>'")] = None,
 ) -> RunPage:
-    """Runs, newest first, filtered by workflow, status and creation time."""
+    """Runs, newest first, filtered by workflow, status, trigger and creation time."""
     store: Any = service_of(request).engine.store
     runs = store.find_runs(workflow=workflow, status=status, created_after=created_after,
                            created_before=created_before, after=_parse_cursor(cursor),
-                           limit=limit)
+                           limit=limit, trigger=trigger)
     next_cursor = f"{runs[-1].created_at!r}~{runs[-1].id}" if len(runs) == limit else None
     return RunPage(runs=[RunSummary.of(r) for r in runs], next_cursor=next_cursor)
+
+
+@router.get("/counts", response_model=RunCounts)
+def count_runs(
+    request: Request, _: Viewer,
+    workflow: str | None = None,
+    created_after: Annotated[float | None, Query(description="UNIX time")] = None,
+    created_before: Annotated[float | None, Query(description="UNIX time")] = None,
+    trigger: Annotated[str | None, Query(max_length=300)] = None,
+) -> RunCounts:
+    """How many runs have each status, filtered as ``GET /runs`` (the dashboard's
+    counters). Declared before ``/runs/{run_id}``, which would take ``counts`` for an id."""
+    store: Any = service_of(request).engine.store
+    counts = store.count_runs(workflow=workflow, created_after=created_after,
+                              created_before=created_before, trigger=trigger)
+    return RunCounts(counts=counts, total=sum(counts.values()))
 
 
 @router.get("/{run_id}", response_model=RunOut, responses={404: {"description": "No run."}})
@@ -189,8 +208,12 @@ def get_run(request: Request, run_id: str, _: Viewer) -> RunOut:
     service = service_of(request)
     run = service.engine.store.get_run(run_id)
     steps = service.engine.steps_of(run)
+    plan = service.engine.plan_for(run)
+    default_queue = request.app.state.settings.default_queue
     return RunOut(**RunSummary.of(run).model_dump(), variables=run.variables,
-                  outputs=run.outputs, steps=[StepOut.of(rec) for rec in steps.values()])
+                  outputs=run.outputs,
+                  steps=[StepOut.of(rec, plan.steps[name].step.queue or default_queue)
+                         for name, rec in steps.items()])
 
 
 @router.post("/{run_id}/cancel", response_model=RunAction,

@@ -112,6 +112,10 @@ class VersionInfo(BaseModel):
 class VersionOut(VersionInfo):
     name: str
     document: dict[str, Any] = Field(description="The document exactly as it was sent.")
+    text: str = Field(default="", description="The version as written: its YAML text "
+                                              "when sent as YAML, else indented JSON.")
+    format: str = Field(default="json", description="'yaml' or 'json': how it was sent "
+                                                    "(a restore sends it back the same way).")
 
 
 class VersionList(BaseModel):
@@ -313,7 +317,8 @@ def get_version(request: Request, name: str, version: int, _: Viewer) -> Version
     """One version of ``name`` with its document as it was sent."""
     stored = library_of(request).version(name, version)
     return VersionOut(**VersionInfo.of(stored).model_dump(), name=name,
-                      document=stored.document)
+                      document=stored.document, text=stored.text(),
+                      format="yaml" if stored.source is not None else "json")
 
 
 @router.get("/workflows/{name}/diff", response_model=WorkflowDiff, responses=_MISSING)
