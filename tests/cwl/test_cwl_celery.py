@@ -56,3 +56,13 @@ def test_submit_cwl_through_the_api_with_its_imports(api: Api, tmp_path: Path) -
         escape = client.post("/api/v1/workflows/submit-cwl", json={
             "document": "class: Workflow", "files": {"../x.cwl": "x"}})
         assert escape.status_code == 422 and "files.../x.cwl" in escape.text
+        # What schemathesis sent: names and texts no file can have (a NUL, a lone
+        # surrogate), and a document no CWL loader can read: 422 naming it, never a 500.
+        for body in ('{"document": "class: Workflow", "files": {"a\\u0000b": "x"}}',
+                     '{"document": "class: Workflow", "files": {"\\ud800": "y"}}',
+                     '{"document": "\\ud800", "job": {}}',
+                     '{"document": "[unclosed", "job": {}}',
+                     '{"document": {"class": 3, "inputs": [[]]}, "job": {}}'):
+            odd = client.post("/api/v1/workflows/submit-cwl", content=body,
+                              headers={"Content-Type": "application/json"})
+            assert odd.status_code == 422, (body, odd.status_code, odd.text)

@@ -18,6 +18,7 @@ what the workers cannot give (a required container without Docker or Podman).
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import uuid
 from pathlib import Path, PurePosixPath
@@ -32,6 +33,7 @@ from fastapi import APIRouter, Body, HTTPException, Request
 from pydantic import BaseModel, Field
 
 router = APIRouter(prefix="/workflows", tags=["cwl"], responses=AUTH_RESPONSES)
+log = logging.getLogger("chordflow.api.cwl")
 
 #: The document's file name in the directory it is loaded from.
 MAIN_FILE = "workflow.cwl"
@@ -54,8 +56,12 @@ def _write(folder: Path, files: dict[str, str]) -> None:
             raise HTTPException(422, f"files.{name}: must be a relative path inside the "
                                      "document's folder")
         path = folder.joinpath(*relative.parts)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        except (OSError, ValueError) as exc:  # NUL, a lone surrogate, a name too long
+            raise HTTPException(422, f"files.{name!r}: cannot be a file here: "
+                                     f"{exc}") from None
 
 
 @router.post("/submit-cwl", response_model=SubmitResponse,
@@ -73,13 +79,20 @@ def submit_cwl(request: Request, principal: Operator,
         _write(Path(folder), body.files)
         text = body.document if isinstance(body.document, str) else \
             yaml.safe_dump(body.document, sort_keys=False)
-        (Path(folder) / MAIN_FILE).write_text(text)
+        try:
+            (Path(folder) / MAIN_FILE).write_text(text, encoding="utf-8")
+        except ValueError as exc:  # a lone surrogate
+            raise HTTPException(422, f"document: not text: {exc}") from None
         try:
             doc = cwl_document(Path(folder) / MAIN_FILE, body.job, outdir, base=folder)
         except CwlUnsupported as exc:
             raise HTTPException(400, f"document: {exc}") from None
         except CwlInvalid as exc:
             raise HTTPException(422, f"document: {exc}") from None
+        except Exception as exc:  # what the CWL libraries raise on input they cannot read
+            log.info("a CWL document could not be loaded", exc_info=True)
+            raise HTTPException(422, f"document: could not be loaded "
+                                     f"({type(exc).__name__}: {exc})") from None
     try:
         created, _ = submit_run(request, principal, RunCreate(workflow=doc), None,
                                 trigger="api")
