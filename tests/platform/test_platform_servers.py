@@ -2,7 +2,7 @@
 (tests/fixtures/platform/modules_*.json), run unchanged against real servers:
 ``common.Ssh`` on the AsyncSSH test server, ``common.Notify`` on aiosmtpd (STARTTLS and
 login) and a real HTTP server, ``prometheus.Prometheus`` on Debian's Pushgateway and as a
-node_exporter textfile, embedded and, for Ssh and Prometheus, on Celery workers;
+node_exporter textfile, embedded and on Celery workers;
 ``kafkaclient.Kafka`` and ``elasticsearchclient.ElasticSearch`` where
 CHORDFLOW_TEST_KAFKA / CHORDFLOW_TEST_ELASTICSEARCH name a server (skipped, saying so,
 elsewhere), and converted to native steps that compile everywhere.
@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Callable, Iterator
 from email import message_from_bytes
 from pathlib import Path
 from typing import Any
@@ -26,11 +27,12 @@ from chordflow.config import Settings
 from chordflow.engine.plan import compile_plan
 from chordflow.errors import ValidationFailed
 from chordflow.modules.registry import load_registry
+from chordflow.service import RunService
 from chordflow.workflow.loader import load_data
 
 from tests.modules import conftest as module_servers
 from tests.modules.conftest import SmtpServer, SshServer
-from tests.servers import SMTP_PASSWORD, SSH_PASSWORD, TEST_SECRETS
+from tests.servers import SMTP_PASSWORD, SSH_PASSWORD, TEST_SECRETS, celery_worker
 
 #: The module tests' real servers (tests/modules/conftest.py), reused by name here.
 ssh_server = module_servers.ssh_server
@@ -123,20 +125,52 @@ def test_ssh_workflow_runs_unchanged(run_workflow: Any, ssh_server: SshServer,
 
 # -- common.Notify -------------------------------------------------------------------------
 
-@EMBEDDED
-def test_notify_workflow_sends_mail_and_webhooks(run_workflow: Any, smtp_server: SmtpServer,
-                                                 http_server: str,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def mail_runner(request: pytest.FixtureRequest, run_workflow: Any, smtp_server: SmtpServer,
+                tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                ) -> Iterator[Callable[[dict[str, Any]], dict[str, Any]]]:
+    """``run_workflow`` where the SMTP test server's self-signed certificate is trusted,
+    as a deployment trusts its mail server's CA: through the system's store (OpenSSL
+    reads SSL_CERT_FILE). The platform's ``email`` names no CA, so the workflow stays
+    unchanged. Embedded, the store is this process's; on Celery, a worker of its own
+    started with it, serving its own queue, which the submitter and the worker (for the
+    steps after the first) send the run's steps to (CHORDFLOW_DEFAULT_QUEUE): the
+    session's workers do not trust it, and stay as they are for the other tests."""
+    if request.node.callspec.params["run_workflow"] != "celery":
+        monkeypatch.setenv("SSL_CERT_FILE", str(smtp_server.cert))
+        yield run_workflow
+        return
+    stack = request.getfixturevalue("celery_stack")
+    queue = f"mail-{uuid.uuid4().hex[:8]}"
+    env = stack.env(CHORDFLOW_DEFAULT_QUEUE=queue, SSL_CERT_FILE=str(smtp_server.cert))
+    with celery_worker(env, queue, "--pool", "threads", "--concurrency", "2",
+                       log=tmp_path / "mail-worker.log"):
+        service = RunService.celery(stack.settings().model_copy(
+            update={"default_queue": queue}))
+
+        def run(doc: dict[str, Any], timeout: float = 60) -> dict[str, Any]:
+            run_id = service.submit(load_data(doc))
+            status = service.wait(run_id, timeout)
+            assert status.finished, f"run did not finish within {timeout}s"
+            report: dict[str, Any] = service.report(run_id)
+            return report
+
+        try:
+            yield run
+        finally:
+            service.close()
+
+
+@pytest.mark.parametrize("run_workflow", ["embedded", "celery"], indirect=True)
+def test_notify_workflow_sends_mail_and_webhooks(mail_runner: Any, smtp_server: SmtpServer,
+                                                 http_server: str) -> None:
     doc = read("modules_notify.json")
     subject_tag = uuid.uuid4().hex[:6]
     doc["procedures"][0]["params"]["msg"] = f"nightly-{subject_tag}"
     # Its server from the variables (read at load time: it becomes the step's connection).
     doc["variables"].update(smtp_host="localhost", smtp_port=smtp_server.port,
                             hook_url=f"{http_server}/echo")
-    # The test server's certificate is self-signed: trusted here as a deployment trusts
-    # its mail server's CA, through the system's store (OpenSSL reads SSL_CERT_FILE).
-    monkeypatch.setenv("SSL_CERT_FILE", str(smtp_server.cert))
-    report = run_workflow(doc)
+    report = mail_runner(doc)
     assert report["status"] == "succeeded", report["error"] or report["steps"]
     steps = {name: s["outputs"] for name, s in report["steps"].items()}
     sent = steps["mail_ops"]
