@@ -26,6 +26,8 @@ from chordflow.schedules import (
     validate_trigger,
 )
 
+from tests.servers import mongo_server
+
 
 def ts(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0,
        tz: str = "UTC") -> float:
@@ -81,9 +83,19 @@ def test_invalid_triggers(cron: str | None, interval: float | None, zone: str,
 
 # -- the store and the tick ---------------------------------------------------------------
 
+@pytest.fixture(scope="module")
+def own_mongo() -> Iterator[str]:
+    """A MongoDB-protocol server of this file's own: its tests need an empty schedules
+    collection each (a tick fires whatever is due), and nx-27017 ignores database names,
+    so dropping a database on the session's server would drop every other test's
+    collections too (the API's keys, while another test process uses them)."""
+    with mongo_server() as url:
+        yield url
+
+
 @pytest.fixture
-def store(mongo_url: str) -> Iterator[MongoStore]:
-    store = MongoStore(mongo_url, f"sched{uuid.uuid4().hex[:10]}")
+def store(own_mongo: str) -> Iterator[MongoStore]:
+    store = MongoStore(own_mongo, f"sched{uuid.uuid4().hex[:10]}")
     try:
         yield store
     finally:

@@ -64,9 +64,11 @@ def dash_api(celery_stack: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
         stop_group(proc)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Headless Chromium from Debian's package, for the session."""
+    """Headless Chromium from Debian's package, for one test file: Playwright's sync API
+    keeps an event loop running in this thread while it is open, which would make
+    every later test that starts one (``asyncio.run``) fail in this process."""
     path = chromium_path()
     if path is None:
         pytest.skip("Debian's chromium package is not installed (apt-get install chromium): "

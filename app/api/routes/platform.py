@@ -15,7 +15,7 @@ Decisions where chordflow differs:
   the original checked one only on ``/backup``: reading needs a viewer key, running an
   operator's, changing a workflow an author's, backup and restore an admin's.
 - ``POST /flow/<name>/run`` waits for the run, as the original did, up to ``wait``
-  seconds (a query parameter, default 60; 0 returns at once); a run still going then
+  seconds (a query parameter, default 25; 0 returns at once); a run still going then
   answers 202 with ``run_status: running`` (``GET /run/<run_id>`` follows it).
 - ``DELETE`` is chordflow's soft delete: the name is free again and the versions are
   kept (the original renamed the row ``<name>_<time>_deleted``).
@@ -63,8 +63,9 @@ router = APIRouter(tags=["platform compatibility"], responses={
     422: {"model": _EITHER, "description": "An invalid workflow or name."},
 })
 
-#: Seconds ``POST /flow/<name>/run`` waits for the run by default.
-RUN_WAIT_SECONDS = 60.0
+#: Seconds ``POST /flow/<name>/run`` waits for the run by default: under the 30 s at
+#: which common clients and proxies give up on a request.
+RUN_WAIT_SECONDS = 25.0
 
 Answer = dict[str, Any] | JSONResponse
 Document = Annotated[dict[str, Any], Body(description="{name, procedures, variables, ...}")]
