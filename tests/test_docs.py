@@ -125,7 +125,7 @@ def test_readme_python_api_runs_from_any_directory(tmp_path: Path) -> None:
                           env=local_env(tmp_path), capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout == "succeeded mean 4\n"
+    assert done.stdout == "5 values, mean 2.8\n"
 
 
 def test_module_file_from_the_docs_runs(tmp_path: Path) -> None:
