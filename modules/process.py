@@ -116,7 +116,7 @@ def run_process(
         # Whatever stops this step (a timeout, a cancel, a lost lease, Celery's soft
         # time limit or a revoke raised into the task) stops its processes too; what
         # they printed so far is kept.
-        _stop(proc, readers, at_once=ctx.abandoned)
+        stop_group(proc, readers, at_once=ctx.abandoned)
         _capture(ctx, streams, log_limit)
         raise
     finally:
@@ -184,6 +184,20 @@ def _wait(
     deadline: float | None, limit: str,
 ) -> int:
     """The exit code, once the process has exited and its pipes are read to the end."""
+    return wait_for_exit(proc, readers, deadline=deadline, limit=limit,
+                         abandoned=lambda: ctx.abandoned, cancelled=ctx.cancel_event.is_set)
+
+
+def wait_for_exit(
+    proc: subprocess.Popen[bytes], readers: Sequence[threading.Thread], *,
+    deadline: float | None, limit: str, abandoned: Callable[[], bool],
+    cancelled: Callable[[], bool], what: str = "command",
+) -> int:
+    """The exit code, once the process has exited and its pipes are read to the end;
+    StepCancelled or StepTimeout (naming ``what`` and ``limit``) as soon as the attempt
+    is abandoned (its lease lost), cancelled, or past its deadline: the caller then
+    stops the process group (``stop_group``). Shared by every module that runs a
+    process of its own (bash, rclone)."""
     while True:
         wait = POLL_SECONDS
         if deadline is not None:
@@ -196,16 +210,16 @@ def _wait(
                 return proc.returncode
         except subprocess.TimeoutExpired:
             pass
-        if ctx.abandoned:
-            raise StepCancelled("command was killed: the attempt lost its lease")
+        if abandoned():
+            raise StepCancelled(f"{what} was killed: the attempt lost its lease")
         if deadline is not None and time.monotonic() >= deadline:
-            raise StepTimeout(f"command timed out after {limit} and was killed")
-        if ctx.cancel_event.is_set():
-            raise StepCancelled("command was killed: the run was cancelled")
+            raise StepTimeout(f"{what} timed out after {limit} and was killed")
+        if cancelled():
+            raise StepCancelled(f"{what} was killed: the run was cancelled")
 
 
-def _stop(proc: subprocess.Popen[bytes], readers: Sequence[threading.Thread], *,
-          at_once: bool = False) -> None:
+def stop_group(proc: subprocess.Popen[bytes], readers: Sequence[threading.Thread], *,
+               at_once: bool = False) -> None:
     """Kill the process group (SIGTERM, then SIGKILL; ``at_once``: SIGKILL), then let
     the readers take what it printed, as far as it can still be read."""
     signals = ((signal.SIGKILL, 5.0),) if at_once else \

@@ -33,7 +33,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import subprocess
 import threading
 import time
@@ -43,8 +42,8 @@ from typing import IO, Any
 
 from chordflow.data.binary import RcloneError, RcloneNotFound, find_binary
 from chordflow.data.remotes import Remotes
-from chordflow.errors import StepCancelled, StepTimeout
 from chordflow.modules.context import StepContext, step_environment
+from chordflow.modules.process import stop_group, wait_for_exit
 from chordflow.modules.reaper import reaper
 
 __all__ = ["ProgressFn", "RcloneError", "RcloneNotFound", "RcloneResult", "find_binary",
@@ -55,9 +54,6 @@ log = logging.getLogger("chordflow.rclone")
 #: ``on_progress(bytes_done, total_bytes, rate_bytes_per_s, eta_seconds)``.
 ProgressFn = Callable[[int, int | None, float | None, float | None], None]
 
-#: How often a waiting call looks at its cancel event and deadline.
-POLL_SECONDS = 0.1
-GRACE_SECONDS = 2.0
 #: Bytes of stdout (lsjson, hashsum, ...) kept by default.
 KEEP_STDOUT = 16 * 1024 * 1024
 #: rclone error lines kept in a result.
@@ -176,9 +172,14 @@ def run_rclone(
     for thread in threads:
         thread.start()
     try:
-        code = _wait(proc, threads, ctx, cancel, deadline, limit, args[0] if args else "")
+        code = wait_for_exit(
+            proc, threads, deadline=deadline, limit=limit,
+            what=f"rclone {args[0] if args else ''}".rstrip(),
+            abandoned=lambda: ctx is not None and ctx.abandoned,
+            cancelled=lambda: (cancel is not None and cancel.is_set())
+            or (ctx is not None and ctx.cancel_event.is_set()))
     except BaseException:
-        _stop(proc, threads, at_once=ctx is not None and ctx.abandoned)
+        stop_group(proc, threads, at_once=ctx is not None and ctx.abandoned)
         raise
     finally:
         reaper.forget(proc.pid)
@@ -322,45 +323,3 @@ class _Stdout:
         return b"".join(self.chunks).decode("utf-8", errors="replace")
 
 
-def _wait(proc: subprocess.Popen[bytes], threads: Sequence[threading.Thread],
-          ctx: StepContext | None, cancel: threading.Event | None, deadline: float | None,
-          limit: str, command: str) -> int:
-    """rclone's exit code once it has exited and its pipes are read to the end."""
-    while True:
-        wait = POLL_SECONDS
-        if deadline is not None:
-            wait = max(0.0, min(wait, deadline - time.monotonic()))
-        try:
-            proc.wait(timeout=wait)
-            for thread in threads:
-                thread.join(wait)
-            if not any(thread.is_alive() for thread in threads):
-                return proc.returncode
-        except subprocess.TimeoutExpired:
-            pass
-        if ctx is not None and ctx.abandoned:
-            raise StepCancelled(f"rclone {command} was killed: the attempt lost its lease")
-        if deadline is not None and time.monotonic() >= deadline:
-            raise StepTimeout(f"rclone {command} timed out after {limit} and was killed")
-        if (cancel is not None and cancel.is_set()) or \
-                (ctx is not None and ctx.cancel_event.is_set()):
-            raise StepCancelled(f"rclone {command} was killed: cancelled")
-
-
-def _stop(proc: subprocess.Popen[bytes], threads: Sequence[threading.Thread], *,
-          at_once: bool) -> None:
-    """Kill rclone's process group: SIGTERM, then SIGKILL (``at_once``: SIGKILL)."""
-    signals = ((signal.SIGKILL, 5.0),) if at_once else \
-        ((signal.SIGTERM, GRACE_SECONDS), (signal.SIGKILL, 5.0))
-    for sig, wait in signals:
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(timeout=wait)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    for thread in threads:
-        thread.join(2.0)
