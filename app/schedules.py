@@ -71,6 +71,9 @@ log = logging.getLogger("chordflow.schedules")
 #: Shortest interval accepted; beat ticks every ``schedule_tick_seconds`` anyway, so a
 #: shorter interval than the tick runs once per tick.
 MIN_INTERVAL_SECONDS = 1.0
+#: The longest interval: ten years. A longer one is a typo, and its times would soon
+#: pass the last date a calendar can show (the year 9999).
+MAX_INTERVAL_SECONDS = 10 * 366 * 86400.0
 #: Most schedules one tick submits; the rest are due at the next tick.
 TICK_BATCH = 500
 #: Fields a change (PATCH) may set.
@@ -131,8 +134,10 @@ def validate_trigger(cron: str | None, interval_seconds: float | None,
                 "day-of-month month day-of-week, e.g. '*/15 * * * *'), an optional sixth "
                 "for seconds, or a nickname such as '@hourly'")
         next_cron(cron, time.time(), timezone)  # one that never fires fails here
-    elif interval_seconds is not None and not interval_seconds >= MIN_INTERVAL_SECONDS:
-        raise InvalidSchedule(f"interval_seconds must be at least {MIN_INTERVAL_SECONDS:g}")
+    elif interval_seconds is not None and not \
+            MIN_INTERVAL_SECONDS <= interval_seconds <= MAX_INTERVAL_SECONDS:
+        raise InvalidSchedule(f"interval_seconds must be at least {MIN_INTERVAL_SECONDS:g} "
+                              f"and at most {MAX_INTERVAL_SECONDS:.0f} (ten years)")
 
 
 # -- records ------------------------------------------------------------------------------

@@ -71,10 +71,12 @@ from chordflow.errors import (
     ChordflowError,
     DispatchFailed,
     ReferenceResolutionError,
+    RunNotFound,
     StepCancelled,
     StepFailed,
     StepWaiting,
     StoreUnavailable,
+    ValidationFailed,
 )
 from chordflow.modules.context import CapturingLogger, StepContext, step_environment
 from chordflow.modules.limits import Captured, log_batches, log_pieces, oversized_outputs
@@ -83,6 +85,7 @@ from chordflow.workflow.limits import Limits
 from chordflow.workflow.limits import current as current_limits
 from chordflow.workflow.models import Workflow
 from chordflow.workflow.templating import resolve_in
+from pydantic import ValidationError as PydanticValidationError
 
 #: Attempts a step may take over beyond its retries after losing its worker.
 MAX_TAKEOVERS = 3
@@ -184,12 +187,18 @@ class Engine(Release, Recovery):
         plan = self._plans.get(run.digest)
         if plan is None:
             definition = self.store.get_workflow(run.id)
-            workflow = (
-                definition
-                if isinstance(definition, Workflow)
-                else Workflow.model_validate(definition)
-            )
-            plan = compile_plan(workflow, self.plan_registry)
+            try:
+                workflow = (
+                    definition
+                    if isinstance(definition, Workflow)
+                    else Workflow.model_validate(definition)
+                )
+                plan = compile_plan(workflow, self.plan_registry)
+            except (PydanticValidationError, ValidationFailed) as exc:
+                # Written by something other than a submission (a hand-made record, a
+                # module gone since): as unreadable as a missing definition.
+                raise RunNotFound(f"run '{run.id}' names workflow {run.digest}, which "
+                                  f"does not compile here: {exc}") from None
             with self._plans_lock:
                 self._plans.setdefault(plan.digest, plan)
         return plan

@@ -252,3 +252,22 @@ def test_a_chunked_body_over_the_limit_gets_413(api: Api) -> None:
         response = client.post("/api/v1/runs", content=chunks(),
                                headers={"content-type": "application/json"})
     assert response.status_code == 413, response.text
+
+
+def test_a_run_whose_definition_does_not_compile_is_a_404_not_a_500(api: Api) -> None:
+    """A run recorded by something other than a submission (here: a bare record with an
+    empty definition, as the store's own tests write) is unreadable, not a crash:
+    schemathesis found GET .../logs answering 500 for one."""
+    from chordflow.engine.mongo_store import MongoStore
+    from chordflow.engine.records import RunRecord, StepRecord
+
+    store = MongoStore(api.env["CHORDFLOW_MONGO_URL"], api.env["CHORDFLOW_MONGO_DB"])
+    run_id = f"bare{uuid.uuid4().hex[:10]}"
+    store.create_run(RunRecord(run_id, "bare", "1", f"digest-{run_id}"),
+                     [StepRecord(run_id, "a", "echo", "run")], {})
+    store.close()
+    with api.client("viewer") as client:
+        for path in ("", "/logs", "/graph"):
+            answer = client.get(f"/api/v1/runs/{run_id}{path}")
+            assert answer.status_code == 404, (path, answer.status_code, answer.text)
+            assert "does not compile" in answer.json()["detail"], answer.text

@@ -86,6 +86,7 @@ def test_roles_validation_and_crud(api: Api) -> None:
             ({"workflow": name, "cron": "* * * * *", "interval_seconds": 5}, 422,
              "exactly one"),
             ({"workflow": name, "interval_seconds": 0.1}, 422, "at least 1"),
+            ({"workflow": name, "interval_seconds": 5.98e16}, 422, "at most"),
             ({"workflow": name, "cron": "@daily", "timezone": "Nowhere/Town"}, 422,
              "unknown time zone"),
             ({"workflow": name, "interval_seconds": 60, "variables": {"nope": 1}}, 422,
