@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 from chordflow.connections.catalog import Resolved
-from chordflow.connections.pool import open_first
+from chordflow.connections.pool import discard, open_first
 
 #: connection type -> (module of chordflow.modules, the driver's name there)
 DRIVERS: dict[str, tuple[str, str]] = {
@@ -45,5 +45,5 @@ def check(resolved: Resolved) -> dict[str, Any]:
         session = open_first(once, driver, lambda: deadline - time.monotonic())
     except Exception as exc:  # the answer is the report, whatever went wrong
         return {"ok": False, "error": str(exc)}
-    driver.close(session.client)
+    discard(driver, session.client)
     return {"ok": True, "connected_node": session.node}

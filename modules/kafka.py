@@ -115,10 +115,7 @@ class ProducerDriver:
         return KafkaProducer(**producer_config(resolved, host, timeout))
 
     def close(self, client: Any) -> None:
-        try:
-            client.close(timeout=5)
-        except Exception:  # a producer whose brokers went away
-            pass
+        client.close(timeout=5)
 
     def broken(self, exc: BaseException) -> bool:
         from kafka.errors import KafkaConnectionError, KafkaTimeoutError, NoBrokersAvailable

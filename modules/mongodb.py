@@ -84,10 +84,7 @@ class MongoDriver:
         return client
 
     def close(self, client: Any) -> None:
-        try:
-            client.close()
-        except Exception:  # closing a broken client: nothing to release
-            pass
+        client.close()
 
     def broken(self, exc: BaseException) -> bool:
         from pymongo.errors import ConnectionFailure

@@ -72,10 +72,7 @@ class MySQLDriver:
         )
 
     def close(self, client: Any) -> None:
-        try:
-            client.close()
-        except Exception:  # already closed or broken: nothing to release
-            pass
+        client.close()
 
     def broken(self, exc: BaseException) -> bool:
         import pymysql

@@ -96,10 +96,7 @@ class SSHDriver:
         return client
 
     def close(self, client: Any) -> None:
-        try:
-            client.close()
-        except Exception:  # a dead transport: nothing to release
-            pass
+        client.close()
 
     def broken(self, exc: BaseException) -> bool:
         import paramiko

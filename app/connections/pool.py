@@ -47,13 +47,23 @@ class Driver(Protocol[C]):
         """A connected client of ``host``; raise on failure (within ``timeout``)."""
 
     def close(self, client: C) -> None:
-        """Close the client, never raising."""
+        """Close the client (``discard`` ignores what a broken one raises)."""
 
     def broken(self, exc: BaseException) -> bool:
         """Did ``exc`` come from the connection (not from the request itself)?"""
 
     def alive(self, client: C) -> bool:
         """A cheap check of an idle client before it is used again."""
+
+
+def discard(driver: Driver[C], client: C) -> None:
+    """Close a client that is done with, whatever closing it raises: a broken or
+    already closed client has nothing left to release (so no driver needs its own
+    guard)."""
+    try:
+        driver.close(client)
+    except Exception:
+        pass
 
 
 @dataclass
@@ -123,7 +133,7 @@ class Pool(Generic[C]):
                 break
             if self.driver.alive(session.client):
                 return session
-            self.driver.close(session.client)
+            discard(self.driver, session.client)
         session = open_first(self.resolved, self.driver, remaining)
         with self._lock:
             self.opened += 1
@@ -134,7 +144,7 @@ class Pool(Generic[C]):
             if len(self._idle) < self.resolved.connection.pool_size:
                 self._idle.append(session)
                 return
-        self.driver.close(session.client)
+        discard(self.driver, session.client)
 
     def run(self, fn: Callable[[Session[C]], T],
             remaining: Callable[[], float | None] = lambda: None) -> T:
@@ -147,7 +157,7 @@ class Pool(Generic[C]):
                 result = fn(session)
             except BaseException as exc:
                 if isinstance(exc, Exception) and self.driver.broken(exc):
-                    self.driver.close(session.client)
+                    discard(self.driver, session.client)
                     if attempt + 1 < tries:
                         continue
                 else:
@@ -161,7 +171,7 @@ class Pool(Generic[C]):
         with self._lock:
             idle, self._idle = self._idle, []
         for session in idle:
-            self.driver.close(session.client)
+            discard(self.driver, session.client)
 
 
 _pools: dict[tuple[str, int], Pool[Any]] = {}
