@@ -14,9 +14,12 @@ DAG engine's steps (``app: GenomeAssembly2``, ``params: {...}``) run unchanged.
 Every call does one thing and returns at once (chordflow.jobs.polling): the first
 submits and leaves the job's id with the engine, which frees the worker and wakes the
 step up later (app/engine/waiting.py); later calls poll; cancelling the run kills the
-job. Outputs of a job that succeeded: ``job_id`` (also ``task_id``, the replaced
-engine's name), ``status`` and the service's result (BV-BRC: ``task``,
-``output_path``, ``output_file``, ``output_folder``; HTTP: ``result``, ``response``).
+job (a ``foreach`` element's too). A service's token is a secret's, or with
+``token_from: key`` the one stored with the API key that submitted the run
+(chordflow.jobs.key_tokens), masked in all a call leaves. Outputs of a job that
+succeeded: ``job_id`` (also ``task_id``, the replaced engine's name), ``status`` and
+the service's result (BV-BRC: ``task``, ``output_path``, ``output_file``,
+``output_folder``; HTTP: ``result``, ``response``).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 
 from chordflow.errors import StepFailed
 from chordflow.jobs.http_jobs import HttpJob
+from chordflow.jobs.key_tokens import masked
 from chordflow.jobs.polling import PollPolicy, run_job
 from chordflow.jobs.services import (
     JobApp,
@@ -35,6 +39,7 @@ from chordflow.jobs.services import (
     http_job,
     parse_apps,
     parse_services,
+    token_of,
 )
 from chordflow.modules.context import StepContext
 from chordflow.modules.registry import StepModule
@@ -66,16 +71,34 @@ def _service(name: str) -> JobService:
     return services[name]
 
 
-def _client(ctx: StepContext, service: JobService, app: str, params: dict[str, Any]) -> Any:
+def _client(service: JobService, app: str, params: dict[str, Any], token: str | None) -> Any:
     if service.client == "bvbrc":
-        return app_job(ctx, service, app, params)
-    return http_job(ctx, service, {"app": app, "params": params})
+        return app_job(service, app, params, token)
+    return http_job(service, {"app": app, "params": params}, token)
+
+
+def _job(ctx: StepContext, name: str, service: JobService, app: str, params: dict[str, Any]
+         ) -> dict[str, Any]:
+    """One call of the job's life (submit, or one poll), the token resolved here and
+    masked in all it leaves (a key's token is no configured secret the engine masks)."""
+    token = token_of(ctx, service, name)
+    return masked(token, ctx, lambda c: run_job(c, _client(service, app, params, token),
+                                                service.policy))
+
+
+def _kill(ctx: StepContext, name: str, service: JobService, app: str,
+          params: dict[str, Any]) -> None:
+    """Kill the job a cancelled step waits for, with the token its submission had."""
+    if not ctx.resume:
+        return
+    job_id = str(ctx.resume["id"])
+    token = token_of(ctx, service, name)
+    masked(token, ctx, lambda _: _client(service, app, params, token).kill(job_id))
 
 
 def _run_cancel(ctx: StepContext, service: str, app: str, params: dict[str, Any] | None = None,
                 **_: Any) -> None:
-    if ctx.resume:
-        _client(ctx, _service(service), app, params or {}).kill(str(ctx.resume["id"]))
+    _kill(ctx, service, _service(service), app, params or {})
 
 
 @module.method(waits=True, cancel=_run_cancel)
@@ -87,8 +110,7 @@ def run(ctx: StepContext, service: str, app: str, params: dict[str, Any] | None 
     app: the service's app (BV-BRC: GenomeAssembly2, ...).
     params: the app's parameters, as the service takes them.
     """
-    config = _service(service)
-    return run_job(ctx, _client(ctx, config, app, params or {}), config.policy)
+    return _job(ctx, service, _service(service), app, params or {})
 
 
 def _http_client(params: Mapping[str, Any]) -> HttpJob:
@@ -149,12 +171,11 @@ def app_module(name: str, app: JobApp, service: JobService) -> StepModule:
                      f"({service.client}).", default_method="run", runs_code=False)
 
     def cancel(ctx: StepContext, **params: Any) -> None:
-        if ctx.resume:
-            _client(ctx, service, app_id, params).kill(str(ctx.resume["id"]))
+        _kill(ctx, app.service, service, app_id, params)
 
     def run_app(ctx: StepContext, **params: Any) -> dict[str, Any]:
         """Submit the app's job with these params; poll it until it ends."""
-        return run_job(ctx, _client(ctx, service, app_id, params), service.policy)
+        return _job(ctx, app.service, service, app_id, params)
 
     mod.method(run_app, name="run", waits=True, cancel=cancel)
     return mod

@@ -10,6 +10,9 @@ Checking is split so that the caller (``chordflow.api.security``) can refuse a c
 over its failure budget between the cheap parts and the scrypt: ``cached`` (no store, no
 hash), ``parse`` (a malformed token costs nothing), then ``check``, which looks the id
 up and hashes only for a key that exists and is not revoked.
+
+A key may carry a job service's token for its user (``set_token``), stored encrypted
+and never returned (chordflow.jobs.key_tokens).
 """
 
 from __future__ import annotations
@@ -19,12 +22,15 @@ import hmac
 import secrets
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from chordflow.api.principal import Principal, Role
 from chordflow.engine.records import now
+from chordflow.engine.redaction import MASK
+from chordflow.jobs.key_tokens import TOKEN_FIELD, encrypt
 from pymongo.database import Database
 
 CACHE_SECONDS = 10.0
@@ -75,9 +81,10 @@ class Verdict:
 
 
 def _public(doc: dict[str, Any]) -> dict[str, Any]:
-    """A key's record without its salt and hash."""
-    return ({k: doc.get(k) for k in ("name", "role", "created_at", "revoked_at")}
-            | {"key_id": doc["_id"]})
+    """A key's record without its salt and hash; a stored token shows as ``***``."""
+    return ({k: doc.get(k) for k in ("name", "role", "created_at", "revoked_at",
+                                     "token_set_at")}
+            | {"key_id": doc["_id"], "token": MASK if doc.get(TOKEN_FIELD) else None})
 
 
 class ApiKeys:
@@ -121,6 +128,21 @@ class ApiKeys:
                                           {"$set": {"role": str(role)}})
         with self._lock:
             self._cache.clear()
+        return done.matched_count == 1
+
+    def set_token(self, key_id: str, token: str, secrets: Mapping[str, str]) -> bool:
+        """Store ``token`` (a job service's, chordflow.jobs.key_tokens) with an active
+        key, encrypted; False if there is no active key ``key_id``. KeyTokenError if
+        this process cannot encrypt (the cipher's secret is missing)."""
+        done = self.collection.update_one(
+            {"_id": key_id, "revoked_at": None},
+            {"$set": {TOKEN_FIELD: encrypt(token, secrets), "token_set_at": now()}})
+        return done.matched_count == 1
+
+    def clear_token(self, key_id: str) -> bool:
+        """Forget a key's stored token; False if there is no key ``key_id``."""
+        done = self.collection.update_one({"_id": key_id},
+                                          {"$set": {TOKEN_FIELD: None, "token_set_at": None}})
         return done.matched_count == 1
 
     def cached(self, token: str) -> Principal | None:

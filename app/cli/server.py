@@ -24,9 +24,9 @@ err = Console(stderr=True)
 #: Seconds the API's open requests (event streams) get to end after SIGTERM.
 SHUTDOWN_GRACE = 2
 
-keys_app = typer.Typer(help="Create, list, change the role of and revoke API keys "
-                            "(directly in MongoDB).", no_args_is_help=True,
-                       context_settings=CONTEXT)
+keys_app = typer.Typer(help="Create, list, change the role of, store a job service "
+                            "token with and revoke API keys (directly in MongoDB).",
+                       no_args_is_help=True, context_settings=CONTEXT)
 
 
 class RoleName(StrEnum):
@@ -169,11 +169,67 @@ def list_keys(as_json: JsonOpt = False) -> None:
     if as_json:
         sys.stdout.write(json.dumps(keys, default=str) + "\n")
         return
-    table = Table("id", "name", "role", "revoked")
+    table = Table("id", "name", "role", "token", "revoked")
     for key in keys:
-        table.add_row(key["key_id"], key["name"], key["role"],
+        table.add_row(key["key_id"], key["name"], key["role"], key.get("token") or "",
                       "yes" if key["revoked_at"] else "")
     out.print(table)
+
+
+@keys_app.command("set-token")
+def set_key_token(
+    key_id: Annotated[str, typer.Argument(help="The key's id.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Store a job service token with a key (its user's BV-BRC token, say), read from
+    standard input (never an argument: shells and ps would show it).
+
+    Runs the key submits use it on job services with token_from: key. It is stored
+    encrypted with the secret TOKEN_ENCRYPTION_KEY (this process, the API and the
+    workers need the same one) and never shown again.
+
+    Example: chordflow keys set-token 1a2b3c < ~/.patric_token
+    """
+    from chordflow.config import get_settings
+    from chordflow.jobs.key_tokens import KeyTokenError
+
+    if sys.stdin.isatty():
+        import getpass
+
+        token = getpass.getpass("token: ")
+    else:
+        token = sys.stdin.read().strip()
+    if len(token) < 3:
+        err.print("[bold red]error:[/] no token on standard input", highlight=False)
+        raise typer.Exit(2)
+    try:
+        stored = _keys().set_token(key_id, token, get_settings().load_secrets())
+    except KeyTokenError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    if not stored:
+        err.print(f"[bold red]error:[/] no active key {key_id}", highlight=False)
+        raise typer.Exit(2)
+    if as_json:
+        sys.stdout.write(json.dumps({"key_id": key_id, "token": "***"}) + "\n")
+    else:
+        out.print(f"key {key_id} now carries a token (stored encrypted)", highlight=False)
+
+
+@keys_app.command("clear-token")
+def clear_key_token(key_id: Annotated[str, typer.Argument(help="The key's id.")],
+                    as_json: JsonOpt = False) -> None:
+    """Forget the token stored with a key.
+
+    Example: chordflow keys clear-token 1a2b3c
+    """
+    if not _keys().clear_token(key_id):
+        err.print(f"[bold red]error:[/] no key {key_id}", highlight=False)
+        raise typer.Exit(2)
+    if as_json:
+        sys.stdout.write(json.dumps({"key_id": key_id, "token": None}) + "\n")
+    else:
+        out.print(f"key {key_id} carries no token", highlight=False)
 
 
 @keys_app.command("revoke")

@@ -66,7 +66,7 @@ from chordflow.engine.state import (
     StepStatus,
 )
 from chordflow.engine.store import Store
-from chordflow.engine.waiting import cancel_job, job_record, resume_state
+from chordflow.engine.waiting import cancel_job, job_record, recorded_job, resume_state
 from chordflow.errors import (
     ChordflowError,
     DispatchFailed,
@@ -308,19 +308,19 @@ class Engine(Release, Recovery):
             return False
         reruns = self.store.get_run(run_id).reruns
         task_ids: list[str] = []
-        #: Steps waiting for a job elsewhere (app/engine/waiting.py): cancelled too.
-        jobs: dict[str, dict[str, Any]] = {}
+        #: Steps and foreach elements waiting for a job elsewhere
+        #: (app/engine/waiting.py): their jobs are cancelled too.
+        jobs: dict[TaskKey, dict[str, Any]] = {}
         # Twice: a step released while the first sweep ran is caught by the second. By
         # run_id, not steps_of: a cancel must not depend on the plan still compiling.
         for _ in range(2):
             for name, rec in self.store.get_steps(run_id).items():
                 task_ids += _live_task_ids(run_id, name, rec, reruns)
-                if rec.job and rec.status in STEP_UNFINISHED:
-                    jobs[name] = rec.job
+                jobs.update(_live_jobs(name, rec))
                 self._cancel_step(run_id, name, rec, reason)
         self.dispatcher.revoke(run_id, task_ids)
-        for name, job in jobs.items():
-            self._cancel_job(run_id, name, job)
+        for key, job in jobs.items():
+            self._cancel_job(run_id, key, job)
         self._event(run_id, "run_cancelled", data={"reason": reason})
         if self.on_finish:
             self.on_finish(run_id, RunStatus.CANCELLED)
@@ -591,26 +591,37 @@ class Engine(Release, Recovery):
                          "job": state.get("id"), "polls": msg.poll + 1})
             self.dispatcher.dispatch(replace(
                 self._message(run, sp, key, msg.attempt, outcome.wait), poll=msg.poll + 1))
-        elif self.store.get_run(run.id).status is RunStatus.CANCELLED:
-            self._cancel_job(run.id, sp.name, job_record(msg.attempt, state, msg.poll))
+        elif self.store.get_run(run.id).status is RunStatus.CANCELLED and \
+                not recorded_job(self._unit(run.id, key), msg.attempt, state):
+            # Only a job the cancel could not see (submitted by this very call): one
+            # it found recorded, it killed.
+            self._cancel_job(run.id, key, job_record(msg.attempt, state, msg.poll))
 
-    def _cancel_job(self, run_id: str, name: str, job: Mapping[str, Any]) -> None:
-        """Stop the job a step of a cancelled run waits for (its method's ``cancel``
-        hook, with its params rendered again: the recorded ones are masked)."""
-        key = TaskKey(name)
+    def _cancel_job(self, run_id: str, key: TaskKey, job: Mapping[str, Any]) -> None:
+        """Stop the job a step (or a ``foreach`` element) of a cancelled run waits for
+        (its method's ``cancel`` hook, with its params rendered again, the element's
+        ``${item}`` included: the recorded ones are masked)."""
+        name = key.step
         try:
             run = self.store.get_run(run_id)
             sp = self.plan_for(run).steps[name]
             if sp.method.cancel is None:
                 return
             records = self.store.get_steps(run_id, sp.reads) if sp.reads else {}
-            params = sp.method.validate(sp.params.render(resolve_in(self._scope(run, records))))
+            scope = self._scope(run, records)
+            if key.index is not None:
+                item = self.store.get_item(run_id, name, key.index)
+                scope["item"] = item.value if item is not None else None
+                scope["item_index"] = key.index
+            params = sp.method.validate(sp.params.render(resolve_in(scope)))
             ctx = StepContext(
                 run_id=run_id, step=name, attempt=int(job.get("attempt") or 0),
-                logger=logging.LoggerAdapter(step_log, {"run_id": run_id, "step": name}),
+                logger=logging.LoggerAdapter(step_log, {"run_id": run_id,
+                                                        "step": key.token}),
                 workdir_root=self.workdir, workflow=run.workflow, worker=self.worker,
                 secrets={n: self.secrets[n] for n in sp.secrets if n in self.secrets},
                 connections=self._resolve_connection, resume=job.get("state"),
+                item_index=key.index,
             )
             error = cancel_job(sp.method, params, ctx)
         except (ChordflowError, KeyError) as exc:
@@ -982,6 +993,16 @@ class Engine(Release, Recovery):
             self.attempt_failed(msg, f"internal error: {type(exc).__name__}: {exc}")
         except ChordflowError:
             log.exception("could not record the failure of %s", msg.task_id)
+
+
+def _live_jobs(name: str, rec: StepRecord) -> dict[TaskKey, dict[str, Any]]:
+    """The jobs elsewhere that a step and its ``foreach`` elements, not finished yet,
+    wait for (app/engine/waiting.py)."""
+    jobs = {TaskKey(name): rec.job} if rec.job and rec.status in STEP_UNFINISHED else {}
+    for index, item in enumerate(rec.items or ()):
+        if item.job and item.status in STEP_UNFINISHED:
+            jobs[TaskKey(name, index)] = item.job
+    return jobs
 
 
 def _live_task_ids(run_id: str, name: str, rec: StepRecord, generation: int) -> list[str]:

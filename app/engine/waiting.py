@@ -29,11 +29,14 @@ Decisions where Celery, Airflow and Prefect users have expectations:
 - ``retries`` retry the whole job (a new attempt submits again; the state of an
   earlier attempt is never resumed), ``timeout`` bounds each call of the method, and
   the job's own limit is the module's (``job_timeout``).
-- Cancelling the run cancels the job: each step that has a recorded job and is not
-  finished has its method's ``cancel`` hook called with the state, where the cancel
-  is made (the API, the CLI or the embedded executor, with that process's secrets). A
-  cancel that comes while the job is being submitted is caught when the submission
-  returns: the step is cancelled by then, so the new job is cancelled at once.
+- Cancelling the run cancels the job: each step, and each ``foreach`` element, that
+  has a recorded job and is not finished has its method's ``cancel`` hook called with
+  the state and its params rendered again (an element's with its ``${item}``), where
+  the cancel is made (the API, the CLI or the embedded executor, with that process's
+  secrets). A cancel that comes while the job is being submitted is caught when the
+  submission returns: the step is cancelled by then, so the new job is cancelled at
+  once. A cancel that comes during a poll has killed the recorded job already: the
+  poll, when it returns, does not kill it again (:func:`recorded_job`).
 """
 
 from __future__ import annotations
@@ -61,6 +64,18 @@ def resume_state(record: StepRecord | ItemRecord | None, attempt: int) -> dict[s
         return None
     state = job.get("state")
     return dict(state) if isinstance(state, dict) else None
+
+
+def recorded_job(record: StepRecord | ItemRecord | None, attempt: int,
+                 state: dict[str, Any]) -> bool:
+    """Is the job of ``state`` the one the record keeps for this attempt? A cancel
+    kills the jobs it finds recorded; a poll that ends after the cancel must not kill
+    that job again, only one it submitted itself, which no record has yet."""
+    job = record.job if record is not None else None
+    if not job or job.get("attempt") != attempt:
+        return False
+    kept = job.get("state")
+    return isinstance(kept, dict) and kept.get("id") == state.get("id")
 
 
 def cancel_job(method: MethodSpec, params: dict[str, Any], ctx: StepContext) -> str | None:

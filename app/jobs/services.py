@@ -17,7 +17,9 @@ the replaced engine's format (``app: GenomeAssembly2``) runs unchanged.
 The token is a secret's *name* (``token_secret``), resolved on the worker that polls
 (or the process that cancels) as a named connection's credentials are
 (chordflow.connections): it is never part of a record, and every record, event and
-error masks its value (app/engine/redaction.py).
+error masks its value (app/engine/redaction.py). With ``token_from: key`` it is the
+token stored with the API key that submitted the run (chordflow.jobs.key_tokens),
+resolved and masked the same way.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any, Literal
 
 from chordflow.jobs.bvbrc import AppJob, AppService
 from chordflow.jobs.http_jobs import HttpJob, compile_path
+from chordflow.jobs.key_tokens import token_of_run
 from chordflow.jobs.polling import PollPolicy
 from chordflow.modules.context import StepContext
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -43,6 +46,10 @@ class JobService(BaseModel):
     url: str | None = None
     #: The name of the secret holding the token (never the token itself).
     token_secret: str | None = None
+    #: Where the token comes from: ``secret`` (``token_secret``, one token for every
+    #: run) or ``key``: the token stored with the API key that submitted the run
+    #: (chordflow.jobs.key_tokens), each user's own.
+    token_from: Literal["secret", "key"] = "secret"
     #: bvbrc: the workspace folder given to ``start_app`` when the params have no
     #: ``output_path``.
     workspace: str = ""
@@ -68,6 +75,9 @@ class JobService(BaseModel):
 
     @model_validator(mode="after")
     def _complete(self) -> JobService:
+        if self.token_from == "key" and self.token_secret:
+            raise ValueError("token_secret: not with token_from key (the token is the "
+                             "submitting key's)")
         if self.client == "bvbrc" and not self.url:
             raise ValueError("url: the app service's URL is required for client bvbrc")
         if self.client == "http":
@@ -128,9 +138,12 @@ def _one_line(exc: ValidationError) -> str:
                      for e in exc.errors())
 
 
-def token_of(ctx: StepContext, service: JobService) -> str | None:
-    """The service's token, from the secret it names, on this process (a missing
-    secret fails the step, naming it)."""
+def token_of(ctx: StepContext, service: JobService, name: str = "") -> str | None:
+    """The service's token, on this process: the submitting key's (``token_from:
+    key``), else from the secret it names (a missing one fails the step, naming it)."""
+    if service.token_from == "key":
+        return token_of_run(ctx.run_id, f"job service '{name}'" if name else "the job "
+                            "service")
     if not service.token_secret:
         return None
     if ctx.connections is None:
@@ -142,18 +155,18 @@ def token_of(ctx: StepContext, service: JobService) -> str | None:
     return resolved.credential("token")
 
 
-def app_job(ctx: StepContext, service: JobService, app_id: str, params: dict[str, Any]
+def app_job(service: JobService, app_id: str, params: dict[str, Any], token: str | None
             ) -> AppJob:
-    client = AppService(service.url or "", token_of(ctx, service), service.request_timeout)
+    client = AppService(service.url or "", token, service.request_timeout)
     workspace = str(params.get("output_path") or service.workspace)
     return AppJob(client, app_id, params, workspace)
 
 
-def http_job(ctx: StepContext, service: JobService, body: Any) -> HttpJob:
+def http_job(service: JobService, body: Any, token: str | None) -> HttpJob:
     return HttpJob(submit_url=service.submit_url or "", status_url=service.status_url or "",
                    body=body, submit_method=service.submit_method, id_path=service.id_path,
                    state_path=service.state_path, done_states=service.done_states,
                    failed_states=service.failed_states, result_path=service.result_path,
                    cancel_url=service.cancel_url, cancel_method=service.cancel_method,
-                   headers=service.headers, token=token_of(ctx, service),
+                   headers=service.headers, token=token,
                    timeout=service.request_timeout)

@@ -271,6 +271,8 @@ MINIMUM: dict[tuple[str, str], str | None] = {
     ("POST", "/api/v1/keys"): "admin",
     ("PATCH", "/api/v1/keys/{key_id}"): "admin",
     ("DELETE", "/api/v1/keys/{key_id}"): "admin",
+    ("PUT", "/api/v1/keys/{key_id}/token"): "admin",
+    ("DELETE", "/api/v1/keys/{key_id}/token"): "admin",
     ("GET", "/api/v1/audit"): "admin",
     ("GET", "/api/v1/remotes"): "viewer",
     ("GET", "/api/v1/remotes/{name}"): "viewer",

@@ -18,6 +18,10 @@ from tests.servers import free_port, stop, wait_for_port
 
 #: The token the service expects (a secret of the test workers and the test API).
 JOB_TOKEN = "bvbrc-token-271828-never-in-clear"
+#: A user's own token, stored with their API key (token_from: key); the service takes it.
+KEY_TOKEN = "un=alice@bvbrc|tokenid=31415926|sig=key-token-never-in-clear"
+#: The secret that encrypts tokens stored with keys (chordflow.jobs.key_tokens).
+CIPHER = {"TOKEN_ENCRYPTION_KEY": "test-cipher-secret-0123456789abcdef"}
 
 
 @dataclass
@@ -37,6 +41,7 @@ class JobService:
         poll = {"poll_interval": 0.5, "max_poll_interval": 2.0, "backoff": 1.5, **policy}
         return {"bvbrc": {"client": "bvbrc", "url": self.rpc, "token_secret": "BVBRC_TOKEN",
                           **poll},
+                "keyed": {"client": "bvbrc", "url": self.rpc, "token_from": "key", **poll},
                 "jobs": {"client": "http", "submit_url": f"{self.url}/jobs",
                          "status_url": f"{self.url}/jobs/{{id}}", "id_path": "job.id",
                          "state_path": "state", "done_states": ["completed"],
@@ -51,7 +56,8 @@ class JobService:
                     "GenomeAssembly2": "bvbrc", "GenomeAnnotation": "bvbrc",
                     "ComprehensiveGenomeAnalysis": {"service": "bvbrc",
                                                     "app_id": "ComprehensiveGenomeAnalysis"},
-                    "Sleeper": "jobs"})}
+                    "Sleeper": "jobs",
+                    "KeyedAssembly": {"service": "keyed", "app_id": "GenomeAssembly2"}})}
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +66,8 @@ def job_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JobService
     log = tmp_path_factory.mktemp("jobservice") / "jobservice.log"
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("jobservice.py")),
-                                 str(port)], env={"JOB_TOKEN": JOB_TOKEN, "PATH": ""},
+                                 str(port)], env={"JOB_TOKEN": f"{JOB_TOKEN},{KEY_TOKEN}",
+                                                "PATH": ""},
                                 stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_for_port(port, proc, log=log)

@@ -4,9 +4,10 @@ HTTP job API at ``/jobs``, and ``GET /_jobs`` listing every job for the tests' c
 
 Jobs take ``test_duration`` seconds (a param of the job; 2 by default), then complete,
 or fail if ``test_fail`` is set; a job with ``test_vanish_after`` is forgotten that many
-seconds after its submission (as a scheduler that lost it). Every call must carry the
-token of the ``JOB_TOKEN`` environment variable (JSON-RPC: the ``Authorization``
-header as it is; HTTP: ``Bearer``).
+seconds after its submission (as a scheduler that lost it). Every call must carry one
+of the tokens of the ``JOB_TOKEN`` environment variable (comma-separated; JSON-RPC:
+the ``Authorization`` header as it is; HTTP: ``Bearer``); each job records the token
+it was submitted with (``token``) and the one of its last kill (``kill_token``).
 
 Usage: python jobservice.py PORT
 """
@@ -22,7 +23,7 @@ import time
 import uuid
 from typing import Any
 
-TOKEN = os.environ.get("JOB_TOKEN", "")
+TOKENS = {t for t in os.environ.get("JOB_TOKEN", "").split(",") if t}
 JOBS: dict[str, dict[str, Any]] = {}
 LOCK = threading.Lock()
 
@@ -52,30 +53,31 @@ def _task(job_id: str) -> dict[str, Any] | None:
             "submit_time": job["submitted"]}
 
 
-def _submit(app: str, params: dict[str, Any], workspace: str) -> str:
+def _submit(app: str, params: dict[str, Any], workspace: str, token: str) -> str:
     job_id = str(uuid.uuid4().int % 10**9)
     with LOCK:
         JOBS[job_id] = {"app": app, "params": params, "workspace": workspace,
                         "submitted": time.time(), "killed": False, "kills": 0,
-                        "polls": 0}
+                        "polls": 0, "token": token, "kill_token": None}
     return job_id
 
 
-def _kill(job_id: str) -> bool:
+def _kill(job_id: str, token: str) -> bool:
     with LOCK:
         job = JOBS.get(job_id)
         if job is None:
             return False
         job["kills"] += 1
+        job["kill_token"] = token
         was_running = _status(job) in ("queued", "in-progress")
         job["killed"] = job["killed"] or was_running
         return was_running
 
 
-def rpc(method: str, params: list[Any]) -> Any:
+def rpc(method: str, params: list[Any], token: str) -> Any:
     if method == "AppService.start_app":
         app, app_params, workspace = params
-        return [_task(_submit(app, app_params, workspace))]
+        return [_task(_submit(app, app_params, workspace, token))]
     if method == "AppService.query_tasks":
         found = {}
         for job_id in params[0]:
@@ -86,7 +88,7 @@ def rpc(method: str, params: list[Any]) -> Any:
                     found[job_id] = task
         return [found]
     if method == "AppService.kill_task":
-        killed = _kill(params[0])
+        killed = _kill(params[0], token)
         return [1 if killed else 0, "killed" if killed else "not running"]
     raise KeyError(method)
 
@@ -110,12 +112,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         if self.path == "/rpc":
             call = self._body()
-            if self.headers.get("Authorization") != TOKEN:
+            token = self.headers.get("Authorization") or ""
+            if token not in TOKENS:
                 self._send(500, {"version": "1.1", "id": call.get("id"), "error": {
                     "name": "JSONRPCError", "code": -32400, "message": "Invalid token"}})
                 return
             try:
-                result = rpc(call["method"], call["params"])
+                result = rpc(call["method"], call["params"], token)
             except KeyError as exc:
                 self._send(500, {"version": "1.1", "id": call.get("id"), "error": {
                     "name": "JSONRPCError", "code": -32601,
@@ -123,11 +126,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return
             self._send(200, {"version": "1.1", "id": call.get("id"), "result": result})
         elif self.path == "/jobs":
-            if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+            token = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+            if token not in TOKENS:
                 self._send(401, {"error": "unauthorized"})
                 return
             body = self._body() or {}
-            job_id = _submit(body.get("app", "http"), body.get("params") or {}, "")
+            job_id = _submit(body.get("app", "http"), body.get("params") or {}, "", token)
             self._send(201, {"job": {"id": job_id}})
         else:
             self._send(404, {"error": "no such path"})
@@ -150,7 +154,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_DELETE(self) -> None:
         job_id = self.path.rsplit("/", 1)[1]
-        self._send(200 if _kill(job_id) else 404, {"job": job_id})
+        token = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+        self._send(200 if _kill(job_id, token) else 404, {"job": job_id})
 
 
 if __name__ == "__main__":

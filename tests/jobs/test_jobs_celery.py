@@ -5,12 +5,15 @@ stack: Redis, the MongoDB-protocol server, ONE Celery worker of concurrency 1, t
 Ten jobs of one run are left pending on the service while a 3-step workflow in the
 replaced engine's format runs to the end on that single worker slot: a waiting job
 holds no slot. The run's document shows each step's job id as its ``task_id``;
-cancelling the run kills its ten jobs on the service; a vanished job fails its step.
+cancelling the run kills its ten jobs on the service, and those of a ``foreach``'s
+elements; a vanished job fails its step. A service with ``token_from: key`` sends the
+token stored with the submitting API key, which no answer, record or log shows.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,10 +23,18 @@ from typing import Any
 
 import httpx
 import pytest
+from pymongo import MongoClient
 
-from tests.api.conftest import make_key, start_api
-from tests.jobs.conftest import JOB_TOKEN, JobService
-from tests.servers import TEST_SECRETS, celery_worker, redis_server, stop_group, worker_env
+from tests.api.conftest import CHORDFLOW, make_key, start_api
+from tests.jobs.conftest import CIPHER, JOB_TOKEN, KEY_TOKEN, JobService
+from tests.servers import (
+    ROOT,
+    TEST_SECRETS,
+    celery_worker,
+    redis_server,
+    stop_group,
+    worker_env,
+)
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -33,6 +44,8 @@ class Stack:
     api: httpx.Client
     service: JobService
     log: Path
+    env: dict[str, str]
+    mongo_url: str
 
     def status(self, run_id: str) -> dict[str, Any]:
         answer = self.api.get(f"/api/v1/workflows/{run_id}/status")
@@ -61,7 +74,7 @@ def stack(mongo_url: str, job_service: JobService,
     base = tmp_path_factory.mktemp("jobs-celery")
     with redis_server() as (broker, _, _):
         env = worker_env(broker, mongo_url, f"j{uuid.uuid4().hex[:10]}", base / "work",
-                         CHORDFLOW_SECRETS=json.dumps({**TEST_SECRETS,
+                         CHORDFLOW_SECRETS=json.dumps({**TEST_SECRETS, **CIPHER,
                                                        "BVBRC_TOKEN": JOB_TOKEN}),
                          # The dialect tests' hand-written app modules would clash.
                          CHORDFLOW_MODULES_PATH="", **job_service.env())
@@ -72,7 +85,7 @@ def stack(mongo_url: str, job_service: JobService,
             try:
                 with httpx.Client(base_url=url, timeout=30,
                                   headers={"Authorization": f"Bearer {key}"}) as client:
-                    yield Stack(client, job_service, log)
+                    yield Stack(client, job_service, log, env, mongo_url)
             finally:
                 stop_group(proc)
 
@@ -163,3 +176,106 @@ def test_vanished_and_failed_jobs_fail_their_steps(stack: Stack) -> None:
     assert steps["broken"]["status"] == "failed"
     assert "failed (failed)" in steps["broken"]["error_message"]
     assert steps["after"]["status"] == "upstream_failed"
+
+
+def test_cancel_kills_the_jobs_of_foreach_elements(stack: Stack) -> None:
+    workspace = "/tester@bvbrc/home/fan"
+    answer = stack.api.post("/api/v1/runs", json={"workflow": {
+        "name": "fan-out-jobs", "steps": [{
+            "name": "each", "module": "GenomeAssembly2", "foreach": [0, 1, 2],
+            "params": {"output_path": workspace, "output_file": "f${item}",
+                       "test_duration": 600}}]}})
+    assert answer.status_code == 201, answer.text
+    run_id = answer.json()["run_id"]
+    deadline = time.monotonic() + 60
+    while len(jobs_of(stack.service, workspace)) < 3:
+        assert time.monotonic() < deadline, stack.api.get(f"/api/v1/runs/{run_id}").text
+        time.sleep(0.2)
+    answer = stack.api.post(f"/api/v1/runs/{run_id}/cancel")
+    assert answer.status_code == 200, answer.text
+    jobs = jobs_of(stack.service, workspace)
+    assert sorted((job["params"]["output_file"], job["status"], job["kills"])
+                  for job in jobs.values()) == [(f"f{i}", "deleted", 1) for i in range(3)]
+    events = [json.loads(line[len("data: "):]) for line in
+              stack.api.get(f"/api/v1/runs/{run_id}/events").text.splitlines()
+              if line.startswith("data: {\"type\"")]
+    assert sorted(e["step"] for e in events if e["type"] == "job_cancelled") == \
+        [f"each[{i}]" for i in range(3)]
+
+
+def new_key(stack: Stack, name: str) -> tuple[str, str]:
+    """An operator key (the key, its id), made by the admin API (faster than the CLI)."""
+    made = stack.api.post("/api/v1/keys", json={"name": name, "role": "operator"}).json()
+    return str(made["key"]), str(made["key_id"])
+
+
+def set_token_cli(stack: Stack, key_id: str, token: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CHORDFLOW, "keys", "set-token", key_id, "--json"], input=token,
+                          env=stack.env, capture_output=True, text=True, timeout=60, cwd=ROOT)
+
+
+def test_token_from_key_sends_the_submitting_keys_token_never_recorded(stack: Stack) -> None:
+    alice, alice_id = new_key(stack, "alice")
+    done = set_token_cli(stack, alice_id, KEY_TOKEN)
+    assert done.returncode == 0, done.stderr
+    assert KEY_TOKEN not in done.stdout + done.stderr
+    headers = {"Authorization": f"Bearer {alice}"}
+
+    def submit(name: str, workspace: str, duration: float, key: str = alice) -> str:
+        answer = stack.api.post("/api/v1/workflows/submit", headers={
+            "Authorization": f"Bearer {key}"}, json={"workflow_name": name, "steps": [
+                {"step_name": "asm", "app": "KeyedAssembly",
+                 "params": {"output_path": workspace, "test_duration": duration}}]})
+        assert answer.status_code == 200, answer.text
+        return str(answer.json()["workflow_id"])
+
+    run_id = submit("keyed", "/alice/home/keyed", 1)
+    assert stack.wait(run_id)["status"] == "succeeded"
+    [job] = jobs_of(stack.service, "/alice/home/keyed").values()
+    assert job["token"] == KEY_TOKEN and job["polls"] >= 1  # the key's, not the secret's
+
+    # Cancelled: the kill is sent (by the API) with the same key's token.
+    long_id = submit("keyed-long", "/alice/home/keyed-long", 600)
+    deadline = time.monotonic() + 30
+    while not jobs_of(stack.service, "/alice/home/keyed-long"):
+        assert time.monotonic() < deadline, stack.status(long_id)
+        time.sleep(0.2)
+    assert stack.api.post(f"/api/v1/workflows/{long_id}/cancel").status_code == 200
+    [killed] = jobs_of(stack.service, "/alice/home/keyed-long").values()
+    assert (killed["status"], killed["kill_token"]) == ("deleted", KEY_TOKEN)
+
+    # A key without a token: the step fails for good, naming the key and the fix.
+    bob, bob_id = new_key(stack, "bob")
+    failed_id = submit("keyed-bob", "/bob/home", 1, key=bob)
+    assert stack.wait(failed_id)["status"] == "failed"
+    [step] = stack.api.get(f"/api/v1/workflows/{failed_id}").json()["steps"]
+    assert f"API key {bob_id} (bob) has no stored token" in step["error_message"]
+    assert "chordflow keys set-token" in step["error_message"]
+    assert jobs_of(stack.service, "/bob/home") == {}
+
+    # Never in clear: not in what the API answers, nor in MongoDB, nor in the logs.
+    for rid in (run_id, long_id):
+        for path in (f"/api/v1/runs/{rid}", f"/api/v1/runs/{rid}/logs",
+                     f"/api/v1/runs/{rid}/events", f"/api/v1/workflows/{rid}",
+                     f"/api/v1/workflows/{rid}/status", f"/api/v1/workflows/{rid}/logs"):
+            answer = stack.api.get(path, headers=headers)
+            assert answer.status_code in (200, 404), (path, answer.text)
+            assert KEY_TOKEN not in answer.text, path
+    db = MongoClient(stack.mongo_url, serverSelectionTimeoutMS=10_000)[stack.env[
+        "CHORDFLOW_MONGO_DB"]]
+    docs = [doc for rid in (run_id, long_id) for doc in
+            [*db.runs.find({"_id": rid}), *db.steps.find({"run_id": rid}),
+             *db.items.find({"run_id": rid}), *db.events.find({"run_id": rid})]]
+    assert len(docs) > 5 and KEY_TOKEN not in json.dumps(docs, default=str)
+    stored = db.api_keys.find_one({"_id": alice_id})
+    assert stored["token_cipher"] and KEY_TOKEN not in json.dumps(stored, default=str)
+    assert KEY_TOKEN not in stack.log.read_text() + (stack.log.parent / "api.log").read_text()
+
+    # The admin API stores one too, and shows none: "***".
+    keys = {k["key_id"]: k for k in stack.api.get("/api/v1/keys").json()}
+    assert keys[alice_id]["token"] == "***" and keys[bob_id]["token"] is None
+    answer = stack.api.put(f"/api/v1/keys/{bob_id}/token",
+                           json={"token": KEY_TOKEN})
+    assert answer.status_code == 200 and answer.json()["token"] == "***", answer.text
+    assert KEY_TOKEN not in answer.text
+    assert stack.api.put("/api/v1/keys/nope/token", json={"token": "x" * 8}).status_code == 404

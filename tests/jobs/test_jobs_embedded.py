@@ -6,6 +6,7 @@ fail their step, saying so; the token is sent and never recorded in clear."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from chordflow.modules.job import app_modules
 from chordflow.modules.registry import Registry, load_registry
 from chordflow.workflow.loader import load_data
 
-from tests.jobs.conftest import JOB_TOKEN, JobService
+from tests.jobs.conftest import JOB_TOKEN, KEY_TOKEN, JobService
 
 
 def registry_for(service: JobService, **policy: Any) -> Registry:
@@ -73,6 +74,8 @@ def test_apps_and_http_jobs_succeed_with_outputs(job_service: JobService,
     assert report["steps"]["assemble"]["attempts"] == 1
     waits = [e for e in events if e["type"] == "step_waiting" and e["step"] == "assemble"]
     assert len(waits) >= 2 and waits[0]["data"]["job"] == assemble["job_id"]
+    # The configured service's polling: poll_interval 0.5, then backoff 1.5 (max 2).
+    assert [w["data"]["after"] for w in waits][:2] == [0.5, 0.75]
     assert JOB_TOKEN not in json.dumps([report, events])
 
 
@@ -99,6 +102,8 @@ def test_failed_vanished_and_timed_out_jobs_fail_their_steps(job_service: JobSer
          "params": {"test_duration": 0.5, "test_fail": True}},
         {"step_name": "vanishes", "app": "GenomeAnnotation",
          "params": {"test_duration": 30, "test_vanish_after": 0.8}},
+        {"step_name": "http_vanishes", "app": "Sleeper",  # its status URL answers 404
+         "params": {"test_duration": 30, "test_vanish_after": 0.8}},
     ]}
     report, _ = run(doc, registry_for(job_service), tmp_path)
     steps = report["steps"]
@@ -108,6 +113,9 @@ def test_failed_vanished_and_timed_out_jobs_fail_their_steps(job_service: JobSer
     assert "BV-BRC app service" in steps["fails"]["error"]
     assert steps["vanishes"]["status"] == "failed"
     assert "is gone from the BV-BRC app service" in steps["vanishes"]["error"]
+    assert steps["http_vanishes"]["status"] == "failed"
+    assert f"is gone from the job service at {job_service.url}/jobs: the service no " \
+        "longer knows it" in steps["http_vanishes"]["error"]
 
     slow = {"workflow_name": "slow-job", "steps": [
         {"step_name": "slow", "app": "GenomeAssembly2", "params": {"test_duration": 60}}]}
@@ -123,6 +131,12 @@ def test_bad_service_configuration_names_the_field() -> None:
         app_modules({"X": "nope"}, {})
     with pytest.raises(JobConfigError, match="job_services.s: .*url"):
         app_modules({}, {"s": {"client": "bvbrc"}})
+    with pytest.raises(JobConfigError, match="job_services.k: .*token_secret: not with "
+                       "token_from key"):
+        app_modules({}, {"k": {"client": "bvbrc", "url": "http://x/", "token_from": "key",
+                               "token_secret": "T"}})
+    with pytest.raises(JobConfigError, match="job_services.k: token_from"):
+        app_modules({}, {"k": {"client": "bvbrc", "url": "http://x/", "token_from": "user"}})
     with pytest.raises(JobConfigError, match="job_services.h: .*state_path.*JSONPath"):
         app_modules({}, {"h": {"client": "http", "submit_url": "http://x/", "status_url":
                                "http://x/{id}", "state_path": "a[[["}})
@@ -155,3 +169,38 @@ def test_a_duplicate_wake_up_polls_the_recorded_job_and_never_submits_again(
     assert report["steps"]["once"]["attempts"] == 1
     mine = [k for k, v in job_service.jobs().items() if v["workspace"] == "/tester@bvbrc/home/dup"]
     assert mine == [job_id]
+
+
+def test_a_keys_token_is_masked_in_all_a_job_call_leaves() -> None:
+    """Unit test of chordflow.jobs.key_tokens.masked: a service that echoes the token
+    in an error, a wait state or a result leaves only ``***`` behind."""
+    from chordflow.errors import StepFailed, StepWaiting
+    from chordflow.jobs.key_tokens import masked
+    from chordflow.modules.context import CapturingLogger, StepContext
+    from chordflow.modules.limits import Captured
+
+    captured = Captured(None)
+    ctx = StepContext(run_id="r", step="s", attempt=1, captured=captured,
+                      logger=CapturingLogger(logging.getLogger("t"), {}, captured))
+
+    def echo(raise_: Exception | None) -> Any:
+        def call(c: StepContext) -> Any:
+            c.logger.warning("refused with %s", KEY_TOKEN)
+            if raise_ is not None:
+                raise raise_
+            return {"task": {"auth": KEY_TOKEN}}
+        return call
+
+    assert masked(KEY_TOKEN, ctx, echo(None)) == {"task": {"auth": "***"}}
+    final = StepFailed(f"Invalid token {KEY_TOKEN}")
+    final.final = True
+    with pytest.raises(StepFailed) as failed:
+        masked(KEY_TOKEN, ctx, echo(final))
+    assert str(failed.value) == "Invalid token ***" and failed.value.final
+    with pytest.raises(StepWaiting) as waiting:
+        masked(KEY_TOKEN, ctx, echo(StepWaiting(2, {"id": "1", "echo": KEY_TOKEN})))
+    assert waiting.value.state == {"id": "1", "echo": "***"} and waiting.value.after == 2
+    with pytest.raises(StepFailed, match=r"^RuntimeError: boom \*\*\*$"):
+        masked(KEY_TOKEN, ctx, echo(RuntimeError(f"boom {KEY_TOKEN}")))
+    lines = json.dumps(captured.lines())
+    assert "refused with ***" in lines and KEY_TOKEN not in lines

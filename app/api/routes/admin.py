@@ -1,4 +1,5 @@
-"""Admin endpoints: API keys (create, list, change role, revoke) and the audit log.
+"""Admin endpoints: API keys (create, list, change role, store a job service token,
+revoke) and the audit log.
 
 Roles (``chordflow.api.security``): every endpoint here needs an admin key.
 """
@@ -8,7 +9,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from chordflow.api.audit import audit
+from chordflow.api.schemas import ErrorBody
 from chordflow.api.security import AUTH_RESPONSES, Admin, Role
+from chordflow.jobs.key_tokens import KeyTokenError
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
@@ -33,6 +36,9 @@ class KeyOut(BaseModel):
     role: Role
     created_at: float
     revoked_at: float | None = None
+    token: str | None = Field(default=None, description="'***' when a job service token "
+                              "is stored with the key (never the token), else null.")
+    token_set_at: float | None = None
 
 
 @router.post("/keys", status_code=201, response_model=KeyCreated)
@@ -73,6 +79,41 @@ def revoke_key(request: Request, key_id: str, principal: Admin) -> None:
     if not request.app.state.keys.revoke(key_id):
         raise HTTPException(404, f"no active key {key_id}")
     audit(request, principal, "key.revoke", key_id)
+
+
+class KeyToken(BaseModel):
+    token: str = Field(min_length=3, max_length=8192, description="The user's token for "
+                       "job services with token_from: key (e.g. a BV-BRC token); stored "
+                       "encrypted, never returned.")
+
+
+@router.put("/keys/{key_id}/token", response_model=KeyOut,
+            responses={404: {"description": "No active key."},
+                       409: {"model": ErrorBody, "description": "Tokens cannot be stored "
+                             "here: the secret that encrypts them is not set."}})
+def set_key_token(request: Request, key_id: str, body: KeyToken,
+                  principal: Admin) -> dict[str, Any]:
+    """Store a job service token with a key (its user's own BV-BRC token, say): the
+    jobs of runs this key submits to services with ``token_from: key`` use it. It is
+    stored encrypted and never returned (the key shows ``token: "***"``)."""
+    keys = request.app.state.keys
+    try:
+        stored = keys.set_token(key_id, body.token, request.app.state.settings.load_secrets())
+    except KeyTokenError as exc:
+        raise HTTPException(409, str(exc)) from None
+    if not stored:
+        raise HTTPException(404, f"no active key {key_id}")
+    audit(request, principal, "key.token", key_id)
+    return keys.get(key_id)  # type: ignore[no-any-return]
+
+
+@router.delete("/keys/{key_id}/token", status_code=204,
+               responses={404: {"description": "No key."}})
+def clear_key_token(request: Request, key_id: str, principal: Admin) -> None:
+    """Forget the token stored with a key."""
+    if not request.app.state.keys.clear_token(key_id):
+        raise HTTPException(404, f"no key {key_id}")
+    audit(request, principal, "key.token_clear", key_id)
 
 
 class AuditEntry(BaseModel):

@@ -35,13 +35,14 @@ from chordflow.api.schemas import (
     RunSummary,
     StepOut,
 )
-from chordflow.api.security import AUTH_RESPONSES, Operator, Principal, Viewer
+from chordflow.api.security import AUTH_RESPONSES, DEVELOPMENT, Operator, Principal, Viewer
 from chordflow.engine.dispatch import TaskKey
 from chordflow.engine.eventlog import LINGER_SECONDS
 from chordflow.engine.graph import mermaid
 from chordflow.engine.report import event_line, iso
 from chordflow.engine.state import RUN_FINISHED, RunStatus
 from chordflow.errors import RunNotFound, StoreUnavailable
+from chordflow.jobs.key_tokens import record_submitter
 from chordflow.service import RunService
 from chordflow.workflow.loader import compile_loaded, load_data
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
@@ -100,6 +101,7 @@ def submit_run(request: Request, principal: Principal, body: RunCreate,
                                   links=links(request, earlier)), False
             # The earlier request stopped before its run was recorded: this one makes it.
             run_id = earlier
+    run_id = _record_submitter(store, principal, run_id)
     try:
         run_id = service.submit(plan, body.variables, trigger=trigger, run_id=run_id)
     except StoreUnavailable:
@@ -130,6 +132,19 @@ def _replay(service: RunService, run_id: str) -> Any:
         service.engine.start(run_id)
         run = service.engine.store.get_run(run_id)
     return run
+
+
+def _record_submitter(store: Any, principal: Principal, run_id: str | None) -> str | None:
+    """Record which key submits the run, before it starts: its job steps may use the
+    key's stored token (chordflow.jobs.key_tokens). The run's id, chosen here if need be."""
+    db = getattr(store, "db", None)
+    if db is None or principal.key_id == DEVELOPMENT.key_id:
+        return run_id
+    from chordflow.engine.engine import new_run_id
+
+    run_id = run_id or new_run_id()
+    record_submitter(db, run_id, principal.key_id)
+    return run_id
 
 
 @router.post("", status_code=201, response_model=RunCreated,
