@@ -16,9 +16,10 @@ depend on it:
   bytes of their bodies (the event stream, which stays open, counted as one call).
 
 Then the other pages (runs list, a workflow, workers, admin) the same way, without a
-live update. ``--screenshots DIR`` also saves the PNGs of docs/dashboard.md there.
+live update. ``--screenshots DIR`` also saves the PNGs of docs/dashboard.md there
+(``--only-screenshots``: without measuring, a minute instead of several).
 
-    python bench/dashboard.py [--screenshots docs/img]
+    python bench/dashboard.py [--screenshots docs/img [--only-screenshots]]
 """
 
 from __future__ import annotations
@@ -239,7 +240,11 @@ def screenshots(page: Any, out: Path, demo: dict[str, str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--screenshots", type=Path, help="save the docs' PNGs here")
+    parser.add_argument("--only-screenshots", action="store_true",
+                        help="with --screenshots: save them without measuring")
     args = parser.parse_args()
+    if args.only_screenshots and not args.screenshots:
+        parser.error("--only-screenshots needs --screenshots DIR")
     path = chromium_path()
     if path is None:
         raise SystemExit("Debian's chromium package is needed: apt-get install chromium")
@@ -261,7 +266,7 @@ def main() -> None:
             demo = demo_data(http, workdir)
             page.goto("/")
             page.wait_for_selector("#runs-list")
-            for n in SIZES:
+            for n in () if args.only_screenshots else SIZES:
                 rows.append(measure_run(page, traffic, http, n, workdir))
                 console.print(rows[-1])
             for label, hash_, ready in (
@@ -270,13 +275,15 @@ def main() -> None:
                      "#diff .diff"),
                     ("workflows", "#/workflows", "[data-workflow]"),
                     ("workers", "#/workers", "#workers table"),
-                    ("admin", "#/admin", "#audit table")):
+                    ("admin", "#/admin", "#audit table")) if not args.only_screenshots else ():
                 rows.append(measure_page(page, traffic, label, hash_, ready))
                 console.print(rows[-1])
             if args.screenshots:
                 screenshots(page, args.screenshots, demo)
         finally:
             browser.close()
+    if args.only_screenshots:
+        return
     table = Table(title="The dashboard in headless Chromium (one worker, 2 processes)")
     for col in ("page", "first render (s)", "live update (s)", "API calls", "API bytes"):
         table.add_column(col, justify="left" if col == "page" else "right")

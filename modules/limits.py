@@ -219,6 +219,10 @@ class Captured:
         self._tail_room = limit - limit // 2 if limit is not None else 0
         self._dropped: _Piece | None = None  # what left the tail's front
         self._lock = threading.Lock()
+        #: Streams read as they come and added only when their process ends (a
+        #: ``HeadTail`` each, with when it was followed): shown by ``snapshot``.
+        self._followed: dict[int, tuple[str, float, HeadTail]] = {}
+        self._changes = 0
 
     def add(self, stream: str, text: str, ts: float | None = None) -> None:
         """Keep a stream's output ("stdout", "stderr") or a message ("log")."""
@@ -227,6 +231,7 @@ class Captured:
         ts = time.time() if ts is None else ts
         size = utf8_size(text)
         with self._lock:
+            self._changes += 1
             self.total += size
             if self._head_room is None:
                 self._head.append(_Piece(ts, stream, text, size))
@@ -250,6 +255,7 @@ class Captured:
             return
         piece = _Piece(time.time() if ts is None else ts, stream, None, size)
         with self._lock:
+            self._changes += 1
             self.total += size
             self.cut += size
             if self._head_room is None:
@@ -303,6 +309,43 @@ class Captured:
         if gap is not None:
             out.append((gap.ts, gap.stream, cut_notice(gap.size, self.limit or 0)))
         return out
+
+
+    def follow(self, stream: str, source: HeadTail) -> None:
+        """Show ``source``, a process's ``stream`` read as it comes, in ``snapshot``
+        until ``unfollow`` (when the process ended and its text was added here)."""
+        with self._lock:
+            self._changes += 1
+            self._followed[id(source)] = (stream, time.time(), source)
+
+    def unfollow(self, source: HeadTail) -> None:
+        with self._lock:
+            self._changes += 1
+            self._followed.pop(id(source), None)
+
+    def version(self) -> tuple[int, ...]:
+        """Changes whenever ``snapshot`` would: compare it to skip an unchanged one."""
+        with self._lock:
+            return (self._changes, *(s.total for _, _, s in self._followed.values()))
+
+    def snapshot(self) -> list[tuple[float, str, str]]:
+        """What the attempt has printed and logged so far, the streams it follows
+        included, within the same limit and in the same shape as ``lines`` (what a
+        running attempt shows before its output is recorded)."""
+        with self._lock:
+            followed = list(self._followed.values())
+        lines = self.lines()
+        if not followed:
+            return lines
+        view = Captured(self.limit)
+        for ts, stream, text in lines:
+            view.add(stream, text, ts)
+        for stream, ts, source in followed:
+            head, cut, tail = source.parts(self.limit)
+            view.add(stream, head, ts)
+            view.add_gap(stream, cut, ts)
+            view.add(stream, tail, ts)
+        return view.lines()
 
 
 def log_pieces(text: str) -> list[str]:

@@ -107,6 +107,8 @@ def run_process(
     if stdin is not None:
         threads.append(threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True,
                                         name=f"feed-{proc.pid}"))
+    for name, sink in streams.items():  # seen while it runs (app/engine/live_output.py)
+        ctx.captured.follow(name, sink)
     for thread in threads:
         thread.start()
     readers = threads[:2]
@@ -177,6 +179,7 @@ def _capture(ctx: StepContext, streams: Mapping[str, HeadTail], limit: int) -> N
         ctx.captured.add(name, head)
         ctx.captured.add_gap(name, cut)
         ctx.captured.add(name, tail)
+        ctx.captured.unfollow(buffer)
 
 
 def _wait(

@@ -49,6 +49,7 @@ from chordflow.engine.lease import (
     lease_state,
     process_identity,
 )
+from chordflow.engine.live_output import LiveOutput
 from chordflow.engine.outcome import Outcome
 from chordflow.engine.plan import Plan, StepPlan, compile_plan
 from chordflow.engine.recent import Recent
@@ -158,6 +159,9 @@ class Engine(Release, Recovery):
         #: Leases on running attempts, where a worker can be lost under one (Celery);
         #: None in one process, where nothing is lost without the whole run.
         self.leases = LeaseKeeper(store, lease_seconds) if lease_seconds else None
+        #: Running attempts' output, in the store about once a second as they run.
+        self.live_output = LiveOutput(
+            store, self.worker, lambda text: redact(text, self.secrets) if self.secrets else text)
         #: What recorded runs' plans compile against: a worker compiles a run that
         #: another host validated, and a module missing here must fail only its own
         #: steps, at once, naming this worker (Registry.tolerant).
@@ -481,6 +485,20 @@ class Engine(Release, Recovery):
         ``limits.logs``, head and tail (modules/limits.py).
         """
         captured = Captured(self.limits.logs)
+        watched = self.live_output.watch(run.id, key.token, msg.attempt, captured)
+        try:
+            return self._run_attempt(run, sp, key, msg, params, rendered, scope,
+                                     cancel_event, deadline, lease, staging, resume, captured)
+        finally:
+            self.live_output.forget(watched)
+
+    def _run_attempt(
+        self, run: RunRecord, sp: StepPlan, key: TaskKey, msg: TaskMessage,
+        params: dict[str, Any], rendered: dict[str, Any], scope: dict[str, Any],
+        cancel_event: threading.Event, deadline: float | None, lease: Lease | None,
+        staging: dict[str, Any] | None, resume: dict[str, Any] | None, captured: Captured,
+    ) -> Outcome:
+        """``_attempt`` itself, its output followed as it comes."""
         ctx = StepContext(
             run_id=run.id,
             step=sp.name,
@@ -560,6 +578,7 @@ class Engine(Release, Recovery):
         key = msg.key
         try:
             self._keep_output(run.id, key, msg.attempt, outcome.captured)
+            self.live_output.recorded(run.id, key.token, msg.attempt)  # drop its live pages
             outcome.captured = []  # kept: a later try of this recording does not repeat it
             if outcome.status == "succeeded":
                 self._finish_task(run, plan, sp, key, msg.attempt, RUNNING_ONLY,

@@ -14,6 +14,7 @@ from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from chordflow.engine.dispatch import TaskKey
+from chordflow.engine.live_output import with_live
 from chordflow.engine.records import Event, ItemRecord, LogLine, RunRecord, StepRecord
 from chordflow.engine.state import RunStatus, StepStatus, check_run, check_step
 from chordflow.errors import RunNotFound
@@ -27,6 +28,8 @@ class MemoryStore:
         self._workflows: dict[str, Any] = {}
         self._events: dict[str, list[Event]] = defaultdict(list)
         self._logs: dict[str, list[LogLine]] = defaultdict(list)
+        #: Running attempts' output so far: (run, step, attempt) -> page -> lines.
+        self._live_logs: dict[tuple[str, str, int], dict[int, list[LogLine]]] = {}
         # Bookkeeping that makes the counters idempotent, and the slot queues.
         self._counted: dict[tuple[str, str], set[str]] = defaultdict(set)
         self._items_done: dict[tuple[str, str], set[int]] = defaultdict(set)
@@ -292,9 +295,24 @@ class MemoryStore:
     def logs(self, run_id: str, step: str | None = None) -> list[LogLine]:
         with self._lock:
             lines = list(self._logs[run_id])
+            live = [line for key, pages in sorted(self._live_logs.items()) if key[0] == run_id
+                    for _, page in sorted(pages.items()) for line in page]
         if step is not None:
             lines = [ln for ln in lines if TaskKey.parse(ln.step).step == step]
-        return sorted(lines, key=lambda ln: ln.ts)
+            live = [ln for ln in live if TaskKey.parse(ln.step).step == step]
+        return with_live(sorted(lines, key=lambda ln: ln.ts), live)
+
+    def put_live_logs(self, run_id: str, step: str, attempt: int,
+                      pages: Mapping[int, list[LogLine]], count: int) -> None:
+        with self._lock:
+            mine = self._live_logs.setdefault((run_id, step, attempt), {})
+            mine.update({number: list(lines) for number, lines in pages.items()})
+            for number in [n for n in mine if n >= count]:
+                del mine[number]
+
+    def drop_live_logs(self, run_id: str, step: str, attempt: int) -> None:
+        with self._lock:
+            self._live_logs.pop((run_id, step, attempt), None)
 
     def append_events(self, events: list[Event]) -> None:
         with self._lock:

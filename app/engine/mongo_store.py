@@ -44,10 +44,12 @@ from typing import Any, TypeVar
 import pymongo
 from chordflow.engine import large_values
 from chordflow.engine.dispatch import TaskKey
+from chordflow.engine.live_output import page_doc, page_lines, with_live
 from chordflow.engine.patience import UNREACHABLE, Patience
 from chordflow.engine.patient_collection import PatientCollection
 from chordflow.engine.recent import Recent
 from chordflow.engine.records import Event, ItemRecord, LogLine, RunRecord, StepRecord, now
+from chordflow.engine.run_search import search_filter
 from chordflow.engine.state import RunStatus, StepStatus, check_run, check_step
 from chordflow.errors import RunNotFound, StoreUnavailable
 from pymongo.collection import Collection as MongoCollection
@@ -102,6 +104,8 @@ class MongoStore:
         self._waiting = PatientCollection(self.waiting, patient)
         self._events = PatientCollection(self.events_, patient)
         self._logs = PatientCollection(db["logs"], patient)
+        #: Running attempts' output so far, in pages (app/engine/live_output.py).
+        self._live_logs = PatientCollection(db["live_logs"], patient)
         self._parts = PatientCollection(db["workflow_parts"], patient)
         #: The attempts each foreach step was raised to by this process.
         self._attempts_seen: Recent[str, int] = Recent(10_000)
@@ -119,6 +123,7 @@ class MongoStore:
         self._waiting.create_index([("run_id", 1), ("seq", 1)])
         self._events.create_index([("run_id", 1), ("last", 1)])
         self._logs.create_index([("run_id", 1), ("ts", 1)])
+        self._live_logs.create_index([("run_id", 1)])
         self._workflows.create_index([("name", 1), ("version", 1)])
 
     def ping(self) -> None:
@@ -193,10 +198,12 @@ class MongoStore:
         self, *, workflow: str | None = None, status: Collection[RunStatus] | None = None,
         created_after: float | None = None, created_before: float | None = None,
         after: tuple[float, str] | None = None, limit: int = 50, trigger: str | None = None,
+        search: str | None = None,
     ) -> list[RunRecord]:
         """Runs newest first, filtered; ``after`` = (created_at, id) of the last run of
-        the previous page (keyset pagination: stable while new runs arrive)."""
-        query = _runs_filter(workflow, status, created_after, created_before, trigger)
+        the previous page (keyset pagination: stable while new runs arrive); ``search``
+        as ``search_filter`` says."""
+        query = _runs_filter(workflow, status, created_after, created_before, trigger, search)
         if after is not None:
             query = {"$and": [query, {"$or": [
                 {"created_at": {"$lt": after[0]}},
@@ -208,11 +215,13 @@ class MongoStore:
     def count_runs(
         self, *, workflow: str | None = None, created_after: float | None = None,
         created_before: float | None = None, trigger: str | None = None,
+        search: str | None = None,
     ) -> dict[str, int]:
         """How many runs have each status, filtered as ``find_runs`` (one count per
         status: what the dashboard's counters show)."""
         def count(status: RunStatus) -> Callable[[], int]:
-            query = _runs_filter(workflow, [status], created_after, created_before, trigger)
+            query = _runs_filter(workflow, [status], created_after, created_before, trigger,
+                                 search)
             return lambda: int(self._runs.raw.count_documents(query))
 
         return {str(status): self._runs.patience.call(count(status)) for status in RunStatus}
@@ -611,9 +620,25 @@ class MongoStore:
 
     def logs(self, run_id: str, step: str | None = None) -> list[LogLine]:
         docs = self._logs.find({"run_id": run_id}, sort=[("ts", 1), ("_id", 1)])
-        return [LogLine(d["run_id"], d["step"], d["attempt"], d["stream"], d["text"],
-                        d.get("worker"), d["ts"]) for d in docs
-                if step is None or TaskKey.parse(d["step"]).step == step]
+        recorded = [LogLine(d["run_id"], d["step"], d["attempt"], d["stream"], d["text"],
+                            d.get("worker"), d["ts"]) for d in docs
+                    if step is None or TaskKey.parse(d["step"]).step == step]
+        pages = sorted((d for d in self._live_logs.find({"run_id": run_id})
+                        if step is None or TaskKey.parse(d["step"]).step == step),
+                       key=lambda d: (d["step"], d["attempt"], d["page"]))
+        return with_live(recorded, (line for d in pages for line in page_lines(d)))
+
+    def put_live_logs(self, run_id: str, step: str, attempt: int,
+                      pages: Mapping[int, list[LogLine]], count: int) -> None:
+        raw = self._live_logs.raw  # one try: the next snapshot is the retry
+        for number, lines in pages.items():
+            doc = page_doc(run_id, step, attempt, number, lines)
+            raw.replace_one({"_id": doc["_id"]}, doc, upsert=True)
+        raw.delete_many({"run_id": run_id, "step": step, "attempt": attempt,
+                         "page": {"$gte": count}})
+
+    def drop_live_logs(self, run_id: str, step: str, attempt: int) -> None:
+        self._live_logs.raw.delete_many({"run_id": run_id, "step": step, "attempt": attempt})
 
     def append_events(self, events: list[Event]) -> None:
         by_run: dict[str, list[Event]] = {}
@@ -757,9 +782,9 @@ def _item_record(doc: Mapping[str, Any]) -> ItemRecord:
 
 def _runs_filter(workflow: str | None, status: Collection[RunStatus] | None,
                  created_after: float | None, created_before: float | None,
-                 trigger: str | None) -> dict[str, Any]:
+                 trigger: str | None, search: str | None = None) -> dict[str, Any]:
     """The query of ``find_runs`` and ``count_runs``."""
-    query: dict[str, Any] = {}
+    query: dict[str, Any] = search_filter(search) if search and search.strip() else {}
     if workflow is not None:
         query["workflow"] = workflow
     if status:

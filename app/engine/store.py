@@ -159,7 +159,16 @@ class Store(Protocol):
         """Keep what an attempt printed and logged."""
 
     def logs(self, run_id: str, step: str | None = None) -> list[LogLine]:
-        """A run's output in time order; of one step (and its elements) if ``step``."""
+        """A run's output in time order; of one step (and its elements) if ``step``.
+        Attempts still running show their live output (app/engine/live_output.py)."""
+
+    def put_live_logs(self, run_id: str, step: str, attempt: int,
+                      pages: Mapping[int, list[LogLine]], count: int) -> None:
+        """A running attempt's output so far: replace ``pages`` (by number) and drop
+        those from ``count`` on. One try: a failure raises, nothing waits."""
+
+    def drop_live_logs(self, run_id: str, step: str, attempt: int) -> None:
+        """The attempt's output is recorded: forget its live pages."""
 
     def events(self, run_id: str, after: int = 0, since: float | None = None) -> list[Event]:
         """The run's log in the order things happened (``ts``), from position ``after``

@@ -40,6 +40,7 @@ from chordflow.engine.dispatch import TaskKey
 from chordflow.engine.eventlog import LINGER_SECONDS
 from chordflow.engine.graph import mermaid
 from chordflow.engine.report import event_line, iso
+from chordflow.engine.run_search import MAX_SEARCH
 from chordflow.engine.state import RUN_FINISHED, RunStatus
 from chordflow.errors import RunNotFound, StoreUnavailable
 from chordflow.jobs.key_tokens import record_submitter
@@ -54,6 +55,8 @@ log = logging.getLogger("chordflow.api.runs")
 router = APIRouter(prefix="/runs", tags=["runs"], responses={
     **AUTH_RESPONSES, 404: {"description": "No such run (or stored workflow)."}})
 
+SEARCH_HELP = ("Runs whose id starts with it, whose workflow's name or error contains "
+               "it (any case), or, as name=value, with a variable of that value.")
 #: Seconds between two reads of a followed run's log.
 FOLLOW_POLL_SECONDS = 0.5
 #: A stream ends after this long even if the run has not (clients reconnect).
@@ -191,12 +194,14 @@ def list_runs(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     trigger: Annotated[str | None, Query(max_length=300, description="e.g. 'api', "
                                          "'schedule:<id>'")] = None,
+    q: Annotated[str | None, Query(max_length=MAX_SEARCH, description=SEARCH_HELP)] = None,
 ) -> RunPage:
-    """Runs, newest first, filtered by workflow, status, trigger and creation time."""
+    """Runs, newest first, filtered by workflow, status, trigger, creation time and a
+    search (``q``)."""
     store: Any = service_of(request).engine.store
     runs = store.find_runs(workflow=workflow, status=status, created_after=created_after,
                            created_before=created_before, after=_parse_cursor(cursor),
-                           limit=limit, trigger=trigger)
+                           limit=limit, trigger=trigger, search=q)
     next_cursor = f"{runs[-1].created_at!r}~{runs[-1].id}" if len(runs) == limit else None
     return RunPage(runs=[RunSummary.of(r) for r in runs], next_cursor=next_cursor)
 
@@ -208,12 +213,13 @@ def count_runs(
     created_after: Annotated[float | None, Query(description="UNIX time")] = None,
     created_before: Annotated[float | None, Query(description="UNIX time")] = None,
     trigger: Annotated[str | None, Query(max_length=300)] = None,
+    q: Annotated[str | None, Query(max_length=MAX_SEARCH, description=SEARCH_HELP)] = None,
 ) -> RunCounts:
     """How many runs have each status, filtered as ``GET /runs`` (the dashboard's
     counters). Declared before ``/runs/{run_id}``, which would take ``counts`` for an id."""
     store: Any = service_of(request).engine.store
     counts = store.count_runs(workflow=workflow, created_after=created_after,
-                              created_before=created_before, trigger=trigger)
+                              created_before=created_before, trigger=trigger, search=q)
     return RunCounts(counts=counts, total=sum(counts.values()))
 
 

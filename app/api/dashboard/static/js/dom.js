@@ -53,6 +53,44 @@ export function fmtTime(value) {
   });
 }
 
+/** A time as a <time> element: shown in the browser's time zone, its UTC time in its
+ *  ``datetime`` and as its tooltip (what to quote to someone elsewhere). */
+export function when(value, props = {}) {
+  const date = typeof value === "number" ? new Date(value * 1000) : new Date(value ?? NaN);
+  if (value === undefined || value === null || Number.isNaN(date.getTime())) {
+    return h("span", props, fmtTime(value));
+  }
+  const iso = date.toISOString();
+  return h("time", {...props, datetime: iso, title: iso.replace("T", " ").replace(/\.\d+Z$/, " UTC")},
+           fmtTime(value));
+}
+
+/**
+ * Keep the keyboard's place across a redraw of ``box``: ``draw()`` replaces its
+ * children; the element that had the focus (found again by ``same(old) -> selector``)
+ * gets it back, so a live refresh never throws a keyboard user to the top.
+ */
+export function keepFocus(box, draw, same = samePlace) {
+  const had = document.activeElement;
+  const selector = had && had !== box && box.contains(had) ? same(had) : null;
+  draw();
+  if (!selector || document.activeElement !== document.body) return;
+  const again = box.querySelector(selector);
+  again?.focus({preventScroll: true});
+  if (again instanceof HTMLInputElement && again.type !== "checkbox") {
+    again.setSelectionRange?.(again.value.length, again.value.length);
+  }
+}
+
+/** A selector for an element drawn again: by its id, its link, or its step. */
+export function samePlace(el) {
+  if (el.id) return `#${CSS.escape(el.id)}`;
+  const href = el.getAttribute("href");
+  if (href) return `a[href="${CSS.escape(href)}"]`;
+  if (el.dataset?.step) return `[data-step="${CSS.escape(el.dataset.step)}"]`;
+  return null;
+}
+
 /** Seconds as "1.2 s", "3 min 4 s", "2 h 5 min". */
 export function fmtDuration(seconds) {
   if (seconds === undefined || seconds === null || Number.isNaN(seconds)) return "—";

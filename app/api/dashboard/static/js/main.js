@@ -53,6 +53,9 @@ async function route() {
     cleanup = null;
     fill(main, h("p", {class: "error-text", role: "alert"}, error.message));
   }
+  // What had the focus was drawn away (a sign-in form, the last view): the keyboard
+  // starts again at the new view, not at the top of the page.
+  if (document.activeElement === document.body) main.focus({preventScroll: true});
 }
 
 function showChrome() {

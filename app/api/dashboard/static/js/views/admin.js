@@ -2,7 +2,7 @@
 // filters (action, who) and older pages.
 
 import {api} from "../api.js";
-import {fill, fmtTime, h, table, toast} from "../dom.js";
+import {fill, h, table, toast, when} from "../dom.js";
 
 const ROLES = ["viewer", "operator", "author", "admin"];
 const AUDIT_PAGE = 100;
@@ -20,8 +20,8 @@ export async function renderAdmin(main) {
       {title: "Id", cell: (k) => k.key_id},
       {title: "Name", cell: (k) => k.name},
       {title: "Role", cell: (k) => k.role},
-      {title: "Created", cell: (k) => fmtTime(k.created_at)},
-      {title: "Revoked", cell: (k) => k.revoked_at ? fmtTime(k.revoked_at) : h("button", {
+      {title: "Created", cell: (k) => when(k.created_at)},
+      {title: "Revoked", cell: (k) => k.revoked_at ? when(k.revoked_at) : h("button", {
         type: "button", class: "danger", dataset: {revoke: k.key_id}, onclick: async () => {
           if (!confirm(`Revoke key ${k.name} (${k.key_id})? Its clients are refused within seconds.`)) return;
           try {
@@ -62,7 +62,7 @@ export async function renderAdmin(main) {
     const rows = entries.filter((e) => (!a || e.action.startsWith(a))
       && (!w || e.who.toLowerCase().includes(w)));
     fill(auditEl, table([
-      {title: "When", cell: (e) => fmtTime(e.ts)},
+      {title: "When", cell: (e) => when(e.ts)},
       {title: "Who", cell: (e) => `${e.who} (${e.role})`},
       {title: "Action", cell: (e) => e.action},
       {title: "Target", cell: (e) => e.target || "—"},

@@ -5,7 +5,7 @@
 
 import {api, can} from "../api.js";
 import {drawDag, legend} from "../dag.js";
-import {badge, between, fill, fmtDuration, fmtTime, h, json, table, toast} from "../dom.js";
+import {badge, between, fill, fmtDuration, h, json, keepFocus, table, toast, when} from "../dom.js";
 import {drawGantt} from "../gantt.js";
 import {LiveRun} from "../live.js";
 import {openDrawer} from "./step.js";
@@ -24,6 +24,7 @@ export async function renderRun(main, route) {
   const totals = new Map(run.steps.filter((s) => s.items !== null && s.items !== undefined)
     .map((s) => [s.name, s.items]));
   let tab = "graph";
+  let stepsFilter = "";
   let closeDrawer = null;
   let ganttTimer = null;
   let settleTimer = null;
@@ -106,9 +107,9 @@ export async function renderRun(main, route) {
         h("dt", {}, "Workflow"), h("dd", {}, h("a", {href: `#/workflows/${encodeURIComponent(run.workflow)}`},
                                                run.workflow), ` version ${run.version}`),
         h("dt", {}, "Trigger"), h("dd", {}, trigger),
-        h("dt", {}, "Created"), h("dd", {}, fmtTime(run.created_at)),
-        h("dt", {}, "Started"), h("dd", {}, fmtTime(run.started_at)),
-        h("dt", {}, "Finished"), h("dd", {}, fmtTime(run.finished_at)),
+        h("dt", {}, "Created"), h("dd", {id: "run-created"}, when(run.created_at)),
+        h("dt", {}, "Started"), h("dd", {}, when(run.started_at)),
+        h("dt", {}, "Finished"), h("dd", {}, when(run.finished_at)),
         h("dt", {}, "Duration"), h("dd", {}, fmtDuration(between(run.started_at, run.finished_at))),
         run.reruns ? [h("dt", {}, "Re-runs"), h("dd", {}, String(run.reruns))] : null,
         run.error ? [h("dt", {}, "Error"), h("dd", {class: "error-text"}, run.error)] : null));
@@ -154,10 +155,16 @@ export async function renderRun(main, route) {
           location.hash = `#/runs/${encodeURIComponent(created.run_id)}`;
         })}, "Relaunch with the same variables"));
     }
-    actions.replaceChildren(...buttons);
+    // Redrawn as the run changes: a focused button that is still offered keeps the focus.
+    keepFocus(actions, () => actions.replaceChildren(...buttons), (el) => el.id ? `#${el.id}` : null);
   }
 
+  // Redrawn as the run goes on: the keyboard keeps its place (a node, a link, the filter).
   function drawPanel() {
+    keepFocus(panel, drawTab);
+  }
+
+  function drawTab() {
     if (tab === "graph") {
       panel.replaceChildren(legend(), dagEl);
     } else if (tab === "timeline") {
@@ -177,7 +184,7 @@ export async function renderRun(main, route) {
   function stepsTable() {
     const box = h("div", {});
     const filter = h("input", {type: "search", placeholder: "filter by name or status",
-                               "aria-label": "Filter steps"});
+                               id: "steps-filter", value: stepsFilter, "aria-label": "Filter steps"});
     let limit = STEP_ROWS;
     const draw = () => {
       const words = filter.value.trim().toLowerCase();
@@ -196,7 +203,7 @@ export async function renderRun(main, route) {
         {title: "Duration", cell: (s) => fmtDuration(s.duration_seconds)},
       ], rows.slice(0, limit), {onclick: (s) => select(s.name), empty: "No step matches."}), more);
     };
-    filter.addEventListener("input", draw);
+    filter.addEventListener("input", () => { stepsFilter = filter.value; draw(); });
     draw();
     return h("div", {}, filter, box);
   }
@@ -217,14 +224,26 @@ export async function renderRun(main, route) {
   live.start();
 
   const drawer = document.getElementById("drawer");
+  let opener = null; // what had the focus when the drawer opened: it gets it back
+  let openStep = null;
   function update(parsed) {
+    const [, , kind, name] = parsed.parts;
+    const wasOpen = closeDrawer !== null;
     closeDrawer?.();
     closeDrawer = null;
-    const [, , kind, name] = parsed.parts;
     if (kind === "steps" && name) {
+      if (!wasOpen) opener = document.activeElement;
+      openStep = name;
       closeDrawer = openDrawer(drawer, runId, name, live, () => {
         location.hash = `#/runs/${encodeURIComponent(runId)}`;
       });
+    } else if (wasOpen) {
+      // Back to where the keyboard was: the node or row that opened it, else the
+      // step's node (a permalink opened it).
+      const back = opener && opener !== document.body && document.contains(opener) ? opener
+        : dagEl.querySelector(`[data-step="${CSS.escape(openStep || "")}"]`);
+      (back || main).focus({preventScroll: true});
+      opener = null;
     }
   }
   const onKey = (event) => {

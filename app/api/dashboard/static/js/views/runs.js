@@ -1,10 +1,12 @@
-// Runs: counts by status, filters (status, workflow, trigger, time range), search by id,
-// keyset pagination, and a live refresh every few seconds while the page is visible.
+// Runs: counts by status, filters (status, workflow, trigger, time range), a search (an
+// id's start, a part of a workflow's name or of an error, or name=value for a variable:
+// GET /runs?q=), keyset pagination, and a live refresh every few seconds while the page
+// is visible.
 // The filters live in the hash (#/runs?status=failed&workflow=etl), so a filtered list
 // is a permalink.
 
-import {api, ApiError} from "../api.js";
-import {badge, between, fill, fmtDuration, fmtTime, h, table} from "../dom.js";
+import {api} from "../api.js";
+import {badge, between, fill, fmtDuration, h, keepFocus, table, when} from "../dom.js";
 
 const STATUSES = ["pending", "running", "succeeded", "failed", "cancelled"];
 export const REFRESH_MS = 3000;
@@ -18,7 +20,7 @@ export async function renderRuns(main, route) {
   const q = route.query;
   const filters = {status: q.get("status") || "", workflow: q.get("workflow") || "",
                    trigger: q.get("trigger") || "", from: q.get("from") || "",
-                   to: q.get("to") || ""};
+                   to: q.get("to") || "", q: q.get("q") || ""};
   const cursors = [null]; // the cursor of each page seen: "Newer" goes back one
   let page = 0;
   let timer = null;
@@ -39,7 +41,9 @@ export async function renderRuns(main, route) {
   const statusSelect = h("select", {name: "status"},
     h("option", {value: ""}, "any"),
     STATUSES.map((s) => h("option", {value: s, selected: s === filters.status}, s)));
-  const search = h("input", {name: "run-id", placeholder: "run id", "aria-label": "Run id"});
+  const search = h("input", {type: "search", name: "q", id: "run-search", value: filters.q,
+                             placeholder: "id, workflow, error or name=value",
+                             "aria-label": "Search runs"});
   const form = h("form", {class: "card row", id: "run-filters", onsubmit: (event) => {
     event.preventDefault();
     const data = new FormData(form);
@@ -54,24 +58,17 @@ export async function renderRuns(main, route) {
   field("to", "Created before", {type: "datetime-local"}),
   h("button", {type: "submit"}, "Filter"),
   h("button", {type: "button", class: "secondary", onclick: () => go(
-    {status: "", workflow: "", trigger: "", from: "", to: ""})}, "Clear"));
-  const searchForm = h("form", {class: "row", onsubmit: async (event) => {
+    {status: "", workflow: "", trigger: "", from: "", to: "", q: ""})}, "Clear"));
+  const searchForm = h("form", {class: "row search", id: "run-search-form", role: "search",
+                                 onsubmit: (event) => {
     event.preventDefault();
-    const id = search.value.trim();
-    if (!id) return;
-    try {
-      await api("GET", `/runs/${encodeURIComponent(id)}`);
-      location.hash = `#/runs/${encodeURIComponent(id)}`;
-    } catch (error) {
-      searchMsg.textContent = error instanceof ApiError && error.status === 404
-        ? `No run ${id}.` : error.message;
-    }
-  }}, search, h("button", {type: "submit", class: "secondary"}, "Open run"));
-  const searchMsg = h("span", {class: "error-text", role: "alert"});
+    go({q: search.value.trim()});
+  }}, search, h("button", {type: "submit", class: "secondary"}, "Search"));
 
   const query = () => ({
     workflow: filters.workflow, trigger: filters.trigger,
     created_after: toUnix(filters.from), created_before: toUnix(filters.to),
+    q: filters.q,
   });
 
   async function load() {
@@ -80,35 +77,38 @@ export async function renderRuns(main, route) {
       api("GET", "/runs", {query: {...query(), status: filters.status || undefined,
                                   limit: PAGE, cursor: cursors[page] || undefined}}),
     ]);
-    fill(countsEl, STATUSES.map((s) => h("button", {
+    // Redrawn every few seconds: the keyboard keeps its place (same count, link, button).
+    keepFocus(countsEl, () => fill(countsEl, STATUSES.map((s) => h("button", {
       type: "button", class: "count", "aria-pressed": String(filters.status === s),
       dataset: {status: s}, onclick: () => go({status: filters.status === s ? "" : s}),
     }, h("b", {}, String(counts.counts[s] ?? 0)), s)),
-    h("div", {class: "count", dataset: {status: "total"}}, h("b", {}, String(counts.total)), "total"));
-    fill(listEl, table([
+    h("div", {class: "count", dataset: {status: "total"}}, h("b", {}, String(counts.total)), "total")),
+    (el) => el.dataset.status ? `[data-status="${CSS.escape(el.dataset.status)}"]` : null);
+    keepFocus(listEl, () => fill(listEl, table([
       {title: "Run", cell: (r) => h("a", {href: `#/runs/${encodeURIComponent(r.run_id)}`}, r.run_id)},
       {title: "Workflow", cell: (r) => h("a", {href: `#/workflows/${encodeURIComponent(r.workflow)}`},
                                          `${r.workflow} v${r.version}`)},
       {title: "Status", cell: (r) => badge(r.status)},
       {title: "Trigger", cell: (r) => r.trigger},
-      {title: "Started", cell: (r) => fmtTime(r.started_at || r.created_at)},
+      {title: "Started", cell: (r) => when(r.started_at || r.created_at)},
       {title: "Duration", cell: (r) => fmtDuration(between(r.started_at, r.finished_at))},
     ], listing.runs, {
-      empty: "No runs match.",
+      empty: filters.q ? `No run matches “${filters.q}”.` : "No runs match.",
       onclick: (r) => { location.hash = `#/runs/${encodeURIComponent(r.run_id)}`; },
       rowAttrs: (r) => ({dataset: {run: r.run_id, status: r.status}}),
-    }));
+    })), (el) => el.getAttribute("href") ? `a[href="${CSS.escape(el.getAttribute("href"))}"]` : null);
     cursors[page + 1] = listing.next_cursor;
-    fill(pager,
-      h("button", {type: "button", class: "secondary", disabled: page === 0,
+    keepFocus(pager, () => fill(pager,
+      h("button", {type: "button", class: "secondary", id: "runs-newer", disabled: page === 0,
                    onclick: () => { page -= 1; load(); }}, "← Newer"),
       h("span", {class: "muted"}, `Page ${page + 1}`),
-      h("button", {type: "button", class: "secondary", disabled: !listing.next_cursor,
-                   onclick: () => { page += 1; load(); }}, "Older →"));
+      h("button", {type: "button", class: "secondary", id: "runs-older",
+                   disabled: !listing.next_cursor,
+                   onclick: () => { page += 1; load(); }}, "Older →")), (el) => el.id ? `#${el.id}` : null);
     refreshed.textContent = `Updated ${new Date().toLocaleTimeString()}`;
   }
 
-  fill(main, h("h1", {}, "Runs"), countsEl, form, h("div", {class: "row"}, searchForm, searchMsg),
+  fill(main, h("h1", {}, "Runs"), countsEl, searchForm, form,
     h("p", {}, refreshed), listEl, pager);
   api("GET", "/workflows").then((found) => {
     fill(form.querySelector("#workflow-names"),

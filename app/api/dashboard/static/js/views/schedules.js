@@ -2,7 +2,7 @@
 // zone), last run and last error; pause, resume and trigger now for operators.
 
 import {api, can} from "../api.js";
-import {fill, fmtTime, h, table, toast} from "../dom.js";
+import {fill, h, table, toast, when} from "../dom.js";
 
 const enc = encodeURIComponent;
 
@@ -22,9 +22,9 @@ export async function renderSchedules(main) {
     {title: "Workflow", cell: (s) => h("a", {href: `#/workflows/${enc(s.workflow)}`}, s.workflow)},
     {title: "When", cell: (s) => s.cron ? `cron ${s.cron} (${s.timezone})` : `every ${s.interval_seconds} s`},
     {title: "State", cell: (s) => s.enabled ? "active" : "paused"},
-    {title: "Next run", cell: (s) => s.enabled ? fmtTime(s.next_run_at) : "—"},
+    {title: "Next run", cell: (s) => s.enabled ? when(s.next_run_at) : "—"},
     {title: "Last run", cell: (s) => s.last_run_id
-      ? h("a", {href: `#/runs/${enc(s.last_run_id)}`}, fmtTime(s.last_run_at)) : "—"},
+      ? h("a", {href: `#/runs/${enc(s.last_run_id)}`}, when(s.last_run_at)) : "—"},
     {title: "Last error", wrap: true, cell: (s) => s.last_error || ""},
   ];
   if (can("operator")) {

@@ -2,7 +2,7 @@
 // steps, and each queue's waiting messages; refreshed every few seconds.
 
 import {api} from "../api.js";
-import {fill, fmtTime, h, table} from "../dom.js";
+import {fill, h, keepFocus, table, when} from "../dom.js";
 
 export const REFRESH_MS = 5000;
 const enc = encodeURIComponent;
@@ -16,7 +16,7 @@ export async function renderWorkers(main) {
 
   async function load() {
     const found = await api("GET", "/workers");
-    fill(workersEl, table([
+    keepFocus(workersEl, () => fill(workersEl, table([
       {title: "Worker", cell: (w) => w.name},
       {title: "Pool", cell: (w) => `${w.pool || "?"} × ${w.concurrency ?? "?"}`},
       {title: "Queues", cell: (w) => w.queues.join(", ")},
@@ -24,8 +24,9 @@ export async function renderWorkers(main) {
         h("li", {}, t.run_id
           ? h("a", {href: `#/runs/${enc(t.run_id)}/steps/${enc((t.step || "").replace(/\[\d+\]$/, ""))}`},
               `${t.name} (attempt ${t.attempt ?? "?"})`)
-          : t.name, t.started_at ? ` since ${fmtTime(t.started_at)}` : ""))) : "idle"},
-    ], found.workers, {empty: "No worker answered: start one with chordflow worker."}));
+          : t.name, t.started_at ? [" since ", when(t.started_at)] : ""))) : "idle"},
+    ], found.workers, {empty: "No worker answered: start one with chordflow worker."})),
+    (el) => el.getAttribute("href") ? `a[href="${CSS.escape(el.getAttribute("href"))}"]` : null);
     fill(queuesEl, table([
       {title: "Queue", cell: (q) => q.name},
       {title: "Waiting", cell: (q) => q.waiting === null ? "?" : String(q.waiting)},

@@ -4,7 +4,7 @@
 // a new version), enable/disable, rename and delete.
 
 import {api, can} from "../api.js";
-import {badge, fill, fmtTime, h, table, toast} from "../dom.js";
+import {badge, fill, h, table, toast, when} from "../dom.js";
 import {sideBySide} from "../diff.js";
 
 const enc = encodeURIComponent;
@@ -30,10 +30,10 @@ export async function renderWorkflows(main) {
     {title: "Last run", cell: (w) => {
       const run = last.get(w.name);
       return run ? h("span", {}, badge(run.status), " ",
-                     h("a", {href: `#/runs/${enc(run.run_id)}`}, fmtTime(run.created_at))) : "—";
+                     h("a", {href: `#/runs/${enc(run.run_id)}`}, when(run.created_at))) : "—";
     }},
-    {title: "Next scheduled", cell: (w) => fmtTime(next.get(w.name))},
-    {title: "Updated", cell: (w) => fmtTime(w.updated_at)},
+    {title: "Next scheduled", cell: (w) => when(next.get(w.name))},
+    {title: "Updated", cell: (w) => when(w.updated_at)},
   ], workflows, {
     empty: "No stored workflow yet: store one with chordflow workflows create, or POST /api/v1/workflows.",
     onclick: (w) => { location.hash = `#/workflows/${enc(w.name)}`; },
@@ -191,14 +191,14 @@ export async function renderWorkflow(main, route) {
   fill(head, h("h1", {}, name, " ", h("span", {class: "muted"}, `v${latest}`), " ",
                stored.enabled ? "" : badge("cancelled")),
     h("dl", {class: "kv card"},
-      h("dt", {}, "Created"), h("dd", {}, `${fmtTime(stored.created_at)} by ${stored.created_by || "?"}`),
-      h("dt", {}, "Updated"), h("dd", {}, fmtTime(stored.updated_at)),
+      h("dt", {}, "Created"), h("dd", {}, when(stored.created_at), ` by ${stored.created_by || "?"}`),
+      h("dt", {}, "Updated"), h("dd", {}, when(stored.updated_at)),
       h("dt", {}, "Digest"), h("dd", {}, stored.digest),
       h("dt", {}, "Runs"), h("dd", {}, h("a", {href: `#/runs?workflow=${enc(name)}`}, "every run of it"))));
 
   const versionsTable = table([
     {title: "Version", cell: (v) => `v${v.version}${v.version === latest ? " (latest)" : ""}`},
-    {title: "Stored", cell: (v) => fmtTime(v.created_at)},
+    {title: "Stored", cell: (v) => when(v.created_at)},
     {title: "By", cell: (v) => v.created_by || "—"},
     {title: "", cell: (v) => h("span", {class: "actions"},
       h("button", {type: "button", class: "secondary", onclick: () => showVersion(v.version)}, "View"),
