@@ -237,6 +237,10 @@ class Settings(BaseSettings):
     #: Elements of one ``foreach``: a literal list over it is refused at validation, a
     #: referenced list over it fails its step.
     max_foreach_items: int = Field(default=200_000, ge=1)
+    #: The most elements of a ``foreach`` one Celery message carries (a list longer than
+    #: 2,000 is sent in batches, each element still claimed, recorded and retried on its
+    #: own; see app/engine/dispatch.py). 1: one message per element.
+    foreach_batch: int = Field(default=64, ge=1, le=1000)
 
     def limits(self) -> Limits:
         """Every limit on workflows and on what their steps leave behind."""

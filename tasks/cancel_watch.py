@@ -12,7 +12,8 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from chordflow.engine.state import RunStatus
 
@@ -47,6 +48,16 @@ class CancelWatch:
     def unwatch(self, token: int) -> None:
         with self._lock:
             self._watched.pop(token, None)
+
+    @contextmanager
+    def watching(self, run_id: str) -> Iterator[threading.Event]:
+        """A cancel event of its own for one task of ``run_id``, watched while inside
+        (each element of a batch gets its own: a lost lease sets one element's)."""
+        token, event = self.watch(run_id)
+        try:
+            yield event
+        finally:
+            self.unwatch(token)
 
     def _loop(self) -> None:
         while True:

@@ -44,7 +44,9 @@ class CeleryDispatcher:
 
     def dispatch(self, message: TaskMessage) -> None:
         task = current_task  # a proxy: false outside a task
+        # (Not from a batch: its other elements are not done with.)
         if (message.retry and task and task.name == STEP_TASK
+                and not (task.request.kwargs or {}).get("batch")
                 and list(task.request.args or [])[:3] ==
                 [message.run_id, message.step, message.index]):
             with _broker_errors(self.settings):
@@ -117,6 +119,8 @@ class CeleryDispatcher:
             kwargs["outcome"] = message.outcome
         if message.poll:
             kwargs["poll"] = message.poll
+        if message.batch:
+            kwargs["batch"] = message.batch
         return kwargs
 
     @staticmethod

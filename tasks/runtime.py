@@ -49,6 +49,7 @@ def build_engine(app: Celery, settings: Settings | None = None, *,
         # A worker serves API users: its steps' paths are always confined.
         file_roots=settings.file_roots,
         limits=settings.limits(),
+        foreach_batch=settings.foreach_batch,
         stager=Stager.from_settings(settings),
         connections=settings.connection_catalog(store.db),
     )

@@ -51,16 +51,20 @@ def run_step(
     workflow: str = "", timeout: float | None = None, readmit: bool = False,
     generation: int = 0, queued_at: float | None = None, suspect: float | None = None,
     outcome: dict[str, Any] | None = None, expand: bool = False, poll: int = 0,
+    batch: int = 0,
 ) -> None:
     engine = worker_engine()
     engine.worker = self.request.hostname or engine.worker
     message = TaskMessage(run_id, step, index, attempt, workflow, timeout=timeout,
                           readmit=readmit, generation=generation, queued_at=queued_at,
-                          suspect=suspect, outcome=outcome, expand=expand, poll=poll)
-    token, cancel_event = _cancel_watch(engine).watch(run_id)
+                          suspect=suspect, outcome=outcome, expand=expand, poll=poll,
+                          batch=batch)
+    watch = _cancel_watch(engine)
+    token, cancel_event = watch.watch(run_id)
     try:
         ensure_indexes(engine)
-        failure = engine.execute(message, cancel_event, task_id=self.request.id)
+        failure = engine.execute(message, cancel_event, task_id=self.request.id,
+                                 cancel_events=lambda: watch.watching(run_id))
     except Retry:
         raise
     except StoreUnavailable as exc:
@@ -69,9 +73,14 @@ def run_step(
         log.warning("run %s step %s: %s; the message comes back in %gs", run_id, step, exc,
                     wait, extra={"run_id": run_id, "step": step})
         try:
+            rest = getattr(exc, "rest", None)  # a batch to come back after the outcome
+            if isinstance(rest, TaskMessage):
+                engine.dispatcher.dispatch(replace(rest, countdown=STORE_RETRY_SECONDS))
             engine.dispatcher.dispatch(replace(pending, retry=True, countdown=wait))
         except DispatchFailed as down:  # the broker too: leave the message where it is
             raise Reject(str(down), requeue=True) from exc
+        if message.batch:
+            return  # its elements are in the messages just sent
         raise  # not reached: the dispatch raises Celery's Retry
     except DispatchFailed as exc:  # a message it had to send could not be
         log.error("run %s step %s: %s; the message goes back to the queue", run_id, step,

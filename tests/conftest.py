@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,20 +100,30 @@ class CeleryStack:
             self._service = None
 
 
-@pytest.fixture(scope="session")
-def celery_stack(mongo_url: str, tmp_path_factory: pytest.TempPathFactory
-                 ) -> Iterator[CeleryStack]:
-    base = tmp_path_factory.mktemp("celery")
+@contextmanager
+def celery_stack_on(mongo_url: str, base: Path, file_roots: Path | None = None,
+                    **worker_env: str) -> Iterator[CeleryStack]:
+    """A Redis and two workers (prefork and threads, four slots each) on ``mongo_url``;
+    ``worker_env`` adds to the workers' environment."""
     with redis_server() as (broker, port, _):
         stack = CeleryStack(broker, port, mongo_url, f"c{uuid.uuid4().hex[:10]}",
-                            base / "work", base, tmp_path_factory.getbasetemp())
-        with celery_worker(stack.env(), "w1", "--concurrency", "4", log=base / "w1.log"), \
-                celery_worker(stack.env(), "w2", "--pool", "threads", "--concurrency", "4",
+                            base / "work", base, file_roots)
+        env = stack.env(**worker_env)
+        with celery_worker(env, "w1", "--concurrency", "4", log=base / "w1.log"), \
+                celery_worker(env, "w2", "--pool", "threads", "--concurrency", "4",
                               log=base / "w2.log"):
             try:
                 yield stack
             finally:
                 stack.close()
+
+
+@pytest.fixture(scope="session")
+def celery_stack(mongo_url: str, tmp_path_factory: pytest.TempPathFactory
+                 ) -> Iterator[CeleryStack]:
+    with celery_stack_on(mongo_url, tmp_path_factory.mktemp("celery"),
+                         tmp_path_factory.getbasetemp()) as stack:
+        yield stack
 
 
 @pytest.fixture(params=["embedded", "embedded-mongo", "celery"])

@@ -89,3 +89,28 @@ def test_a_foreach_element_is_counted_once_when_the_counts_reply_is_lost(mongo_u
     assert [store.count_item(run_id, "each", i) for i in (0, 7, n - 1)] == [None] * 3
     assert store.get_steps(run_id)["each"].items_left == 0
     store.close()
+
+
+def test_a_batch_counts_its_elements_once_beside_their_own_counts(mongo_url):
+    """A batch of elements counts them in one write per group (app/engine/dispatch.py);
+    an element counted by a task of its own (a retry), or by an earlier delivery of the
+    same batch, is left out, even when every first reply is lost."""
+    store = MongoStore(mongo_url, "joins", patience=30)
+    run_id = f"r{uuid.uuid4().hex[:10]}"
+    store.create_run(RunRecord(run_id, "w", "1", "d"),
+                     [StepRecord(run_id, "each", "echo", "run")], {})
+    n = 200  # groups of 64: 0-63, 64-127, 128-191, and 192-199
+    assert store.transition_step(run_id, "each", {StepStatus.PENDING}, StepStatus.READY,
+                                 items=[ItemRecord(value=i) for i in range(n)],
+                                 items_left=n)
+    for name in ("_steps", "_marks", "_items"):
+        coll = getattr(store, name)
+        coll.raw = LostReplies(coll.raw)
+    assert store.count_item(run_id, "each", 5) == 63  # a retry of its own, first
+    # The first group empties (5 is left out), the second does not.
+    assert store.count_items(run_id, "each", range(0, 100)) == n - 64
+    assert store.count_items(run_id, "each", range(0, 100)) is None  # a redelivery
+    assert store.count_item(run_id, "each", 99) is None
+    assert store.count_items(run_id, "each", range(100, 200)) == 0
+    assert store.get_steps(run_id)["each"].items_left == 0
+    store.close()

@@ -66,18 +66,48 @@ class TaskMessage:
     #: How many times the attempt waited for work done elsewhere (a job on a scheduler,
     #: app/engine/waiting.py): each wake-up is a message of its own, with an id of its own.
     poll: int = 0
+    #: Elements of a long ``foreach`` this one message carries: ``batch`` consecutive
+    #: ones from ``index`` (see ``foreach_batches``); 0 for a message of one task.
+    batch: int = 0
 
     @property
     def key(self) -> TaskKey:
         return TaskKey(self.step, self.index)
 
     @property
+    def elements(self) -> range:
+        """The ``foreach`` elements a batch carries (empty for any other message)."""
+        start = self.index or 0
+        return range(start, start + self.batch) if self.batch else range(0)
+
+    @property
     def task_id(self) -> str:
         """Deterministic: a redelivered or duplicated message has the same id."""
-        base = f"{self.run_id}:{self.key.token}:{self.attempt}"
+        token = self.key.token if not self.batch else \
+            f"{self.step}[{self.elements.start}-{self.elements.stop - 1}]"
+        base = f"{self.run_id}:{token}:{self.attempt}"
         suffix = f".r{self.generation}" if self.generation else ""
         return base + suffix + (".admit" if self.readmit else "") + \
             (".expand" if self.expand else "") + (f".p{self.poll}" if self.poll else "")
+
+
+#: Fewest messages a batched ``foreach`` is sent in: batches never cost parallelism that
+#: a cluster could use (a list of 100,000 still makes 1,563 tasks of 64).
+MIN_BATCHES = 1000
+
+
+def foreach_batches(n: int, largest: int) -> list[tuple[int, int]]:
+    """How ``n`` elements are sent: (first index, how many) per message.
+
+    One element a message (Airflow's mapped tasks, Prefect's map) costs a broker round
+    trip and a task's overhead per element, which for short elements is most of the
+    work. Like Celery's ``chunks``, a long list goes in batches of consecutive
+    elements, each still claimed, run, recorded and retried on its own; but only past
+    ``MIN_BATCHES`` elements, and no more than ``largest`` a batch, so that a list
+    short enough to spread over every worker is spread one element a message.
+    """
+    size = max(1, min(largest, n // MIN_BATCHES))
+    return [(start, min(size, n - start)) for start in range(0, n, size)]
 
 
 class Dispatcher(Protocol):

@@ -31,6 +31,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,8 @@ step_log = logging.getLogger("chordflow.step")
 
 
 FinishCallback = Callable[[str, RunStatus], None]
+#: A new cancel event for one task, watched while inside (tasks/cancel_watch.py).
+CancelEvents = Callable[[], AbstractContextManager[threading.Event]]
 
 
 def new_run_id() -> str:
@@ -125,6 +128,7 @@ class Engine(Release, Recovery):
         expand_elsewhere: int | None = None,
         stager: Stager | None = None,
         connections: Catalog | None = None,
+        foreach_batch: int = 1,
     ):
         self.store = store
         self.events = EventLog(store)
@@ -168,6 +172,10 @@ class Engine(Release, Recovery):
         self.plan_registry = registry.tolerant()
         #: A ``foreach`` becomes a Celery chord where the dispatcher can send one.
         self.chords = bool(getattr(dispatcher, "supports_chords", False))
+        #: The most elements of a chord one message carries (dispatch.foreach_batches).
+        self.foreach_batch = foreach_batch
+        #: The batch this thread runs (``_run_batch``): its elements' counts wait for it.
+        self._batch = threading.local()
         self._plans: dict[str, Plan] = {}
         self._plans_lock = threading.Lock()
         #: Running runs by (id, re-run generation): what a task needs of its run (id,
@@ -350,6 +358,7 @@ class Engine(Release, Recovery):
         cancel_event: threading.Event | None = None,
         deadline: float | None = None,
         task_id: str | None = None,
+        cancel_events: CancelEvents | None = None,
     ) -> str | None:
         """Run one attempt of one step (or ``foreach`` element), then release its children.
 
@@ -363,9 +372,15 @@ class Engine(Release, Recovery):
         message for a step that is not queued for exactly this attempt is a duplicate
         and does nothing. StoreUnavailable if the store stays unreachable past its
         patience (with ``pending`` set if the attempt ran: its outcome, to record later).
+
+        A batch of ``foreach`` elements (``msg.batch``) runs them one after the other,
+        each with a cancel event of its own from ``cancel_events``; see ``_run_batch``.
         """
         with self.events.deferred():
-            failure = self._execute(msg, cancel_event, deadline, task_id)
+            if msg.batch:
+                failure = self._run_batch(msg, cancel_events, task_id)
+            else:
+                failure = self._execute(msg, cancel_event, deadline, task_id)
         # The attempt's events are in the store before its message is acknowledged: a
         # worker killed right after a step finished loses none of that step's story.
         # (After its children were sent, so no step waits for this write.) A store gone
@@ -376,12 +391,69 @@ class Engine(Release, Recovery):
             log.warning("the events of %s wait for the store", msg.task_id)
         return failure
 
+    def _run_batch(self, msg: TaskMessage, cancel_events: CancelEvents | None,
+                   task_id: str | None) -> str | None:
+        """Run a batch's elements in turn, each exactly as if it had a message of its own
+        (its claim, lease, record, retry and count are its own), but read together
+        and with their events written once. Elements already finished (a redelivered
+        batch, a cancelled run) cost nothing. The failures of those that failed for
+        good, if any.
+
+        A store outage past its patience raises StoreUnavailable with ``pending`` (the
+        element's outcome to record, or else the batch) and ``rest`` (then the batch
+        again, to come back later: what is finished by then is skipped and counted),
+        for the executor to send back.
+        """
+        run = self.running_run(msg)
+        if run is None:
+            return None
+        items = self.store.get_items(run.id, msg.step, msg.elements)
+        failures: list[str] = []
+        finished: list[int] = []  # by this batch, counted together below
+        self._batch.finished = ((run.id, msg.step), finished)
+        try:
+            for index in msg.elements:
+                item = items.get(index)
+                if item is None or item.status in STEP_FINISHED:
+                    continue
+                element = replace(msg, index=index, batch=0)
+                try:
+                    with cancel_events() if cancel_events else nullcontext(None) as event:
+                        failure = self._execute(element, event, None, task_id, item)
+                except StoreUnavailable as exc:
+                    # The batch comes back whole, after the element's outcome (if it
+                    # ran): its finished elements are counted then.
+                    exc.rest = msg if exc.pending is not None else None  # type: ignore
+                    exc.pending = exc.pending or msg
+                    raise
+                except DispatchFailed:
+                    raise  # what it had to send could not be: the batch goes back whole
+                except Exception as exc:  # recorded for this element; the others go on
+                    self.fail_unexpected(element, exc, task_id=task_id)
+                    failure = f"internal error: {type(exc).__name__}: {exc}"
+                if failure is not None:
+                    failures.append(f"{element.key.token}: {failure}")
+        finally:
+            self._batch.finished = None
+        # Also those an earlier delivery finished, perhaps without counting them.
+        counted = finished + [i for i, item in items.items() if item.status in STEP_FINISHED]
+        if counted and self.store.count_items(run.id, msg.step, counted) == 0:
+            plan = self.plan_for(run)
+            rec = self._gather(run, plan.steps[msg.step])
+            if rec is not None:
+                self._propagate(run, plan, [msg.step], {msg.step: rec})
+        if not failures:
+            return None
+        return failures[0] if len(failures) == 1 else \
+            f"{len(failures)} elements failed; {failures[0]}"
+
     def _execute(
         self,
         msg: TaskMessage,
         cancel_event: threading.Event | None,
         deadline: float | None,
         task_id: str | None,
+        item: ItemRecord | None = None,
     ) -> str | None:
         run = self.running_run(msg)
         if run is None:
@@ -402,7 +474,7 @@ class Engine(Release, Recovery):
         records = self.store.get_steps(run.id, sp.reads) if sp.reads else {}
         scope = self._scope(run, records)
         if key.index is not None:
-            item = self.store.get_item(run.id, sp.name, key.index)
+            item = item or self.store.get_item(run.id, sp.name, key.index)
             if item is None:
                 return None
             scope["item"] = item.value
@@ -841,8 +913,9 @@ class Engine(Release, Recovery):
     def gather(self, run_id: str, step: str) -> None:
         """A ``foreach`` chord's body: every element is final; finish the step."""
         run = self.store.get_run(run_id)
-        if run.status is not RunStatus.RUNNING:
-            return
+        if run.status is not RunStatus.RUNNING or \
+                self.store.step_status(run_id, step) in STEP_FINISHED:
+            return  # gathered already, by its last element's count
         plan = self.plan_for(run)
         with self.events.deferred():
             rec = self._gather(run, plan.steps[step])
@@ -885,6 +958,10 @@ class Engine(Release, Recovery):
         self._event(run.id, f"step_{status}", key,
                     {"error": fields["error"]} if "error" in fields else None)
         self._release_slot(run, plan, key)
+        deferred = getattr(self._batch, "finished", None)
+        if key.index is not None and deferred is not None and deferred[0] == (run.id, key.step):
+            deferred[1].append(key.index)  # counted with its batch's (``_run_batch``)
+            return True
         if key.index is not None:
             # With a chord its body gathers too; counting as well makes the gather happen
             # even if the chord fired early (a duplicate element counted as a part).

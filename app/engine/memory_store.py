@@ -91,6 +91,10 @@ class MemoryStore:
             # Outputs and params are never changed in place, so they may be shared.
             return {s.name: self._copy(s) for s in chosen}
 
+    def step_status(self, run_id: str, name: str) -> StepStatus:
+        with self._lock:
+            return self._steps[run_id][name].status
+
     @staticmethod
     def _copy(step: StepRecord) -> StepRecord:
         clone = copy.copy(step)
@@ -203,6 +207,11 @@ class MemoryStore:
             item = self._unit(run_id, name, index)
             return copy.deepcopy(item) if isinstance(item, ItemRecord) else None
 
+    def get_items(self, run_id: str, name: str, indices: range) -> dict[int, ItemRecord]:
+        with self._lock:
+            items = self._steps[run_id][name].items or []
+            return {i: copy.deepcopy(items[i]) for i in indices if 0 <= i < len(items)}
+
     def _unit(self, run_id: str, name: str, index: int | None) -> StepRecord | ItemRecord | None:
         step = self._steps[run_id][name]
         if index is None:
@@ -230,6 +239,13 @@ class MemoryStore:
             step = self._steps[run_id][name]
             step.items_left -= 1
             return step.items_left
+
+    def count_items(self, run_id: str, name: str, indices: Collection[int]) -> int | None:
+        left = None
+        for index in indices:
+            counted = self.count_item(run_id, name, index)
+            left = left if counted is None else counted  # they only go down
+        return left
 
     def count_steps(self, run_id: str, n: int = 1) -> int:
         with self._lock:

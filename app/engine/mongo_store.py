@@ -281,9 +281,21 @@ class MongoStore:
                     rec.items[doc["index"]] = _item_record(doc)
         return records
 
+    def step_status(self, run_id: str, name: str) -> StepStatus:
+        doc = self._steps.find_one({"_id": f"{run_id}/{name}"}, {"status": 1})
+        if doc is None:
+            raise RunNotFound(f"run '{run_id}' has no step '{name}'")
+        return StepStatus(doc["status"])
+
     def get_item(self, run_id: str, name: str, index: int) -> ItemRecord | None:
         doc = self._items.find_one({"_id": f"{run_id}/{name}/{index}"})
         return None if doc is None else _item_record(doc)
+
+    def get_items(self, run_id: str, name: str, indices: range) -> dict[int, ItemRecord]:
+        ids = [f"{run_id}/{name}/{i}" for i in indices]
+        return {int(doc["index"]): _item_record(doc)
+                for start in range(0, len(ids), IDS_PER_QUERY)
+                for doc in self._items.find({"_id": {"$in": ids[start:start + IDS_PER_QUERY]}})}
 
     def transition_step(
         self,
@@ -396,9 +408,11 @@ class MongoStore:
             raise StoreUnavailable(f"{self.patience.what} did not answer in time") from exc
 
     def _insert_items(self, run_id: str, name: str, items: list[ItemRecord]) -> None:
+        # Without the fields still unset (read back as their defaults): inserting
+        # 100,000 of them is the largest write a run makes.
         self._items.insert_many([
             {"_id": f"{run_id}/{name}/{i}", "run_id": run_id, "step": name, "index": i,
-             **_plain(asdict(item))}
+             **{k: v for k, v in _plain(asdict(item)).items() if v is not None}}
             for i, item in enumerate(items)
         ], ignore_duplicates=True)
         n = len(items)
@@ -452,33 +466,65 @@ class MongoStore:
         """
         group = index // COUNT_GROUP
         doc = self._count_once(self._marks, _group_id(run_id, name, group), "done",
-                               f"i{index}", "left", 1)
+                               [f"i{index}"], "left")
         if doc is None or doc["left"] != 0:
             return None if doc is None else int(doc["left"])
-        doc = self._count_once(self._steps, f"{run_id}/{name}", "groups", f"g{group}",
-                               "items_left", int(doc["size"]))
+        return self._count_group(run_id, name, group, int(doc["size"]))
+
+    def count_items(self, run_id: str, name: str, indices: Collection[int]) -> int | None:
+        """``count_item`` for many elements (a batch's), one write per group they fall
+        in: all their marks and the decrement in one update. Those counted before (by
+        their own tasks, by an earlier delivery of the batch) are left out: the update
+        is tried again without them. The elements left to the step if a group emptied,
+        else None."""
+        groups: dict[int, list[str]] = {}
+        for index in sorted(set(indices)):
+            groups.setdefault(index // COUNT_GROUP, []).append(f"i{index}")
+        left: int | None = None
+        for group, keys in groups.items():
+            doc_id = _group_id(run_id, name, group)
+            while keys:
+                doc = self._count_once(self._marks, doc_id, "done", keys, "left")
+                if doc is not None:
+                    if doc["left"] == 0:
+                        left = self._count_group(run_id, name, group, int(doc["size"]))
+                    break
+                marked = (self._marks.find_one({"_id": doc_id}) or {}).get("done") or {}
+                unmarked = [key for key in keys if key not in marked]
+                if unmarked == keys:  # refused, yet nothing marked: leave it to a resume
+                    break
+                keys = unmarked
+        return left
+
+    def _count_group(self, run_id: str, name: str, group: int, size: int) -> int | None:
+        """A group's elements, all counted, in the step's ``items_left``."""
+        doc = self._count_once(self._steps, f"{run_id}/{name}", "groups", [f"g{group}"],
+                               "items_left", size)
         return None if doc is None else int(doc["items_left"])
 
-    def _count_once(self, coll: PatientCollection, doc_id: str, marks: str, key: str,
-                    counter: str, n: int) -> dict[str, Any] | None:
-        """Decrement ``counter`` by ``n`` and set the mark ``marks.key`` in one update:
-        the document after it, or None if marked before by another call. A repeat after
-        a lost reply recognises its own mark by the call's token (and gets the document
-        as it is now)."""
+    def _count_once(self, coll: PatientCollection, doc_id: str, marks: str,
+                    keys: list[str], counter: str, n: int | None = None
+                    ) -> dict[str, Any] | None:
+        """Decrement ``counter`` by ``n`` (by default, one per key) and set the marks
+        ``marks.<key>`` in one update: the document after it, or None if any was marked
+        before by another call. A repeat after a lost reply recognises its own marks by
+        the call's token (and gets the document as it is now)."""
         patience = self.patience
-        mark = f"{marks}.{key}"
+        paths = [f"{marks}.{key}" for key in keys]
 
         def count() -> dict[str, Any] | None:
             token = patience.token
             doc = coll.raw.find_one_and_update(
-                {"_id": doc_id, mark: {"$exists": False}},
-                {"$inc": {counter: -n}, "$set": {mark: token}},
+                {"_id": doc_id, **{path: {"$exists": False} for path in paths}},
+                {"$inc": {counter: -(len(keys) if n is None else n)},
+                 "$set": dict.fromkeys(paths, token)},
                 return_document=pymongo.ReturnDocument.AFTER)
             if doc is None:
                 doc = coll.raw.find_one({"_id": doc_id})
                 if doc is None:
                     raise RunNotFound("the run's records are missing")
-                if not (patience.retrying and (doc.get(marks) or {}).get(key) == token):
+                done = doc.get(marks) or {}
+                if not (patience.retrying and all(done.get(key) == token for key in keys)):
                     return None  # counted before
             return dict(doc)
 

@@ -13,7 +13,7 @@ from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from chordflow.engine.dispatch import TaskKey
+from chordflow.engine.dispatch import TaskKey, foreach_batches
 from chordflow.engine.plan import Plan, StepPlan
 from chordflow.engine.records import ItemRecord, RunRecord, StepRecord, now
 from chordflow.engine.state import (
@@ -196,8 +196,14 @@ class Release:
         self.store.transition_step(run.id, sp.name, READY_ONLY, StepStatus.QUEUED,
                                    queued_at=queued)
         self._event(run.id, "step_queued", TaskKey(sp.name), {"items": len(items)})
-        messages = [self._message(run, sp, TaskKey(sp.name, i), 1, 0.0)
-                    for i in range(len(items))]
+        # A step with a timeout is sent element by element: its timeout is the task's
+        # time limit, which must not be shared by a batch of them.
+        largest = self.foreach_batch if sp.step.timeout is None else 1
+        messages = [
+            replace(self._message(run, sp, TaskKey(sp.name, start), 1, 0.0),
+                    batch=count if count > 1 else 0)
+            for start, count in foreach_batches(len(items), largest)
+        ]
         self.dispatcher.dispatch_chord(messages)  # type: ignore[attr-defined]
 
     def _decide(

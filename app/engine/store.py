@@ -30,10 +30,18 @@ class Store(Protocol):
     ) -> dict[str, StepRecord]:
         """Step records by name (all of them when ``names`` is None)."""
 
+    def step_status(self, run_id: str, name: str) -> StepStatus:
+        """A step's status alone: not its elements (a ``foreach`` of 100,000 has as many
+        records)."""
+
     def get_item(self, run_id: str, name: str, index: int) -> ItemRecord | None:
         """One ``foreach`` element's record (None if the step has no such element): what
         an element's task reads, never the whole list (that would make a ``foreach``
         of n elements read n² records)."""
+
+    def get_items(self, run_id: str, name: str, indices: range) -> dict[int, ItemRecord]:
+        """The records of a run of consecutive elements (a batch's), in one read; an
+        index with no element is left out."""
 
     def set_run_status(
         self, run_id: str, expect: Collection[RunStatus], status: RunStatus, **fields: Any
@@ -108,6 +116,10 @@ class Store(Protocol):
 
     def count_item(self, run_id: str, name: str, index: int) -> int | None:
         """Count a ``foreach`` element as finished: elements left, None if counted before."""
+
+    def count_items(self, run_id: str, name: str, indices: Collection[int]) -> int | None:
+        """Count many elements (a batch's) at once, leaving out those counted before:
+        the elements left to the step if that changed it, else None."""
 
     def count_steps(self, run_id: str, n: int = 1) -> int:
         """Count ``n`` steps as finished for their run: steps left.
