@@ -241,6 +241,9 @@ class Settings(BaseSettings):
     #: 2,000 is sent in batches, each element still claimed, recorded and retried on its
     #: own; see app/engine/dispatch.py). 1: one message per element.
     foreach_batch: int = Field(default=64, ge=1, le=1000)
+    #: Fewest messages a batched ``foreach`` is sent in: batches are only as large as
+    #: keeps at least this many (a cluster with more worker slots raises it).
+    foreach_min_messages: int = Field(default=1000, ge=1)
 
     def limits(self) -> Limits:
         """Every limit on workflows and on what their steps leave behind."""

@@ -50,6 +50,7 @@ def build_engine(app: Celery, settings: Settings | None = None, *,
         file_roots=settings.file_roots,
         limits=settings.limits(),
         foreach_batch=settings.foreach_batch,
+        foreach_min_messages=settings.foreach_min_messages,
         stager=Stager.from_settings(settings),
         connections=settings.connection_catalog(store.db),
     )

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chordflow.engine import dispatch
 from chordflow.engine.dispatch import TaskMessage, foreach_batches
 from chordflow.engine.engine import Engine
 from chordflow.engine.mongo_store import MongoStore
@@ -25,6 +24,7 @@ def test_a_list_is_batched_only_past_a_thousand_messages():
     assert len(batches) == 1_563 and batches[-1] == (99_968, 32)
     assert [i for start, k in batches for i in range(start, start + k)] == list(range(100_000))
     assert foreach_batches(100_000, 1) == [(i, 1) for i in range(100_000)]
+    assert foreach_batches(200, 64, fewest=10) == [(i, 20) for i in range(0, 200, 20)]
 
 
 class HeldChords:
@@ -50,13 +50,13 @@ class HeldChords:
 
 
 @pytest.fixture
-def batching(mongo_url: str, monkeypatch: pytest.MonkeyPatch):
+def batching(mongo_url: str):
     """An engine on the MongoDB-protocol server that sends ten elements in batches of
-    four (the threshold lowered from 1,000 messages to one)."""
-    monkeypatch.setattr(dispatch, "MIN_BATCHES", 1)
+    four (in at least one message, not 1,000)."""
     held = HeldChords()
     store = MongoStore(mongo_url, f"b{uuid.uuid4().hex[:10]}")
-    engine = Engine(store, default_registry(), held, foreach_batch=4)
+    engine = Engine(store, default_registry(), held, foreach_batch=4,
+                    foreach_min_messages=1)
     yield engine, held
     store.close()
 

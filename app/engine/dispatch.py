@@ -91,22 +91,24 @@ class TaskMessage:
             (".expand" if self.expand else "") + (f".p{self.poll}" if self.poll else "")
 
 
-#: Fewest messages a batched ``foreach`` is sent in: batches never cost parallelism that
-#: a cluster could use (a list of 100,000 still makes 1,563 tasks of 64).
+#: Fewest messages a batched ``foreach`` is sent in (by default): batches never cost
+#: parallelism that a cluster could use (a list of 100,000 still makes 1,563 tasks of
+#: 64). A cluster with more worker slots than that says so
+#: (``CHORDFLOW_FOREACH_MIN_MESSAGES``).
 MIN_BATCHES = 1000
 
 
-def foreach_batches(n: int, largest: int) -> list[tuple[int, int]]:
+def foreach_batches(n: int, largest: int, fewest: int = MIN_BATCHES) -> list[tuple[int, int]]:
     """How ``n`` elements are sent: (first index, how many) per message.
 
     One element a message (Airflow's mapped tasks, Prefect's map) costs a broker round
     trip and a task's overhead per element, which for short elements is most of the
     work. Like Celery's ``chunks``, a long list goes in batches of consecutive
-    elements, each still claimed, run, recorded and retried on its own; but only past
-    ``MIN_BATCHES`` elements, and no more than ``largest`` a batch, so that a list
-    short enough to spread over every worker is spread one element a message.
+    elements, each still claimed, run, recorded and retried on its own; but never in
+    fewer than ``fewest`` messages, and no more than ``largest`` a batch, so that a
+    list short enough to spread over every worker is spread one element a message.
     """
-    size = max(1, min(largest, n // MIN_BATCHES))
+    size = max(1, min(largest, n // fewest))
     return [(start, min(size, n - start)) for start in range(0, n, size)]
 
 

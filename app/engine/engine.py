@@ -39,7 +39,7 @@ from typing import Any
 from chordflow.connections.catalog import Catalog, Resolved
 from chordflow.data.staging import Staged, Stager
 from chordflow.engine.counting import RunCounts
-from chordflow.engine.dispatch import Dispatcher, TaskKey, TaskMessage
+from chordflow.engine.dispatch import MIN_BATCHES, Dispatcher, TaskKey, TaskMessage
 from chordflow.engine.eventlog import EventLog
 from chordflow.engine.invoke import call_step
 from chordflow.engine.lease import (
@@ -129,6 +129,7 @@ class Engine(Release, Recovery):
         stager: Stager | None = None,
         connections: Catalog | None = None,
         foreach_batch: int = 1,
+        foreach_min_messages: int = MIN_BATCHES,
     ):
         self.store = store
         self.events = EventLog(store)
@@ -174,6 +175,7 @@ class Engine(Release, Recovery):
         self.chords = bool(getattr(dispatcher, "supports_chords", False))
         #: The most elements of a chord one message carries (dispatch.foreach_batches).
         self.foreach_batch = foreach_batch
+        self.foreach_min_messages = foreach_min_messages
         #: The batch this thread runs (``_run_batch``): its elements' counts wait for it.
         self._batch = threading.local()
         self._plans: dict[str, Plan] = {}

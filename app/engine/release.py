@@ -202,7 +202,8 @@ class Release:
         messages = [
             replace(self._message(run, sp, TaskKey(sp.name, start), 1, 0.0),
                     batch=count if count > 1 else 0)
-            for start, count in foreach_batches(len(items), largest)
+            for start, count in foreach_batches(len(items), largest,
+                                                self.foreach_min_messages)
         ]
         self.dispatcher.dispatch_chord(messages)  # type: ignore[attr-defined]
 

@@ -162,3 +162,73 @@ def test_a_paused_pool_process_has_its_steps_killed_before_its_lease_runs_out(
         os.kill(pool_pid, signal.SIGCONT)
     workload.wait(service, timeout=180)
     check(workload, service)
+
+
+@pytest.fixture
+def batching_service(fresh):
+    """A submitter that batches a short ``foreach`` (whoever expands a list batches
+    it: the submitter, for a list of up to 1,000)."""
+    from chordflow.service import RunService
+
+    service = RunService.celery(fresh.settings().model_copy(
+        update={"foreach_min_messages": 20}))
+    try:
+        yield service
+    finally:
+        service.close()
+
+
+def test_a_worker_killed_mid_batch_runs_no_element_twice_and_counts_each_once(
+        fresh, batching_service, tmp_path):
+    """A long ``foreach`` goes in batches (here 300 elements in 20 messages of 15). A
+    worker killed while it runs an element of a batch has that batch delivered again:
+    the elements it finished are skipped (and counted, which the killed delivery had
+    left to the end of its batch), the element it was running is taken over, and every
+    element's side effect is written once."""
+    from collections import Counter
+
+    from chordflow.engine.state import RunStatus, StepStatus
+    from chordflow.workflow.loader import load_data
+
+    service = batching_service
+    n, batches = 300, {"CHORDFLOW_FOREACH_MIN_MESSAGES": "20"}
+    pids, sidefx = tmp_path / "pids", tmp_path / "sidefx"
+    doomed = fresh.start_worker("batches", "--concurrency", "2", **batches)
+    fresh.start_worker("other", "--beat", "--concurrency", "3",
+                       CHORDFLOW_RECONCILE_INTERVAL="5", **batches)
+    # Every seventh element sleeps a second: the kill lands in one of those, after
+    # the elements before it in its batch finished.
+    run_id = service.submit(load_data({"name": "batched", "steps": [{
+        "name": "each", "module": "bash",
+        "foreach": [{"i": i, "sleep": int(i % 7 == 6)} for i in range(n)],
+        "params": {"cmd": f"echo $$ $PPID $(date +%s.%N) ${{item.i}} >> {pids}; "
+                          f"sleep ${{item.sleep}}; echo ${{item.i}} >> {sidefx}"}}]}))
+
+    def sleeping_on_doomed() -> tuple[int, int] | None:
+        pool = set(doomed.pool_pids())
+        lines = pids.read_text().splitlines() if pids.exists() else []
+        for line in lines:
+            parts = line.split()
+            if len(parts) == 4 and int(parts[1]) in pool and int(parts[3]) % 7 == 6 \
+                    and 0.1 < time.time() - float(parts[2]) < 0.6 and alive(int(parts[0])):
+                return int(parts[0]), int(parts[1])
+        return None
+
+    assert wait_until(lambda: sleeping_on_doomed() is not None, timeout=120, poll=0.02)
+    victim = sleeping_on_doomed()
+    assert victim is not None
+    step_pid, pool_pid = victim
+    os.kill(doomed.proc.pid, signal.SIGKILL)
+    os.kill(pool_pid, signal.SIGKILL)
+    assert wait_until(lambda: not living_in_groups({step_pid}), timeout=5)
+    assert service.wait(run_id, timeout=240) is RunStatus.SUCCEEDED
+    each = service.engine.store.get_steps(run_id, ["each"])["each"]
+    items = each.items or []
+    assert len({i.task_id for i in items}) < n  # they did go in batches
+    lines = Counter(sidefx.read_text().split())
+    assert sorted(lines, key=int) == [str(i) for i in range(n)]
+    assert {k: v for k, v in lines.items() if v != 1} == {}
+    assert all(i.status is StepStatus.SUCCEEDED for i in items)
+    assert each.items_left == 0  # counted exactly: not left to a resume's gather
+    assert sum(1 for e in service.engine.store.events(run_id)
+               if e.type == "step_taken_over") >= 1
