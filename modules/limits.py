@@ -348,16 +348,17 @@ class Captured:
         return view.lines()
 
 
-def log_pieces(text: str) -> list[str]:
-    """``text`` in pieces of at most LOG_PIECE_CHARS to store, each ending at a line end
-    where there is one in reach (a longer line is cut where it must be)."""
-    if len(text) <= LOG_PIECE_CHARS:
+def log_pieces(text: str, size: int = LOG_PIECE_CHARS) -> list[str]:
+    """``text`` in pieces of at most ``size`` characters to store, each ending at a line
+    end where there is one in reach (a longer line is cut where it must be). The same
+    text is cut the same way, so a text that grows keeps its first pieces."""
+    if len(text) <= size:
         return [text]
     pieces, start = [], 0
-    while len(text) - start > LOG_PIECE_CHARS:
-        end = text.rfind("\n", start, start + LOG_PIECE_CHARS) + 1
+    while len(text) - start > size:
+        end = text.rfind("\n", start, start + size) + 1
         if end <= start:
-            end = start + LOG_PIECE_CHARS
+            end = start + size
         pieces.append(text[start:end])
         start = end
     pieces.append(text[start:])

@@ -69,20 +69,27 @@ class LostReplies:
         return write
 
 
-def test_a_foreach_element_is_counted_once_when_the_counts_reply_is_lost(mongo_url):
-    """Counting an element repeated after a lost reply must not count it twice: a double
-    count gathers the step before its last element finishes, and ends at -1."""
+def foreach_losing_replies(mongo_url: str, n: int) -> tuple[MongoStore, str]:
+    """A run whose step ``each`` has ``n`` elements, on a store whose every first reply
+    to a write is lost."""
     store = MongoStore(mongo_url, "joins", patience=30)
     run_id = f"r{uuid.uuid4().hex[:10]}"
     store.create_run(RunRecord(run_id, "w", "1", "d"),
                      [StepRecord(run_id, "each", "echo", "run")], {})
-    n = 70  # elements over more than one group of counts (COUNT_GROUP)
     assert store.transition_step(run_id, "each", {StepStatus.PENDING}, StepStatus.READY,
                                  items=[ItemRecord(value=i) for i in range(n)],
                                  items_left=n)
     for name in ("_steps", "_marks", "_items"):
         coll = getattr(store, name)
         coll.raw = LostReplies(coll.raw)
+    return store, run_id
+
+
+def test_a_foreach_element_is_counted_once_when_the_counts_reply_is_lost(mongo_url):
+    """Counting an element repeated after a lost reply must not count it twice: a double
+    count gathers the step before its last element finishes, and ends at -1."""
+    n = 70  # elements over more than one group of counts (COUNT_GROUP)
+    store, run_id = foreach_losing_replies(mongo_url, n)
     left = [store.count_item(run_id, "each", i) for i in reversed(range(n))]
     assert left[-1] == 0, left
     assert all(x is not None and x > 0 for x in left[:-1]), left
@@ -95,17 +102,8 @@ def test_a_batch_counts_its_elements_once_beside_their_own_counts(mongo_url):
     """A batch of elements counts them in one write per group (app/engine/dispatch.py);
     an element counted by a task of its own (a retry), or by an earlier delivery of the
     same batch, is left out, even when every first reply is lost."""
-    store = MongoStore(mongo_url, "joins", patience=30)
-    run_id = f"r{uuid.uuid4().hex[:10]}"
-    store.create_run(RunRecord(run_id, "w", "1", "d"),
-                     [StepRecord(run_id, "each", "echo", "run")], {})
     n = 200  # groups of 64: 0-63, 64-127, 128-191, and 192-199
-    assert store.transition_step(run_id, "each", {StepStatus.PENDING}, StepStatus.READY,
-                                 items=[ItemRecord(value=i) for i in range(n)],
-                                 items_left=n)
-    for name in ("_steps", "_marks", "_items"):
-        coll = getattr(store, name)
-        coll.raw = LostReplies(coll.raw)
+    store, run_id = foreach_losing_replies(mongo_url, n)
     assert store.count_item(run_id, "each", 5) == 63  # a retry of its own, first
     # The first group empties (5 is left out), the second does not.
     assert store.count_items(run_id, "each", range(0, 100)) == n - 64

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from chordflow.engine.recent import Recent
 from chordflow.engine.records import LogLine
-from chordflow.modules.limits import Captured
+from chordflow.modules.limits import Captured, log_pieces
 
 if TYPE_CHECKING:
     from chordflow.engine.store import Store
@@ -62,21 +62,6 @@ class Watched:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def pieces(text: str, size: int = PIECE_CHARS) -> list[str]:
-    """``text`` in pieces of at most ``size`` characters, cut after a line end where
-    there is one in reach: the same text cut the same way, so a text that grows keeps
-    its first pieces (and the pages holding them are not written again)."""
-    out, start = [], 0
-    while len(text) - start > size:
-        end = text.rfind("\n", start, start + size) + 1
-        if end <= start:
-            end = start + size
-        out.append(text[start:end])
-        start = end
-    out.append(text[start:])
-    return out
-
-
 def paginate(lines: Iterable[tuple[float, str, str]], make: Callable[[float, str, str], LogLine],
              redact: Callable[[str], str]) -> list[Page]:
     """A snapshot as pages of at most PAGE_CHARS characters (a piece larger than that
@@ -84,7 +69,8 @@ def paginate(lines: Iterable[tuple[float, str, str]], make: Callable[[float, str
     pages: list[Page] = [[]]
     size, last = 0, 0.0
     for ts, stream, text in lines:
-        for piece in pieces(redact(text)):
+        # (A text that grows keeps its first pieces: their pages are not written again.)
+        for piece in log_pieces(redact(text), PIECE_CHARS):
             last = max(ts, last + 1e-6)
             if pages[-1] and size + len(piece) > PAGE_CHARS:
                 pages.append([])
