@@ -19,7 +19,6 @@ exception), where the dashboard's step drawer and ``chordflow logs`` show it.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import io
 import sys
@@ -30,6 +29,7 @@ from contextlib import contextmanager
 from typing import Any, TextIO
 
 from chordflow.errors import StepCancelled, StepFailed
+from chordflow.importing import NotImportable, import_attribute
 from chordflow.modules.context import StepContext, run_coroutine
 from chordflow.modules.registry import StepModule
 
@@ -43,14 +43,9 @@ def load_function(path: str) -> Callable[..., Any]:
     if not modname or not attr:
         raise StepFailed(f"function '{path}' must look like 'package.module:function'")
     try:
-        target: Any = importlib.import_module(modname)
-    except ImportError as exc:
-        raise StepFailed(f"cannot import '{modname}': {exc}") from None
-    for part in attr.split("."):
-        try:
-            target = getattr(target, part)
-        except AttributeError:
-            raise StepFailed(f"'{modname}' has no attribute '{attr}'") from None
+        target = import_attribute(modname, attr)
+    except NotImportable as exc:
+        raise StepFailed(str(exc)) from None
     if not callable(target):
         raise StepFailed(f"'{path}' is not callable")
     return target  # type: ignore[no-any-return]

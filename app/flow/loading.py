@@ -6,14 +6,13 @@ As ``celery -A`` and ``uvicorn`` do, the current directory is importable, so tha
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 import sys
-from typing import Any
 
 from chordflow.flow.errors import FlowError
 from chordflow.flow.workflow import Workflow
+from chordflow.importing import NotImportable, import_attribute
 
 _REFERENCE = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
@@ -32,14 +31,9 @@ def load_reference(text: str) -> Workflow:
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
     try:
-        found: Any = importlib.import_module(modname)
-    except ImportError as exc:
-        raise FlowError(f"cannot import '{modname}': {exc}") from None
-    for part in attr.split("."):
-        try:
-            found = getattr(found, part)
-        except AttributeError:
-            raise FlowError(f"'{modname}' has no attribute '{attr}'") from None
+        found = import_attribute(modname, attr)
+    except NotImportable as exc:
+        raise FlowError(str(exc)) from None
     if not isinstance(found, Workflow):
         raise FlowError(f"'{text}' is a {type(found).__name__}, not a chordflow.flow."
                         "Workflow")
