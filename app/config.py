@@ -129,6 +129,17 @@ class Settings(BaseSettings):
     #: the API may read as ``${NAME}``; none by default (only ``base_context``). The
     #: local CLI's files read the CLI's whole environment.
     dialect_env: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    #: CWL steps routed by their ResourceRequirement (app/cwl/resources.py, docs/cwl.md):
+    #: a JSON list of rules tried in order, ``[{"queue": "cwl-big", "coresMin": 8},
+    #: {"queue": "cwl-highmem", "ramMin": 65536}]``; a step goes to the first whose
+    #: every threshold it reaches, else to the default queue. Read where documents are
+    #: converted (the CLI, the API).
+    cwl_queues: list[dict[str, Any]] = Field(default_factory=list)
+    #: CWL files through the data plane (app/cwl/remote.py): ``REMOTE:folder`` where
+    #: each CWL step pushes its output files and the next steps fetch them, so that
+    #: workers share no directory. Read by the workers. Unset: the workers' scratch
+    #: directories (``workdir``), which must then be shared across hosts.
+    cwl_remote: str | None = None
 
     def dialect_environ(self) -> dict[str, str]:
         """The environment a document submitted over HTTP may read (never CHORDFLOW_*)."""

@@ -36,14 +36,21 @@ BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT))
 
 
-def load_tests(path: Path) -> list[dict[str, Any]]:
-    """conformance_tests.yaml with its ``$import``s, in order."""
+def load_tests(path: Path, root: Path | None = None) -> list[dict[str, Any]]:
+    """conformance_tests.yaml with its ``$import``s, in order; each test's ``tool`` and
+    ``job`` relative to the suite's folder (an imported file's are relative to its own,
+    as cwltest resolves them)."""
+    root = root or path.parent
     out: list[dict[str, Any]] = []
     for entry in yaml.safe_load(path.read_text()) or []:
         if "$import" in entry:
-            out += load_tests(path.parent / entry["$import"])
-        else:
-            out.append(entry)
+            out += load_tests(path.parent / entry["$import"], root)
+            continue
+        for key in ("tool", "job"):
+            if entry.get(key):
+                rebased = os.path.relpath(path.parent / str(entry[key]), root)
+                entry[key] = rebased.replace(os.sep, "/")
+        out.append(entry)
     return out
 
 
@@ -65,14 +72,16 @@ def run_cwltest(suite: Path, tool: str, report: Path, args: argparse.Namespace,
                 env: dict[str, str]) -> dict[str, str]:
     """Run cwltest with ``tool``; test id → passed / failed / unsupported.
 
-    Read from cwltest's log and the exit codes the wrapper records (cwltest writes its
-    JUnit report only at the end, so a run stopped by ``--budget`` still counts what it
-    finished). With ``-j1`` the tests run, and are recorded, in the order started.
+    Read from cwltest's log and the exit codes the wrapper records with the arguments
+    of each call (cwltest writes its JUnit report only at the end, so a run stopped by
+    ``--budget`` still counts what it finished); a code is matched to its test by the
+    tool and job it ran, so that ``-j2`` (tests finishing out of order) counts right.
     """
     codes = report.with_suffix(".codes")
     codes.write_text("")
     wrapper = report.with_suffix(".sh")
-    wrapper.write_text(f'#!/bin/sh\n"{tool}" "$@"\nrc=$?\necho $rc >> "{codes}"\nexit $rc\n')
+    wrapper.write_text(f'#!/bin/sh\n"{tool}" "$@"\nrc=$?\necho "$rc $*" >> "{codes}"\n'
+                       'exit $rc\n')
     wrapper.chmod(0o755)
     cmd = [str(BIN / "cwltest"), "--test", str(suite / "conformance_tests.yaml"),
            "--tool", str(wrapper), "-j", str(args.j), "--timeout", str(args.timeout)]
@@ -87,18 +96,36 @@ def run_cwltest(suite: Path, tool: str, report: Path, args: argparse.Namespace,
                            timeout=args.budget, check=False)
         except subprocess.TimeoutExpired:
             out.write(b"\n(stopped: --budget reached)\n")
-    return results(log.read_text(errors="replace"), codes.read_text().split())
+    return results(log.read_text(errors="replace"), codes.read_text().splitlines(),
+                   {t["id"]: t for t in load_tests(suite / "conformance_tests.yaml")})
 
 
-def results(log: str, codes: list[str]) -> dict[str, str]:
+def _call_key(args: list[str]) -> tuple[str, ...]:
+    """The tool and job of one call, as paths relative to the suite's folder."""
+    return tuple(a.removeprefix("./") for a in args if not a.startswith("--"))
+
+
+def results(log: str, codes: list[str], tests: dict[str, dict[str, Any]]
+            ) -> dict[str, str]:
+    """Test id → passed / failed / unsupported: failed from cwltest's log, the others
+    from the exit code of the call that ran the test's tool and job (33: unsupported)."""
     started = re.findall(r"^Test \[(\d+)/\d+\] ([^:\s]+)", log, re.M)
     failed = set(re.findall(r"^Test (\d+) (?:failed|timed out)", log, re.M))
+    by_call: dict[tuple[str, ...], list[str]] = defaultdict(list)
+    for line in codes:
+        rc, _, args = line.partition(" ")
+        by_call[_call_key(args.split())].append(rc)
     found: dict[str, str] = {}
-    for k, (number, test_id) in enumerate(started):
-        if number in failed:
+    for number, test_id in started:
+        test = tests.get(test_id, {})
+        key = tuple(str(test[k]) for k in ("tool", "job") if test.get(k))
+        code = by_call[key].pop(0) if by_call.get(key) else None
+        if code == "33":  # cwltest fails a `required` test for it: it is unsupported
+            found[test_id] = "unsupported"
+        elif number in failed:
             found[test_id] = "failed"
-        elif k < len(codes):
-            found[test_id] = "unsupported" if codes[k] == "33" else "passed"
+        elif code is not None:
+            found[test_id] = "passed"
     return found
 
 

@@ -5,20 +5,26 @@
   ``pickValue``, ``default``, ``valueFrom``), its ``when``, then its process;
 - ``cwl.scatter``: a scattered step's inputs split into its jobs (then ``cwl.step``
   runs once per job, as a ``foreach``);
+- ``cwl.inputs`` and ``cwl.gather``: an inlined subworkflow's input object and its
+  outputs (its steps are ``cwl.step`` like the others);
 - ``cwl.outputs``: the workflow's output object, its files moved into ``outdir``.
 
 Every process runs with cwltool (app/cwl/execute.py) in the step's scratch directory;
-its output files stay there (in ``<step dir>/out``), where the next steps read them:
-across hosts, ``CHORDFLOW_WORKDIR`` must be a shared directory.
+its output files stay there (in ``<step dir>/out``), where the next steps read them
+(across hosts, ``CHORDFLOW_WORKDIR`` must then be a shared directory), or, with
+``CHORDFLOW_CWL_REMOTE``, are pushed to that remote and fetched by the steps reading
+them (app/cwl/remote.py).
 """
 
 from __future__ import annotations
 
+import functools
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from chordflow.cwl.convert import with_defaults
 from chordflow.cwl.document import process_of
 from chordflow.cwl.execute import derive, run_cwltool
 from chordflow.cwl.inputs import (
@@ -34,6 +40,9 @@ from chordflow.cwl.inputs import (
 from chordflow.cwl.inputs import (
     scatter as scatter_jobs,
 )
+from chordflow.cwl.remote import configured, stage_in, stage_out
+from chordflow.cwl.secondary import missing_required
+from chordflow.cwl.values import decode, encode
 from chordflow.errors import StepFailed
 from chordflow.modules.context import StepContext
 from chordflow.modules.registry import StepModule
@@ -46,6 +55,20 @@ class CwlInputFailed(StepFailed):
     """A step's inputs that do not fit (rendering is deterministic: no retry helps)."""
 
     final = True
+
+
+_Method = TypeVar("_Method", bound=Callable[..., dict[str, Any]])
+
+
+def _recorded(fn: _Method) -> _Method:
+    """A method that takes its params as the run records them (integers beyond 8 bytes
+    encoded, app/cwl/values.py) and returns its outputs the same way."""
+
+    @functools.wraps(fn)
+    def wrapper(ctx: StepContext, **params: Any) -> dict[str, Any]:
+        return dict(encode(fn(ctx, **decode(params))))
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _value(source: Mapping[str, Any]) -> Any:
@@ -76,6 +99,7 @@ def _inputs(spec: Mapping[str, Mapping[str, Any]], step: str) -> dict[str, Any]:
 
 
 @module.method
+@_recorded
 def tool(ctx: StepContext, document: dict[str, Any], process: str, job: dict[str, Any],
          outdir: str | None = None) -> dict[str, Any]:
     """Run one CWL process alone; ``cwl`` is its output object.
@@ -86,10 +110,26 @@ def tool(ctx: StepContext, document: dict[str, Any], process: str, job: dict[str
     outdir: where its output files go (default: the step's scratch directory).
     """
     out = Path(outdir) if outdir else ctx.workdir / "out"
-    return {"cwl": run_cwltool(ctx, document, process, job, out)}
+    return {"cwl": _run(ctx, document, process, job, out, push=False)}
+
+
+def _run(ctx: StepContext, document: dict[str, Any], process: str, job: dict[str, Any],
+         outdir: Path, push: bool = True) -> dict[str, Any]:
+    """Run the process; with ``CHORDFLOW_CWL_REMOTE``, its input files on the remote
+    fetched first and (``push``) its output files pushed there after (app/cwl/remote.py)."""
+    remote = configured()
+    if remote is None:
+        return run_cwltool(ctx, document, process, job, outdir)
+    local_job, release = stage_in(ctx, job, remote)
+    try:
+        result = run_cwltool(ctx, document, process, local_job, outdir)
+    finally:
+        release()
+    return dict(stage_out(ctx, result, remote)) if push else result
 
 
 @module.method
+@_recorded
 def step(ctx: StepContext, document: dict[str, Any], process: str, step: str,
          outputs: list[str], inputs: dict[str, Any] | None = None,
          job: dict[str, Any] | None = None, requirements: list[dict[str, Any]] | None = None,
@@ -113,15 +153,49 @@ def step(ctx: StepContext, document: dict[str, Any], process: str, step: str,
     if not run_it:
         ctx.logger.info("step %s: when is false, skipped (its outputs are null)", step)
         return {name: None for name in outputs}
-    declared = {i["id"].rsplit("/", 1)[-1] for i in process_of(document, process)
-                .get("inputs") or ()}
+    tool = process_of(document, process)
+    declared = {i["id"].rsplit("/", 1)[-1] for i in tool.get("inputs") or ()}
     tool_job = {k: v for k, v in prepared.items() if k in declared}
-    result = run_cwltool(ctx, derive(document, process, reqs, hints or []), process,
-                         tool_job, ctx.workdir / "out")
+    missing = missing_required(list(tool.get("inputs") or ()), tool_job)
+    if missing:  # cwltool's own check, had the step run inside its workflow engine
+        raise CwlInputFailed(f"step '{step}': {missing}")
+    result = _run(ctx, derive(document, process, reqs, hints or []), process, tool_job,
+                  ctx.workdir / "out")
     return {name: result.get(name) for name in outputs}
 
 
 @module.method
+@_recorded
+def inputs(ctx: StepContext, document: dict[str, Any], process: str, step: str,
+           inputs: dict[str, Any], requirements: list[dict[str, Any]] | None = None
+           ) -> dict[str, Any]:
+    """A subworkflow step's input object (its steps are chordflow steps): the step's
+    inputs from their sources, valueFrom, then the subworkflow's defaults.
+
+    process: the subworkflow's id in the document.
+    inputs: each input's sources and options (linkMerge, pickValue, default, valueFrom).
+    """
+    reqs = list(requirements or [])
+    try:
+        prepared = value_from(_inputs(inputs, step), inputs, reqs)
+    except StepInputError as exc:
+        raise CwlInputFailed(str(exc)) from None
+    except Exception as exc:  # an expression's own error (JavaScript, a bad reference)
+        raise CwlInputFailed(f"step '{step}': {type(exc).__name__}: {exc}") from None
+    workflow = process_of(document, process)
+    declared = {i["id"].rsplit("/", 1)[-1] for i in workflow.get("inputs") or ()}
+    return with_defaults(workflow, {k: v for k, v in prepared.items() if k in declared})
+
+
+@module.method
+@_recorded
+def gather(ctx: StepContext, outputs: dict[str, Any]) -> dict[str, Any]:
+    """A subworkflow step's outputs, from its steps' (what the outer steps read)."""
+    return _inputs(outputs, "outputs")
+
+
+@module.method
+@_recorded
 def scatter(ctx: StepContext, step: str, inputs: dict[str, Any], scatter: list[str],
             method: str | None = None, requirements: list[dict[str, Any]] | None = None
             ) -> dict[str, Any]:
@@ -135,6 +209,7 @@ def scatter(ctx: StepContext, step: str, inputs: dict[str, Any], scatter: list[s
 
 
 @module.method
+@_recorded
 def outputs(ctx: StepContext, outputs: dict[str, Any], outdir: str | None = None
             ) -> dict[str, Any]:
     """The workflow's output object (``cwl``), its files copied into ``outdir``."""
@@ -142,7 +217,14 @@ def outputs(ctx: StepContext, outputs: dict[str, Any], outdir: str | None = None
     if outdir:
         target = Path(outdir)
         target.mkdir(parents=True, exist_ok=True)
-        result = _relocate(result, target, set())
+        remote = configured()
+        release: Callable[[], None] = lambda: None  # noqa: E731
+        if remote is not None:  # the files on the remote fetched here first
+            result, release = stage_in(ctx, result, remote)
+        try:
+            result = _relocate(result, target, set())
+        finally:
+            release()
     return {"cwl": result}
 
 

@@ -8,5 +8,13 @@
   ``pickValue``, ``default``, scatter, ``valueFrom``, ``when``), plain functions;
 - :mod:`chordflow.cwl.execute`: one process run by cwltool in a subprocess (the
   command line, staging, containers, expressions are cwltool's);
-- :mod:`chordflow.cwl.runner`: ``chordflow-cwl``, the conformance runner contract.
+- :mod:`chordflow.cwl.runner`: ``chordflow-cwl``, the conformance runner contract;
+- :mod:`chordflow.cwl.values`: floats as written and integers beyond 8 bytes, kept
+  through the run's JSON and MongoDB records;
+- :mod:`chordflow.cwl.resources`: ResourceRequirement recorded, and routed to a queue
+  (``CHORDFLOW_CWL_QUEUES``);
+- :mod:`chordflow.cwl.secondary`: a workflow's input Files with their declared
+  secondary files, and a tool's required ones checked, as cwltool's workflow engine;
+- :mod:`chordflow.cwl.remote`: files between steps through a remote of the data plane
+  (``CHORDFLOW_CWL_REMOTE``) instead of a shared directory.
 """

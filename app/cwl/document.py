@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-import yaml
+from chordflow.cwl.values import plain
 
 log = logging.getLogger("chordflow.cwl")
 
@@ -65,7 +65,7 @@ def pack_document(source: str | Path | Mapping[str, Any], base: str | None = Non
         raise
     except Exception as exc:  # schema-salad and cwltool raise many kinds, all invalid input
         raise CwlInvalid(f"the CWL document does not load: {_first_lines(str(exc))}") from None
-    return normalise(dict(packed))
+    return normalise(plain(dict(packed)))
 
 
 def _tool_uri(text: str) -> str:
@@ -116,16 +116,21 @@ def read_job(source: str | Path | Mapping[str, Any] | None, base: str | None = N
              ) -> dict[str, Any]:
     """The job object, with every relative File and Directory ``location`` (and
     ``path``) made absolute against the job file's directory (or ``base``)."""
+    from ruamel.yaml.error import YAMLError
+    from schema_salad.utils import yaml_no_ts
+
     if source is None:
         return {}
     if isinstance(source, Mapping):
-        job = copy.deepcopy(dict(source))
+        job = plain(copy.deepcopy(dict(source)))
         where = _as_uri(base or os.getcwd(), directory=True)
     else:
         path = Path(source)
         try:
-            job = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
+            # YAML 1.2, as cwltool reads it (``1e-05`` is a float, not a string), its
+            # floats as they were written (values.plain).
+            job = plain(yaml_no_ts().load(path.read_text()) or {})
+        except (OSError, YAMLError) as exc:
             raise CwlInvalid(f"the job object {path} does not load: {exc}") from None
         where = path.resolve().parent.as_uri() + "/"
     if not isinstance(job, dict):

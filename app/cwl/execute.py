@@ -69,17 +69,22 @@ def run_cwltool(ctx: StepContext, document: Mapping[str, Any], process_id: str,
                 job: Mapping[str, Any], outdir: Path) -> dict[str, Any]:
     """Run ``process_id`` of ``document`` on ``job``; its output object (files in
     ``outdir``). CwlStepUnsupported for cwltool's exit 33, CwlStepFailed otherwise."""
-    text = json.dumps(document, sort_keys=True)
+    # UTF-8, not \u escapes: cwltool reads these files as YAML, which takes a character
+    # beyond the BMP written as a JSON surrogate pair (an emoji) for two lone surrogates.
+    text = json.dumps(document, sort_keys=True, ensure_ascii=False)
     work = ctx.workdir
     doc_path = work / f"process-{hashlib.sha256(text.encode()).hexdigest()[:16]}.cwl.json"
-    doc_path.write_text(text)
+    doc_path.write_text(text, encoding="utf-8")
     job_path = work / "job.json"
-    job_path.write_text(json.dumps(job))
+    job_path.write_text(json.dumps(job, ensure_ascii=False), encoding="utf-8")
     outdir.mkdir(parents=True, exist_ok=True)
     tmp = work / "tmp"
     tmp.mkdir(exist_ok=True)
     # cwltool.main.run, not ``python -m cwltool``: its __main__ drops the exit code.
-    cmd = [sys.executable, "-c", _RUN, "--disable-color", "--outdir", str(outdir),
+    # --relax-path-checks: CWL allows any file name (a space, a '#': conformance test
+    # filename_with_hash_mark); cwltool alone accepts only [a-zA-Z0-9._+-] without it.
+    cmd = [sys.executable, "-c", _RUN, "--disable-color", "--relax-path-checks",
+           "--outdir", str(outdir),
            "--tmpdir-prefix", f"{tmp}/", "--tmp-outdir-prefix", f"{tmp}/out-"]
     engine = container_engine()
     if engine == "podman":

@@ -28,8 +28,10 @@ class StepInputError(ValueError):
 
 
 def merge(values: Sequence[Any], link_merge: str | None, is_list: bool) -> Any:
-    """The value of one input from its sources' values."""
-    if not is_list:
+    """The value of one input from its sources' values: as cwltool does, a ``source``
+    list of one item without ``linkMerge`` is that item's value, unwrapped (so it needs
+    no MultipleInputFeatureRequirement); several are ``merge_nested`` by default."""
+    if link_merge is None and (not is_list or len(values) <= 1):
         return values[0] if values else None
     if link_merge == "merge_flattened":
         flat: list[Any] = []
@@ -40,10 +42,9 @@ def merge(values: Sequence[Any], link_merge: str | None, is_list: bool) -> Any:
 
 
 def pick(value: Any, method: str | None, where: str) -> Any:
-    if method is None:
-        return value
-    items = value if isinstance(value, list) else [value]
-    present = [v for v in items if v is not None]
+    if method is None or not isinstance(value, list):
+        return value  # cwltool picks among a list only (one source's value stays)
+    present = [v for v in value if v is not None]
     if method == "all_non_null":
         return present
     if method == "first_non_null":

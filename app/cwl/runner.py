@@ -23,6 +23,7 @@ from typing import Any
 
 from chordflow.cwl.convert import cwl_document
 from chordflow.cwl.document import CwlInvalid, CwlUnsupported
+from chordflow.cwl.values import decode
 
 EXIT_OK, EXIT_FAILED, EXIT_UNSUPPORTED, EXIT_INTERRUPTED = 0, 1, 33, 130
 #: What a step's error says when its process needs an unsupported feature.
@@ -34,7 +35,7 @@ log = logging.getLogger("chordflow.cwl")
 def outcome(report: Mapping[str, Any]) -> tuple[int, Any]:
     """The exit code and the output object of a finished run's report."""
     if report["status"] == "succeeded":
-        return EXIT_OK, (report.get("outputs") or {}).get("cwl") or {}
+        return EXIT_OK, decode((report.get("outputs") or {}).get("cwl") or {})
     errors = [str(s.get("error") or "") for s in report["steps"].values()]
     if any(UNSUPPORTED_MARK in e for e in errors):
         return EXIT_UNSUPPORTED, None

@@ -13,6 +13,9 @@ def test_link_merge_and_pick_value() -> None:
     assert merge([[1, 2], 3], "merge_flattened", True) == [1, 2, 3]
     assert merge([[1, 2], 3], None, True) == [[1, 2], 3]  # merge_nested by default
     assert merge([5], None, False) == 5
+    assert merge([5], None, True) == 5  # source: [a] alone is a's value, as cwltool has it
+    assert merge([5], "merge_nested", True) == [5]
+    assert pick(None, "first_non_null", "s/i") is None  # one source's value: no picking
     assert pick([None, 2, 3], "first_non_null", "s/i") == 2
     assert pick([None, 2, None], "the_only_non_null", "s/i") == 2
     assert pick([None, 2, 3], "all_non_null", "s/i") == [2, 3]

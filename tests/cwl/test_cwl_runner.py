@@ -64,3 +64,30 @@ def test_chordflow_run_takes_a_cwl_document_and_its_job(tmp_path: Path) -> None:
     assert report["steps"]["greet"]["status"] == "succeeded"
     assert len(report["steps"]["greet"]["outputs"]["items"]) == 2
 
+
+
+def test_floats_reach_the_command_line_as_they_were_written(tmp_path: Path) -> None:
+    # The document is recorded as JSON with the run: 1.23e5 must still print 123000
+    # (cwltool prints a float from its written text), 123000.0 still 123000.0, and a
+    # job file is read as YAML 1.2 (2.5e3 is a float there, not a string).
+    done = cwl("--quiet", "--outdir", str(tmp_path / "out"), str(DOCS / "floats.cwl"),
+               str(DOCS / "floats-job.yml"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "floats.txt").read_text() == "0.00001 123000 123000.0 2500"
+    done = cwl("--quiet", str(DOCS / "bigint.cwl"), cwd=tmp_path)  # and an int of 18 bytes
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"big": 42 * 10**41, "small": 4242424242}
+
+
+def test_a_subworkflow_s_steps_are_chordflow_steps(tmp_path: Path) -> None:
+    # features.cwl's "sub" (run above, end to end) becomes its input object, its own
+    # step and the gathering of its outputs, each a chordflow step of the run.
+    from chordflow.cwl.convert import cwl_document
+
+    doc = cwl_document(DOCS / "features.cwl", DOCS / "features-job.yml", tmp_path)
+    steps = {s["name"]: s for s in doc["steps"]}
+    assert [n for n in steps if n.startswith("sub")] == ["sub__inputs", "sub__twice", "sub"]
+    assert (steps["sub__inputs"]["method"], steps["sub__twice"]["method"],
+            steps["sub"]["method"]) == ("inputs", "step", "gather")
+    assert steps["sub__twice"]["params"]["inputs"]["n"]["sources"] == [
+        {"value": "${steps.sub__inputs.outputs}", "key": "n"}]
