@@ -17,6 +17,7 @@ from chordflow.data.staging import Stager
 from chordflow.engine.counting import LINGER_SECONDS as COUNT_LINGER_SECONDS
 from chordflow.engine.engine import Engine
 from chordflow.engine.mongo_store import MongoStore
+from chordflow.jobs.key_tokens import CIPHER_SECRET
 from chordflow.modules.context import step_environment
 from chordflow.modules.registry import default_registry
 from chordflow.tasks.dispatch import CeleryDispatcher
@@ -40,7 +41,9 @@ def build_engine(app: Celery, settings: Settings | None = None, *,
         store,
         default_registry(),
         CeleryDispatcher(app, settings),
-        secrets=settings.load_secrets(),
+        # Not the key of the stored tokens' cipher: no workflow may name it.
+        secrets={name: value for name, value in settings.load_secrets().items()
+                 if name != CIPHER_SECRET},
         workdir=settings.workdir,
         count_linger=COUNT_LINGER_SECONDS,
         on_finish=FinishedSignal(app).announce,

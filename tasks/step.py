@@ -87,7 +87,8 @@ def run_step(
                   exc, extra={"run_id": run_id, "step": step})
         raise Reject(str(exc), requeue=True) from exc
     except Exception as exc:  # recorded; a chord must see this element finish
-        engine.fail_unexpected(message, exc, task_id=self.request.id)
+        if not message.batch:  # (a batch records its elements' own failures)
+            engine.fail_unexpected(message, exc, task_id=self.request.id)
         raise
     finally:
         _cancel_watch(engine).unwatch(token)

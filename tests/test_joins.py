@@ -112,3 +112,25 @@ def test_a_batch_counts_its_elements_once_beside_their_own_counts(mongo_url):
     assert store.count_items(run_id, "each", range(100, 200)) == 0
     assert store.get_steps(run_id)["each"].items_left == 0
     store.close()
+
+
+def test_a_group_marked_without_its_share_of_the_step_is_finished_by_the_next_count(
+        mongo_url):
+    """A task stopped between a group's count and the step's (killed, or the store gone
+    past its patience): the next count of any of the group's elements, a redelivered
+    batch's or an element's own, finds the group full and makes the step's count."""
+    from chordflow.engine.mongo_store import _group_id
+
+    n = 128
+    store, run_id = foreach_losing_replies(mongo_url, n)
+    for group in (0, 1):  # every element marked in its group; the step not told
+        marked = store._count_once(store._marks, _group_id(run_id, "each", group), "done",
+                                   [f"i{i}" for i in range(group * 64, group * 64 + 64)],
+                                   "left")
+        assert marked is not None and marked["left"] == 0
+    assert store.get_steps(run_id)["each"].items_left == n
+    assert store.count_items(run_id, "each", range(0, 64)) == 64  # a redelivered batch
+    assert store.count_item(run_id, "each", 100) == 0  # an element's own repeat
+    assert store.count_items(run_id, "each", range(0, 64)) is None  # once only
+    assert store.get_steps(run_id)["each"].items_left == 0
+    store.close()

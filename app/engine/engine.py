@@ -166,7 +166,8 @@ class Engine(Release, Recovery):
         self.leases = LeaseKeeper(store, lease_seconds) if lease_seconds else None
         #: Running attempts' output, in the store about once a second as they run.
         self.live_output = LiveOutput(
-            store, self.worker, lambda text: redact(text, self.secrets) if self.secrets else text)
+            store, lambda: self.worker,
+            lambda text: redact(text, self.secrets) if self.secrets else text)
         #: What recorded runs' plans compile against: a worker compiles a run that
         #: another host validated, and a module missing here must fail only its own
         #: steps, at once, naming this worker (Registry.tolerant).
@@ -380,7 +381,7 @@ class Engine(Release, Recovery):
         """
         with self.events.deferred():
             if msg.batch:
-                failure = self._run_batch(msg, cancel_events, task_id)
+                failure = self._run_batch(msg, cancel_events, task_id, cancel_event)
             else:
                 failure = self._execute(msg, cancel_event, deadline, task_id)
         # The attempt's events are in the store before its message is acknowledged: a
@@ -394,12 +395,13 @@ class Engine(Release, Recovery):
         return failure
 
     def _run_batch(self, msg: TaskMessage, cancel_events: CancelEvents | None,
-                   task_id: str | None) -> str | None:
+                   task_id: str | None, cancelled: threading.Event | None = None
+                   ) -> str | None:
         """Run a batch's elements in turn, each exactly as if it had a message of its own
-        (its claim, lease, record, retry and count are its own), but read together
-        and with their events written once. Elements already finished (a redelivered
-        batch, a cancelled run) cost nothing. The failures of those that failed for
-        good, if any.
+        (its claim, lease, record, retry and count are its own), but read together and
+        counted together. Elements already finished (a redelivered batch, a cancelled
+        run) cost nothing, and once ``cancelled`` is set (the run was cancelled) the
+        batch stops. The failures of those that failed for good, if any.
 
         A store outage past its patience raises StoreUnavailable with ``pending`` (the
         element's outcome to record, or else the batch) and ``rest`` (then the batch
@@ -415,6 +417,8 @@ class Engine(Release, Recovery):
         self._batch.finished = ((run.id, msg.step), finished)
         try:
             for index in msg.elements:
+                if cancelled is not None and cancelled.is_set():
+                    return None  # the cancel recorded every element left
                 item = items.get(index)
                 if item is None or item.status in STEP_FINISHED:
                     continue

@@ -93,9 +93,11 @@ def with_live(recorded: list[LogLine], live: Iterable[LogLine]) -> list[LogLine]
 class LiveOutput:
     """Follows the output of the attempts an engine runs, into the store."""
 
-    def __init__(self, store: Store, worker: str, redact: Callable[[str], str],
-                 interval: float = LIVE_SECONDS):
+    def __init__(self, store: Store, worker: str | Callable[[], str],
+                 redact: Callable[[str], str], interval: float = LIVE_SECONDS):
         self.store = store
+        #: Who runs the attempts: a name, or what gives it (a Celery worker names its
+        #: engine after it was made, as its tasks start).
         self.worker = worker
         self.redact = redact
         self.interval = interval
@@ -105,6 +107,9 @@ class LiveOutput:
         self._thread: threading.Thread | None = None
         #: Attempts with live pages in the store, until their output is recorded.
         self._written: Recent[tuple[str, str, int], bool] = Recent(10_000)
+
+    def _worker_name(self) -> str:
+        return self.worker() if callable(self.worker) else self.worker
 
     def watch(self, run_id: str, step: str, attempt: int, captured: Captured) -> Watched:
         """Follow an attempt from now on; ``forget`` it when it ends."""
@@ -159,7 +164,8 @@ class LiveOutput:
             return
         lines = one.captured.snapshot()
         pages = paginate(lines, lambda ts, stream, text: LogLine(
-            one.run_id, one.step, one.attempt, stream, text, self.worker, ts), self.redact)
+            one.run_id, one.step, one.attempt, stream, text, self._worker_name(), ts),
+            self.redact)
         shapes = [[(line.stream, line.text) for line in page] for page in pages]
         changed = {i: page for i, page in enumerate(pages)
                    if i >= len(one.pages) or one.pages[i] != shapes[i]}

@@ -465,10 +465,14 @@ class MongoStore:
         zero), else the elements left to the step.
         """
         group = index // COUNT_GROUP
-        doc = self._count_once(self._marks, _group_id(run_id, name, group), "done",
-                               [f"i{index}"], "left")
-        if doc is None or doc["left"] != 0:
-            return None if doc is None else int(doc["left"])
+        doc_id = _group_id(run_id, name, group)
+        doc = self._count_once(self._marks, doc_id, "done", [f"i{index}"], "left")
+        if doc is None:  # counted before: perhaps by a task stopped before its group's count
+            doc = self._marks.find_one({"_id": doc_id})
+            if doc is None or doc["left"] != 0:
+                return None
+        elif doc["left"] != 0:
+            return int(doc["left"])
         return self._count_group(run_id, name, group, int(doc["size"]))
 
     def count_items(self, run_id: str, name: str, indices: Collection[int]) -> int | None:
@@ -485,15 +489,20 @@ class MongoStore:
             doc_id = _group_id(run_id, name, group)
             while keys:
                 doc = self._count_once(self._marks, doc_id, "done", keys, "left")
-                if doc is not None:
-                    if doc["left"] == 0:
-                        left = self._count_group(run_id, name, group, int(doc["size"]))
-                    break
-                marked = (self._marks.find_one({"_id": doc_id}) or {}).get("done") or {}
-                unmarked = [key for key in keys if key not in marked]
-                if unmarked == keys:  # refused, yet nothing marked: leave it to a resume
-                    break
-                keys = unmarked
+                if doc is None:
+                    doc = self._marks.find_one({"_id": doc_id}) or {}
+                    unmarked = [key for key in keys if key not in (doc.get("done") or {})]
+                    if unmarked == keys:  # refused, yet nothing marked: leave it to a resume
+                        break
+                    keys = unmarked
+                    if keys or doc.get("left") != 0:
+                        continue
+                    # All counted before, perhaps by a delivery stopped before its
+                    # group's count: that count (marked per group) is made here if so.
+                if doc["left"] == 0:
+                    counted = self._count_group(run_id, name, group, int(doc["size"]))
+                    left = left if counted is None else counted
+                break
         return left
 
     def _count_group(self, run_id: str, name: str, group: int, size: int) -> int | None:

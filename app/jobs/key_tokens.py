@@ -37,10 +37,11 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from chordflow.engine.redaction import redact
-from chordflow.errors import StepFailed, StepWaiting
+from chordflow.errors import StepFailed, StepWaiting, StoreUnavailable
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from pymongo.errors import PyMongoError
 
 #: The secret (CHORDFLOW_SECRETS, or a file of CHORDFLOW_SECRETS_DIR) that keys the
 #: tokens' encryption; the API and every worker need the same value.
@@ -86,9 +87,13 @@ def decrypt(ciphertext: str, secrets: Mapping[str, str], key_id: str) -> str:
 
 
 def record_submitter(db: Any, run_id: str, key_id: str) -> None:
-    """Remember that ``key_id`` submits ``run_id`` (before the run starts)."""
-    db[RUN_KEYS].replace_one({"_id": run_id}, {"_id": run_id, "key_id": key_id},
-                             upsert=True)
+    """Remember that ``key_id`` submits (or re-runs) ``run_id``, before the run starts.
+    An unreachable store is StoreUnavailable (the API's 503), as for every store call."""
+    try:
+        db[RUN_KEYS].replace_one({"_id": run_id}, {"_id": run_id, "key_id": key_id},
+                                 upsert=True)
+    except PyMongoError as exc:
+        raise StoreUnavailable(f"MongoDB did not record the run's key: {exc}") from exc
 
 
 def token_of_key(db: Any, key_id: str, secrets: Mapping[str, str]) -> str:

@@ -252,6 +252,12 @@ def test_token_from_key_sends_the_submitting_keys_token_never_recorded(stack: St
     assert f"API key {bob_id} (bob) has no stored token" in step["error_message"]
     assert "chordflow keys set-token" in step["error_message"]
     assert jobs_of(stack.service, "/bob/home") == {}
+    # Re-run by alice: it acts for alice now (the key that starts it again), not bob.
+    rerun = stack.api.post(f"/api/v1/runs/{failed_id}/rerun", headers=headers)
+    assert rerun.status_code == 200, rerun.text
+    assert stack.wait(failed_id)["status"] == "succeeded"
+    [rerun_job] = jobs_of(stack.service, "/bob/home").values()
+    assert rerun_job["token"] == KEY_TOKEN
 
     # Never in clear: not in what the API answers, nor in MongoDB, nor in the logs.
     for rid in (run_id, long_id):
@@ -279,3 +285,15 @@ def test_token_from_key_sends_the_submitting_keys_token_never_recorded(stack: St
     assert answer.status_code == 200 and answer.json()["token"] == "***", answer.text
     assert KEY_TOKEN not in answer.text
     assert stack.api.put("/api/v1/keys/nope/token", json={"token": "x" * 8}).status_code == 404
+
+
+def test_no_workflow_may_name_the_secret_that_keys_the_stored_tokens(stack: Stack) -> None:
+    """TOKEN_ENCRYPTION_KEY is configured with the other secrets, but with it and a copy
+    of the keys' collection every stored token decrypts: a workflow naming it is
+    refused at submission, as an unknown secret is, and the refusal does not show it."""
+    answer = stack.api.post("/api/v1/runs", json={"workflow": {"name": "leak", "steps": [
+        {"name": "send", "module": "echo",
+         "params": {"key": "${secrets.TOKEN_ENCRYPTION_KEY}"}}]}})
+    assert answer.status_code == 422, answer.text
+    assert "TOKEN_ENCRYPTION_KEY" in answer.text and "send" in answer.text
+    assert CIPHER["TOKEN_ENCRYPTION_KEY"] not in answer.text

@@ -257,6 +257,10 @@ def cancel_run(request: Request, run_id: str, principal: Operator) -> RunAction:
 def rerun_run(request: Request, run_id: str, principal: Operator) -> RunAction:
     """Run a failed or cancelled run again from its failed steps, keeping what succeeded."""
     service = service_of(request)
+    if service.engine.store.get_run(run_id).status in (RunStatus.FAILED, RunStatus.CANCELLED):
+        # Its job steps act for whoever starts them again (token_from: key), not for
+        # the key that first submitted it.
+        _record_submitter(service.engine.store, principal, run_id)
     try:
         steps = service.engine.rerun(run_id)
     except ValueError as exc:
