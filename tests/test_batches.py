@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from chordflow.engine.dispatch import TaskMessage, foreach_batches
 from chordflow.engine.engine import Engine
-from chordflow.engine.mongo_store import MongoStore
+from chordflow.engine.mongo_store import MongoStore, _group_id
 from chordflow.engine.state import RunStatus, StepStatus
 from chordflow.modules.registry import default_registry
 from chordflow.workflow.loader import load_data
@@ -122,3 +122,25 @@ def test_an_element_of_a_batch_is_retried_on_its_own_and_a_failure_names_it(
     assert items[6].status is StepStatus.FAILED and items[6].attempts == 2
     assert all(items[i].status is StepStatus.SUCCEEDED for i in (0, 1, 2, 3, 4, 7, 8, 9))
     assert "1 of 10 items failed; item 6" in (run.error or "")
+
+
+def test_a_batch_of_a_cancelled_run_stops_at_once(batching):
+    """The task's cancel event set (the run was cancelled): the batch runs and counts
+    nothing more (its elements are the cancel's to record)."""
+    import threading
+
+    engine, held = batching
+    run_id = start(engine, {"name": "cancelled", "steps": [
+        {"name": "each", "module": "echo", "foreach": list(range(10)),
+         "params": {"n": "${item}"}}]})
+    first, second = held.sent[0], held.sent[1]
+    engine.execute(second, task_id=second.task_id)  # this process now knows it running
+    assert engine.cancel(run_id)
+    cancelled = threading.Event()
+    cancelled.set()
+    engine.execute(first, cancelled, task_id=first.task_id)
+    each = engine.store.get_steps(run_id, ["each"])["each"]
+    assert {i.status for i in (each.items or [])[:4]} == {StepStatus.CANCELLED}
+    group = engine.store._marks.find_one(  # type: ignore[attr-defined]
+        {"_id": _group_id(run_id, "each", 0)})
+    assert group["left"] == 6  # the second batch's four; the first's not even counted
