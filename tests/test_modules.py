@@ -40,7 +40,7 @@ def test_bash_timeout_messages_name_the_limit_that_fired(run_workflow):
     assert s["status"] == "failed" and s["error"] == \
         "command timed out after 0.3s and was killed"
     report = run_workflow({"name": "t", "steps": [
-        {"name": "s", "module": "bash", "timeout": 0.3,
+        {"name": "s", "module": "bash", "timeout": 1.5,  # the process starts well before
          "params": {"cmd": "sleep 20", "timeout": 10}}]})
     assert report["steps"]["s"]["error"] == \
         "command timed out after the step's timeout and was killed"
